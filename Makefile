@@ -1,0 +1,169 @@
+# poolsrv - GNU Make build.
+#
+#   make            library (static + shared), poolsrv-echo, poolsrv-client, poolsrv-bench
+#   make run        build and serve echo on $(RUN_ADDR)
+#   make test       unit + integration tests (Check) and the bench smoke test
+#   make asan       the tests under AddressSanitizer + UBSan
+#   make tsan       the tests under ThreadSanitizer
+#   make install    PREFIX=/usr/local DESTDIR= (header, libraries, poolsrv.pc, binaries)
+#
+# Objects go to $(B)/; V=1 shows the commands.
+
+VERSION := $(shell cat VERSION)
+MAJOR   := $(firstword $(subst ., ,$(VERSION)))
+
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+PCDIR   ?= $(LIBDIR)/pkgconfig
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN    := -std=c11 -Wall -Wextra -Wpedantic -Werror
+SAN     ?=
+PKG_CONFIG ?= pkg-config
+ALL_CFLAGS   = $(WARN) $(CFLAGS) $(SAN) -pthread -MMD -MP
+ALL_CPPFLAGS = -D_GNU_SOURCE -Ilib/include $(CPPFLAGS)
+ALL_LDFLAGS  = $(SAN) -pthread $(LDFLAGS)
+
+RUN_ADDR ?= 127.0.0.1:7000
+
+# B: object directory; O: prefix of the output directories.  Sanitizer
+# builds set both to build/<name>/ so they never mix with the normal build.
+B ?= build
+O ?=
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+LIB_SRC := $(wildcard lib/src/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
+LIBA    := $(O)lib/libpoolsrv.a
+LIBSO_REAL := $(O)lib/libpoolsrv.so.$(VERSION)
+LIBSO   := $(O)lib/libpoolsrv.so
+ECHO    := $(O)server/poolsrv-echo
+TESTBIN := $(B)/tests/run-tests
+TEST_SRC := $(wildcard tests/check_*.c) tests/test_util.c tests/run_tests.c
+TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
+
+.PHONY: all run test check unit test-extra asan tsan clean install uninstall deps
+.DEFAULT_GOAL := all
+
+# Fragments for the other programs append to PROGRAMS (installed to BINDIR)
+# and may add recipes to the double-colon rule test-extra.
+PROGRAMS := $(ECHO)
+-include client/client.mk bench/bench.mk
+
+all: $(LIBA) $(LIBSO) $(PROGRAMS) $(O)lib/poolsrv.pc
+
+# ------------------------------------------------------------------ library
+$(B)/lib/src/%.o: lib/src/%.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CPPFLAGS) -DPS_VERSION_STRING='"$(VERSION)"' $(ALL_CFLAGS) \
+		-fPIC -fvisibility=hidden -c $< -o $@
+
+$(LIBA): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(LIBSO_REAL): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared -Wl,-soname,libpoolsrv.so.$(MAJOR) $(ALL_LDFLAGS) -o $@ $^
+
+$(LIBSO): $(LIBSO_REAL)
+	$(Q)ln -sf libpoolsrv.so.$(VERSION) $(O)lib/libpoolsrv.so.$(MAJOR)
+	$(Q)ln -sf libpoolsrv.so.$(VERSION) $@
+
+$(O)lib/poolsrv.pc: lib/poolsrv.pc.in VERSION
+	@mkdir -p $(@D)
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+		-e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# ----------------------------------------------------------------- programs
+$(B)/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(ECHO): $(B)/server/echo.o $(B)/server/echo_handlers.o $(LIBA)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
+
+run: $(ECHO)
+	./$(ECHO) --listen $(RUN_ADDR)
+
+# -------------------------------------------------------------------- tests
+# Check is the one test dependency.  Missing?  As root we install it; otherwise
+# we say what to run.
+CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS   = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
+
+deps:
+	@if ! $(PKG_CONFIG) --exists check 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Check unit-test library missing: installing it with apt-get"; \
+	    apt-get install -y -q check pkg-config >/dev/null || \
+	      { apt-get update -q >/dev/null && apt-get install -y -q check pkg-config >/dev/null; } ; \
+	  else \
+	    echo "error: the Check unit-test library is missing." >&2; \
+	    echo "       run: sudo apt-get install check pkg-config" >&2; exit 1; \
+	  fi; \
+	fi
+
+$(B)/tests/%.o: tests/%.c | deps
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CPPFLAGS) -Ilib/src $(CHECK_CFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(TESTBIN): $(TEST_OBJ) $(B)/server/echo_handlers.o $(LIBA)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS)
+
+unit: $(TESTBIN)
+	$(TESTBIN)
+
+# The test command of the README: the Check suite, then the bench smoke test.
+test check: all
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory test-extra
+
+test-extra::
+
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+TSAN_FLAGS := -fsanitize=thread
+
+asan:
+	$(MAKE) --no-print-directory B=build/asan O=build/asan/ SAN="$(ASAN_FLAGS)" CFLAGS="-O1 -g" unit
+tsan:
+	$(MAKE) --no-print-directory B=build/tsan O=build/tsan/ SAN="$(TSAN_FLAGS)" CFLAGS="-O1 -g" unit
+
+# ------------------------------------------------------------------ install
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR)
+	install -m 644 lib/include/poolsrv.h $(DESTDIR)$(INCDIR)/poolsrv.h
+	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)/libpoolsrv.a
+	install -m 755 $(LIBSO_REAL) $(DESTDIR)$(LIBDIR)/libpoolsrv.so.$(VERSION)
+	ln -sf libpoolsrv.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpoolsrv.so.$(MAJOR)
+	ln -sf libpoolsrv.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpoolsrv.so
+	install -m 644 lib/poolsrv.pc $(DESTDIR)$(PCDIR)/poolsrv.pc
+	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(INCDIR)/poolsrv.h $(DESTDIR)$(LIBDIR)/libpoolsrv.a \
+	      $(DESTDIR)$(LIBDIR)/libpoolsrv.so $(DESTDIR)$(LIBDIR)/libpoolsrv.so.$(MAJOR) \
+	      $(DESTDIR)$(LIBDIR)/libpoolsrv.so.$(VERSION) $(DESTDIR)$(PCDIR)/poolsrv.pc \
+	      $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGRAMS)))
+
+clean:
+	rm -rf build lib/libpoolsrv.a lib/libpoolsrv.so lib/libpoolsrv.so.* lib/poolsrv.pc \
+	       $(PROGRAMS)
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

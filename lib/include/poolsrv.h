@@ -1,0 +1,303 @@
+/*
+ * poolsrv.h - the one public header of poolsrv, a framework for multi-client
+ * TCP servers on POSIX threads.
+ *
+ * Data path: an acceptor/reactor thread accepts connections and watches idle
+ * ones in epoll; ready connections go through a bounded work queue to a fixed
+ * pool of worker threads, which run the user's handler.  Two handler styles:
+ *
+ *   blocking  serve(conn) owns the connection until it returns, and reads and
+ *             writes it with ps_conn_read()/ps_conn_write_all().  It may park
+ *             the connection (ps_conn_park) to free its worker while idle.
+ *   event     on_open/on_data/on_close callbacks; the connection waits in
+ *             epoll while idle and only ready connections occupy a worker.
+ *
+ * Conventions
+ *   - Functions that act return 0 (or a count) on success and a negative
+ *     errno value on failure; ps_strerror() turns one into text.
+ *   - Constructors return NULL on failure and fill a caller-supplied ps_err.
+ *   - Nothing here keeps global state: several servers can live in one process.
+ *   - The library never prints, exits or changes signal dispositions; it
+ *     reports through the log callback in ps_config, if one is set.
+ *   - Thread-safety is stated at each function.
+ */
+#ifndef POOLSRV_H
+#define POOLSRV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define PS_EXTERN __attribute__((visibility("default")))
+#else
+#define PS_EXTERN
+#endif
+
+typedef struct ps_server ps_server;
+typedef struct ps_conn ps_conn;
+
+/* ---------------------------------------------------------------- basics */
+
+/* The library version, e.g. "0.1.0".  Static storage; any thread. */
+PS_EXTERN const char *ps_version(void);
+
+/* Text for an error code; accepts -errno or errno.  Static storage (never
+ * NULL); any thread. */
+PS_EXTERN const char *ps_strerror(int err);
+
+/* Where constructors and start explain a failure: code is a negative errno,
+ * msg says which field or address was wrong and why. */
+typedef struct ps_err {
+    int code;
+    char msg[256];
+} ps_err;
+
+/* ------------------------------------------------------------- addresses */
+
+/* Parse a listen or connect address into *ss / *len.  Accepted forms:
+ *   "127.0.0.1:7000", "[::1]:7000", "0.0.0.0:0", "[::]:0", "localhost:7000",
+ *   "*:7000" (all IPv4 interfaces).  Port 0 asks the kernel for an ephemeral
+ *   port.  Only numeric hosts and "localhost" are accepted: a server's listen
+ *   address should not depend on DNS.
+ * Returns 0, or -EINVAL with err->msg naming the bad part.  Any thread. */
+PS_EXTERN int ps_addr_parse(const char *text, struct sockaddr_storage *ss, socklen_t *len,
+                            ps_err *err);
+
+/* Format an address as "1.2.3.4:80" or "[::1]:80" into buf (always
+ * NUL-terminated).  Returns buf.  Any thread. */
+PS_EXTERN char *ps_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap);
+
+/* --------------------------------------------------------------- logging */
+
+typedef enum ps_log_level {
+    PS_LOG_ERROR = 0,
+    PS_LOG_WARN = 1,
+    PS_LOG_INFO = 2,
+    PS_LOG_DEBUG = 3,
+} ps_log_level;
+
+/* Called from any of the server's threads, possibly concurrently; msg is
+ * valid only during the call and carries no trailing newline. */
+typedef void (*ps_log_fn)(ps_log_level level, const char *msg, void *user);
+
+/* -------------------------------------------------------------- handlers */
+
+/* Why an event-style connection closed (passed to on_close). */
+typedef enum ps_close_reason {
+    PS_CLOSE_EOF = 0,      /* the peer closed its side and all output was sent */
+    PS_CLOSE_LOCAL = 1,    /* the handler called ps_conn_close() */
+    PS_CLOSE_ERROR = 2,    /* I/O error, e.g. the peer reset the connection */
+    PS_CLOSE_OVERFLOW = 3, /* unconsumed input passed ps_config.max_input */
+    PS_CLOSE_SHUTDOWN = 4, /* the server stopped and the drain deadline passed */
+} ps_close_reason;
+
+PS_EXTERN const char *ps_close_reason_str(ps_close_reason why);
+
+/*
+ * A handler is either blocking (serve set) or event style (on_data set);
+ * setting both, or neither, is a configuration error.  `user` is the pointer
+ * given to ps_server_new().  Callbacks run on worker threads.
+ */
+typedef struct ps_handler {
+    /* Blocking style.  Owns `c` until it returns; the framework then closes
+     * the connection, unless serve called ps_conn_park().  Different
+     * connections are served concurrently on different workers. */
+    void (*serve)(ps_conn *c, void *user);
+
+    /* Event style.  For one connection, callbacks never run concurrently and
+     * always run in order: on_open, then on_data any number of times, then
+     * on_close exactly once (also when on_open fails). */
+    int (*on_open)(ps_conn *c, void *user); /* optional; nonzero return closes */
+    /* Bytes arrived.  Return how many were consumed (0..len); the rest is
+     * kept and presented again, followed by newer bytes, on the next call.
+     * `data` is valid only during the call. */
+    size_t (*on_data)(ps_conn *c, const char *data, size_t len, void *user);
+    void (*on_close)(ps_conn *c, ps_close_reason why, void *user); /* optional */
+
+    /* Optional message written (best effort, never blocking) to a
+     * connection refused by the `reject` policy before it is closed. */
+    const char *busy_msg;
+    size_t busy_len;
+} ps_handler;
+
+/* ---------------------------------------------------------- configuration */
+
+#define PS_MAX_LISTEN 16
+
+/* What the server does when the work queue is full. */
+typedef enum ps_policy {
+    PS_POLICY_BLOCK = 0,  /* stop accepting until a slot frees; the kernel backlog absorbs */
+    PS_POLICY_REJECT = 1, /* accept, write handler->busy_msg, close at once */
+} ps_policy;
+
+/* Parse "block" / "reject".  Returns 0 or -EINVAL. */
+PS_EXTERN int ps_policy_parse(const char *text, ps_policy *out);
+
+typedef struct ps_config {
+    const char *listen[PS_MAX_LISTEN]; /* addresses (see ps_addr_parse); strings are copied */
+    int nlisten;                       /* how many of listen[] are used (>= 1) */
+    int backlog;            /* listen(2) backlog; default 4096 */
+    int workers;            /* pool size, 1..1024; default 4 */
+    int queue_capacity;     /* work queue slots, 1..1048576; default 1024 */
+    ps_policy policy;       /* default PS_POLICY_BLOCK */
+    int io_timeout_ms;      /* blocking style: default per-call timeout, -1 = none (default) */
+    int drain_timeout_ms;   /* after stop: time connections get to finish before
+                               they are shut down; -1 = forever; default 5000 */
+    bool tcp_nodelay;       /* set TCP_NODELAY on accepted sockets; default true */
+    size_t read_budget;     /* event style: bytes read per connection per turn
+                               before it yields to others; default 65536 */
+    size_t max_input;       /* event style: bound on unconsumed input; default 1 MiB */
+    size_t out_high_water;  /* event style: stop reading a peer whose pending
+                               output exceeds this; default 1 MiB */
+    size_t out_low_water;   /* ... and resume below this; default 256 KiB */
+    ps_log_fn log;          /* optional */
+    void *log_user;
+    ps_log_level log_level; /* messages above this level are not formatted; default INFO */
+} ps_config;
+
+/* Fill *cfg with the defaults above and no listen address.  Any thread. */
+PS_EXTERN void ps_config_init(ps_config *cfg);
+
+/* Append an address to cfg->listen (the string is not copied until
+ * ps_server_new).  Returns 0, or -ENOSPC past PS_MAX_LISTEN. */
+PS_EXTERN int ps_config_add_listen(ps_config *cfg, const char *addr);
+
+/* Check cfg and handler without creating anything.  Returns 0, or -EINVAL
+ * with err->msg naming the field and the reason.  Any thread. */
+PS_EXTERN int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err);
+
+/* --------------------------------------------------------------- servers */
+
+/* Create a server: validates and copies cfg and *h (neither is referenced
+ * afterwards); binds nothing yet.  Returns NULL and fills *err (if not NULL)
+ * on a bad configuration (-EINVAL) or no memory (-ENOMEM). */
+PS_EXTERN ps_server *ps_server_new(const ps_config *cfg, const ps_handler *h, void *user,
+                                   ps_err *err);
+
+/* Bind and listen on every address, start the acceptor/reactor thread and
+ * the worker pool, and return.  Returns 0; -EALREADY if started before;
+ * -EADDRINUSE and other bind/listen/thread errors with err->msg naming the
+ * address and the system's reason (nothing is left running).  Call from one
+ * thread at a time, not from a handler. */
+PS_EXTERN int ps_server_start(ps_server *s, ps_err *err);
+
+/* Ask the server to stop: stop accepting, let queued and in-service
+ * connections finish, shut down the stragglers when the drain deadline
+ * passes.  Returns at once.  Async-signal-safe and callable from any thread,
+ * including handlers, any number of times; a no-op before start. */
+PS_EXTERN void ps_server_stop(ps_server *s);
+
+/* Wait until a stopped server's threads have all finished and joined.
+ * Returns 0, or -EINVAL if the server was never started.  Not from a
+ * handler (it would wait for itself). */
+PS_EXTERN int ps_server_wait(ps_server *s);
+
+/* ps_server_start, then ps_server_wait: serves until ps_server_stop(). */
+PS_EXTERN int ps_server_run(ps_server *s, ps_err *err);
+
+/* Stop (if running), wait, and free everything.  NULL is a no-op.  Not from
+ * a handler. */
+PS_EXTERN void ps_server_free(ps_server *s);
+
+/* After start: the number of listeners, and the bound address / port of
+ * listener i (useful when the configured port was 0).  Any thread.
+ * ps_server_port returns the port, or -EINVAL for a bad index or before
+ * start. */
+PS_EXTERN int ps_server_nlisteners(const ps_server *s);
+PS_EXTERN int ps_server_port(const ps_server *s, int i);
+PS_EXTERN int ps_server_listen_addr(const ps_server *s, int i, struct sockaddr_storage *ss,
+                                    socklen_t *len);
+
+/* Counters, summed across threads at the time of the call (each is exact;
+ * they are not a consistent snapshot of one instant).  Any thread. */
+typedef struct ps_stats {
+    uint64_t accepted;         /* connections accepted and admitted */
+    uint64_t rejected;         /* accepted and closed by the reject policy */
+    uint64_t accept_errors;    /* accept failures other than EAGAIN/EINTR */
+    uint64_t accept_emfile;    /* ... of which: out of descriptors (EMFILE/ENFILE) */
+    uint64_t queue_full_waits; /* times the block policy paused accepting */
+    uint64_t closed;           /* connections closed by the framework */
+    uint64_t active;           /* accepted and not yet closed */
+    uint64_t queued;           /* items in the work queue now */
+    uint64_t queue_high_water; /* most items ever queued at once */
+    uint64_t bytes_in;         /* bytes read through ps_conn_* / on_data */
+    uint64_t bytes_out;        /* bytes written */
+    uint64_t timeouts;         /* ps_conn_read/write calls that timed out */
+    uint64_t io_errors;        /* connections ended by an I/O error */
+    uint64_t forced_closes;    /* connections shut down at the drain deadline */
+} ps_stats;
+
+PS_EXTERN void ps_server_stats(const ps_server *s, ps_stats *out);
+
+/* ------------------------------------------------------------ connections
+ *
+ * A ps_conn is owned by the framework.  Handlers may use it only while one of
+ * its callbacks (or serve) is running on the current thread; after on_close,
+ * or after serve returns without parking, the pointer is invalid.
+ */
+
+/* Both styles. */
+PS_EXTERN int ps_conn_fd(const ps_conn *c);
+PS_EXTERN uint64_t ps_conn_id(const ps_conn *c); /* unique per server, from 1 */
+/* The peer's address; returns 0 or -errno. */
+PS_EXTERN int ps_conn_peer(const ps_conn *c, struct sockaddr_storage *ss, socklen_t *len);
+/* The peer as text ("1.2.3.4:5678"), stored in the connection. */
+PS_EXTERN const char *ps_conn_peer_str(ps_conn *c);
+/* A per-connection pointer for the handler (NULL at first). */
+PS_EXTERN void ps_conn_set_data(ps_conn *c, void *data);
+PS_EXTERN void *ps_conn_data(const ps_conn *c);
+PS_EXTERN ps_server *ps_conn_server(const ps_conn *c);
+
+/* Blocking style.
+ *
+ * ps_conn_read: up to len bytes.  Returns the count (> 0), 0 at end of
+ *   stream, -ETIMEDOUT if nothing arrived within the timeout, or -errno
+ *   (-ECONNRESET, ...).
+ * ps_conn_read_exact: exactly len bytes.  Returns len, or fewer (0..len-1)
+ *   if the stream ended first, or -errno as above (bytes read before a
+ *   timeout or error are lost to the caller).
+ * ps_conn_write_all: all len bytes.  Returns 0, -ETIMEDOUT, -EPIPE if the
+ *   peer has gone (closed or reset; no SIGPIPE is raised), or -errno.
+ * ps_conn_set_timeout: per-call timeout in ms for later reads and writes
+ *   (-1 = none).  A timeout bounds each wait for the socket, so a trickling
+ *   peer can stretch a large read_exact or write_all beyond it.
+ * ps_conn_shutdown_write: half-close (send FIN); reads still work.
+ * ps_conn_park: once serve returns, hand the connection back to the poller
+ *   instead of closing it; serve is called again (on any worker) when it is
+ *   readable or the peer closed.  Use it between requests of a keep-alive
+ *   protocol so idle clients do not pin workers.  Input must be fully
+ *   consumed before parking: the poller only wakes for new bytes.
+ * Only from the serve call that owns the connection. */
+PS_EXTERN ssize_t ps_conn_read(ps_conn *c, void *buf, size_t len);
+PS_EXTERN ssize_t ps_conn_read_exact(ps_conn *c, void *buf, size_t len);
+PS_EXTERN int ps_conn_write_all(ps_conn *c, const void *buf, size_t len);
+PS_EXTERN void ps_conn_set_timeout(ps_conn *c, int timeout_ms);
+PS_EXTERN int ps_conn_shutdown_write(ps_conn *c);
+PS_EXTERN void ps_conn_park(ps_conn *c);
+
+/* Event style (only from this connection's callbacks).
+ *
+ * ps_conn_send: queue len bytes for the peer; never blocks.  What cannot be
+ *   written now is copied and sent when the socket is writable; while more
+ *   than out_high_water bytes are pending the server stops reading from
+ *   this peer.  Returns 0, -EPIPE if the connection is closing or broken,
+ *   -ENOMEM.
+ * ps_conn_pending: bytes accepted by ps_conn_send and not yet written.
+ * ps_conn_close (both styles): close after pending output is flushed
+ *   (event style: on_close follows with PS_CLOSE_LOCAL); in a blocking
+ *   handler, shuts the socket down now and cancels a park. */
+PS_EXTERN int ps_conn_send(ps_conn *c, const void *data, size_t len);
+PS_EXTERN size_t ps_conn_pending(const ps_conn *c);
+PS_EXTERN void ps_conn_close(ps_conn *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* POOLSRV_H */

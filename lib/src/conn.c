@@ -1,0 +1,262 @@
+/*
+ * conn.c - connections: life cycle, accessors, buffers and the blocking-style
+ * I/O calls.
+ *
+ * Sockets are non-blocking from accept4 on.  Blocking-style calls try the
+ * syscall first and poll() only on EAGAIN, so a busy connection pays no extra
+ * syscall and a quiet one gets an exact per-call timeout.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+ps_conn *ps__conn_new(ps_server *s, int fd, const struct sockaddr_storage *peer, socklen_t len)
+{
+    ps_conn *c = calloc(1, sizeof *c);
+
+    if (!c)
+        return NULL;
+    c->kind = PS_KIND_CONN;
+    c->fd = fd;
+    c->srv = s;
+    c->id = ++s->next_id;
+    c->timeout_ms = s->cfg.io_timeout_ms;
+    if (len > sizeof c->peer)
+        len = sizeof c->peer;
+    memcpy(&c->peer, peer, len);
+    c->peerlen = len;
+    return c;
+}
+
+/* Unlink from the registry before close(): the drain path shuts down fds
+ * under reg_lock, and must never reach a descriptor number already reused. */
+void ps__conn_destroy(struct ps_worker *w, ps_conn *c)
+{
+    ps_server *s = c->srv;
+
+    ps__registry_remove(s, c);
+    if (c->flags & PS_CF_REGISTERED)
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL); /* in case a fork kept the fd open */
+    close(c->fd);
+    if (atomic_load_explicit(&c->forced, memory_order_relaxed))
+        ps__count(&w->st.forced_closes, 1);
+    ps__count(&w->st.closed, 1);
+    ps__buf_free(&c->in);
+    ps__buf_free(&c->out);
+    free(c->peer_str);
+    free(c);
+}
+
+/* Hand the connection back to epoll.  The worker's last touch: once the
+ * epoll_ctl returns, another thread may own it. */
+void ps__conn_arm(ps_conn *c, uint32_t events)
+{
+    struct epoll_event ev = {.events = events | EPOLLONESHOT, .data.ptr = c};
+    int op = (c->flags & PS_CF_REGISTERED) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    int epfd = c->srv->epfd;
+    int fd = c->fd;
+
+    c->flags |= PS_CF_REGISTERED;
+    atomic_store_explicit(&c->handoff, 1, memory_order_release);
+    if (epoll_ctl(epfd, op, fd, &ev) < 0) {
+        /* Cannot happen for a valid fd and epoll set (ENOMEM aside); make
+         * it visible rather than lose the connection silently. */
+        ps__log(c->srv, PS_LOG_ERROR, "epoll_ctl(fd %d): %s", fd, ps_strerror(errno));
+        shutdown(fd, SHUT_RDWR);
+    }
+}
+
+/* ------------------------------------------------------------- buffers */
+
+void ps__buf_free(ps_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+/* Append, compacting or growing (doubling) as needed. */
+int ps__buf_append(ps_buf *b, const void *data, size_t len)
+{
+    if (b->off + b->len + len > b->cap && b->off > 0) {
+        memmove(b->data, b->data + b->off, b->len);
+        b->off = 0;
+    }
+    if (b->len + len > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        char *p;
+        while (cap < b->len + len)
+            cap *= 2;
+        p = realloc(b->data, cap);
+        if (!p)
+            return -ENOMEM;
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->off + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
+/* ----------------------------------------------------------- accessors */
+
+int ps_conn_fd(const ps_conn *c)
+{
+    return c->fd;
+}
+
+uint64_t ps_conn_id(const ps_conn *c)
+{
+    return c->id;
+}
+
+int ps_conn_peer(const ps_conn *c, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memcpy(ss, &c->peer, c->peerlen);
+    *len = c->peerlen;
+    return 0;
+}
+
+const char *ps_conn_peer_str(ps_conn *c)
+{
+    char buf[96];
+
+    if (!c->peer_str) {
+        ps_addr_format((const struct sockaddr *)&c->peer, c->peerlen, buf, sizeof buf);
+        c->peer_str = strdup(buf);
+        if (!c->peer_str)
+            return "(unknown)";
+    }
+    return c->peer_str;
+}
+
+void ps_conn_set_data(ps_conn *c, void *data)
+{
+    c->udata = data;
+}
+
+void *ps_conn_data(const ps_conn *c)
+{
+    return c->udata;
+}
+
+ps_server *ps_conn_server(const ps_conn *c)
+{
+    return c->srv;
+}
+
+size_t ps_conn_pending(const ps_conn *c)
+{
+    return c->out.len;
+}
+
+/* ------------------------------------------------------ blocking style */
+
+/* Wait for `events` on the socket for at most the connection's timeout.
+ * Returns 0 when worth retrying the syscall, -ETIMEDOUT or -errno. */
+static int wait_fd(ps_conn *c, short events)
+{
+    struct pollfd pfd = {.fd = c->fd, .events = events};
+    int64_t deadline = c->timeout_ms >= 0 ? ps__now_ms() + c->timeout_ms : -1;
+
+    for (;;) {
+        int left = -1, n;
+        if (deadline >= 0) {
+            int64_t d = deadline - ps__now_ms();
+            left = d > 0 ? (int)d : 0;
+        }
+        n = poll(&pfd, 1, left);
+        if (n > 0)
+            return 0; /* ready, or HUP/ERR: the next syscall reports it */
+        if (n == 0) {
+            ps__count(&c->w->st.timeouts, 1);
+            return -ETIMEDOUT;
+        }
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+ssize_t ps_conn_read(ps_conn *c, void *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n = recv(c->fd, buf, len, 0);
+        int rc;
+        if (n >= 0) {
+            ps__count(&c->w->st.bytes_in, (uint64_t)n);
+            return n;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        rc = wait_fd(c, POLLIN);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+ssize_t ps_conn_read_exact(ps_conn *c, void *buf, size_t len)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        ssize_t n = ps_conn_read(c, (char *)buf + got, len - got);
+        if (n < 0)
+            return n;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+int ps_conn_write_all(ps_conn *c, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+        int rc;
+        if (n > 0) {
+            ps__count(&c->w->st.bytes_out, (uint64_t)n);
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return (errno == ECONNRESET || errno == EPIPE) ? -EPIPE : -errno;
+        rc = wait_fd(c, POLLOUT);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+void ps_conn_set_timeout(ps_conn *c, int timeout_ms)
+{
+    c->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
+}
+
+int ps_conn_shutdown_write(ps_conn *c)
+{
+    return shutdown(c->fd, SHUT_WR) < 0 ? -errno : 0;
+}
+
+void ps_conn_park(ps_conn *c)
+{
+    c->flags |= PS_CF_PARK;
+}
+
+void ps_conn_close(ps_conn *c)
+{
+    c->flags |= PS_CF_CLOSING;
+    if (!c->srv->event_style)
+        shutdown(c->fd, SHUT_RDWR);
+}

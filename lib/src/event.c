@@ -1,0 +1,205 @@
+/*
+ * event.c - one turn of an event-style connection on a worker thread.
+ *
+ * A turn: run on_open once, flush pending output, read up to read_budget
+ * bytes (handing each chunk to on_data), then either finish the connection,
+ * re-queue it (budget used up: let others run first), or re-arm it in epoll.
+ *
+ * Memory: input is read into the worker's scratch buffer; a connection gets
+ * its own input buffer only for bytes on_data left unconsumed, and its own
+ * output buffer only for bytes the socket would not take.  Both are freed
+ * when they empty, so an idle connection holds no buffer.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+static bool reading_allowed(const ps_conn *c)
+{
+    return !(c->flags & (PS_CF_CLOSING | PS_CF_PEER_EOF | PS_CF_FATAL | PS_CF_OVERFLOW |
+                         PS_CF_BACKPRESSURE));
+}
+
+static void mark_fatal(ps_conn *c)
+{
+    if (!(c->flags & PS_CF_FATAL))
+        ps__count(&c->w->st.io_errors, 1);
+    c->flags |= PS_CF_FATAL;
+}
+
+/* Write as much pending output as the socket takes. */
+static void flush_out(ps_conn *c)
+{
+    ps_buf *b = &c->out;
+
+    while (b->len > 0) {
+        ssize_t n = send(c->fd, b->data + b->off, b->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                mark_fatal(c);
+            return;
+        }
+        ps__count(&c->w->st.bytes_out, (uint64_t)n);
+        b->off += (size_t)n;
+        b->len -= (size_t)n;
+    }
+    ps__buf_free(b);
+}
+
+int ps_conn_send(ps_conn *c, const void *data, size_t len)
+{
+    const char *p = data;
+
+    if (!c->srv->event_style)
+        return -EINVAL;
+    if (c->flags & (PS_CF_CLOSING | PS_CF_FATAL))
+        return -EPIPE;
+    while (c->out.len == 0 && len > 0) { /* nothing queued: write directly */
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            mark_fatal(c);
+            return -EPIPE;
+        }
+        ps__count(&c->w->st.bytes_out, (uint64_t)n);
+        p += n;
+        len -= (size_t)n;
+    }
+    if (len == 0)
+        return 0;
+    if (ps__buf_append(&c->out, p, len) < 0)
+        return -ENOMEM;
+    if (c->out.len > c->srv->cfg.out_high_water)
+        c->flags |= PS_CF_BACKPRESSURE;
+    return 0;
+}
+
+/* Keep data[0..len) (which is not in c->in) as unconsumed input. */
+static void keep_input(ps_conn *c, const char *data, size_t len)
+{
+    if (c->in.len + len > c->srv->cfg.max_input) {
+        c->flags |= PS_CF_OVERFLOW;
+        return;
+    }
+    if (ps__buf_append(&c->in, data, len) < 0)
+        mark_fatal(c);
+}
+
+/* Hand new bytes to on_data, together with any earlier unconsumed input. */
+static void deliver(struct ps_worker *w, ps_conn *c, const char *data, size_t len)
+{
+    ps_server *s = c->srv;
+    size_t used;
+
+    if (c->in.len > 0) {
+        keep_input(c, data, len);
+        if (c->flags & (PS_CF_OVERFLOW | PS_CF_FATAL))
+            return;
+        used = s->h.on_data(c, c->in.data + c->in.off, c->in.len, s->user);
+        if (used >= c->in.len) {
+            ps__buf_free(&c->in);
+        } else {
+            c->in.off += used;
+            c->in.len -= used;
+        }
+        return;
+    }
+    (void)w;
+    used = s->h.on_data(c, data, len, s->user);
+    if (used < len)
+        keep_input(c, data + used, len - used);
+}
+
+/* Read up to read_budget bytes.  Returns true if the budget ran out while
+ * the socket may still hold more. */
+static bool read_input(struct ps_worker *w, ps_conn *c)
+{
+    size_t budget = c->srv->cfg.read_budget;
+
+    while (budget > 0 && reading_allowed(c)) {
+        size_t room = w->scratch_cap < budget ? w->scratch_cap : budget;
+        ssize_t n = recv(c->fd, w->scratch, room, 0);
+        if (n > 0) {
+            ps__count(&w->st.bytes_in, (uint64_t)n);
+            budget -= (size_t)n;
+            deliver(w, c, w->scratch, (size_t)n);
+            if ((size_t)n < room)
+                return false; /* drained: a further recv would say EAGAIN */
+            continue;
+        }
+        if (n == 0) {
+            c->flags |= PS_CF_PEER_EOF;
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            mark_fatal(c);
+        }
+        return false;
+    }
+    return budget == 0;
+}
+
+static ps_close_reason close_reason(const ps_conn *c)
+{
+    if (atomic_load_explicit(&c->forced, memory_order_relaxed))
+        return PS_CLOSE_SHUTDOWN;
+    if (c->flags & PS_CF_OVERFLOW)
+        return PS_CLOSE_OVERFLOW;
+    if (c->flags & PS_CF_FATAL)
+        return PS_CLOSE_ERROR;
+    if (c->flags & PS_CF_CLOSING)
+        return PS_CLOSE_LOCAL;
+    return PS_CLOSE_EOF;
+}
+
+static void finish(struct ps_worker *w, ps_conn *c)
+{
+    ps_server *s = c->srv;
+
+    if (s->h.on_close)
+        s->h.on_close(c, close_reason(c), s->user);
+    ps__conn_destroy(w, c);
+}
+
+void ps__event_turn(struct ps_worker *w, ps_conn *c)
+{
+    ps_server *s = c->srv;
+    bool more = false;
+    uint32_t events = 0;
+
+    if (!(c->flags & PS_CF_OPENED)) {
+        c->flags |= PS_CF_OPENED;
+        if (s->h.on_open && s->h.on_open(c, s->user) != 0)
+            c->flags |= PS_CF_CLOSING;
+    }
+    if (c->out.len > 0)
+        flush_out(c);
+    if ((c->flags & PS_CF_BACKPRESSURE) && c->out.len <= s->cfg.out_low_water)
+        c->flags &= ~(unsigned)PS_CF_BACKPRESSURE;
+    if (reading_allowed(c))
+        more = read_input(w, c);
+
+    /* An error or overflow ends the connection now; a close request or the
+     * peer's EOF ends it once everything queued has been written. */
+    if (c->flags & (PS_CF_FATAL | PS_CF_OVERFLOW) ||
+        (c->flags & (PS_CF_CLOSING | PS_CF_PEER_EOF) && c->out.len == 0)) {
+        finish(w, c);
+        return;
+    }
+    if (reading_allowed(c))
+        events |= EPOLLIN;
+    if (c->out.len > 0)
+        events |= EPOLLOUT;
+    if (more && events == EPOLLIN && ps__queue_try_push(s->q, c) == 0)
+        return; /* fairness: back of the queue, still readable */
+    ps__conn_arm(c, events);
+}

@@ -1,0 +1,181 @@
+/*
+ * internal.h - private structures shared by the library's files.
+ *
+ * Threads: one reactor thread (reactor.c, acceptor.c) owns the listen
+ * sockets, the epoll set's dispatch loop and the pending list; N worker
+ * threads (pool.c) run handlers.  A connection is owned by exactly one thread
+ * at a time: the reactor until it is pushed to the queue, then the worker
+ * that popped it, until that worker re-arms it in epoll (its last touch),
+ * re-queues it, or destroys it.
+ */
+#ifndef PS_INTERNAL_H
+#define PS_INTERNAL_H
+
+#include "poolsrv.h"
+#include "queue.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define PS_ALIGN_CACHE _Alignas(64)
+
+/* What an epoll_event's data.ptr points at: every such struct starts with one. */
+enum ps_kind { PS_KIND_WAKE = 1, PS_KIND_LISTENER, PS_KIND_CONN };
+
+/* A growable byte buffer; bytes live at data[off .. off+len). */
+typedef struct ps_buf {
+    char *data;
+    size_t off;
+    size_t len;
+    size_t cap;
+} ps_buf;
+
+/* Connection flags: written only by the thread that owns the connection. */
+enum {
+    PS_CF_REGISTERED = 1u << 0, /* added to the epoll set */
+    PS_CF_OPENED = 1u << 1,     /* on_open has run (event style) */
+    PS_CF_PARK = 1u << 2,       /* blocking: park after serve returns */
+    PS_CF_CLOSING = 1u << 3,    /* close requested: flush, then close */
+    PS_CF_PEER_EOF = 1u << 4,   /* read returned 0 */
+    PS_CF_FATAL = 1u << 5,      /* I/O error: close without flushing */
+    PS_CF_OVERFLOW = 1u << 6,   /* input bound exceeded */
+    PS_CF_BACKPRESSURE = 1u << 7, /* output above high water: not reading */
+};
+
+struct ps_worker;
+
+struct ps_conn {
+    enum ps_kind kind; /* PS_KIND_CONN; first member */
+    int fd;
+    unsigned flags;
+    int timeout_ms;
+    /* Release/acquire pair around the epoll hand-off: epoll is invisible to
+     * ThreadSanitizer, and this also documents the ordering we rely on. */
+    atomic_uint handoff;
+    atomic_bool forced; /* shut down at the drain deadline (set under reg_lock) */
+    uint64_t id;
+    ps_server *srv;
+    struct ps_worker *w; /* worker running it now */
+    void *udata;
+    ps_buf in;  /* event style: unconsumed input, NULL while empty */
+    ps_buf out; /* event style: unsent output, NULL while empty */
+    ps_conn *reg_prev, *reg_next; /* registry of live connections, under reg_lock */
+    ps_conn *pend_next;           /* reactor's pending list (reactor thread only) */
+    socklen_t peerlen;
+    struct sockaddr_storage peer;
+    char *peer_str; /* formatted on first use */
+};
+
+/* Per-thread counters.  Each has a single writer (its thread), so updates
+ * are plain relaxed load+store; readers sum them. */
+typedef struct ps_counters {
+    atomic_uint_least64_t accepted, rejected, accept_errors, accept_emfile, queue_full_waits;
+    atomic_uint_least64_t closed, bytes_in, bytes_out, timeouts, io_errors, forced_closes;
+} ps_counters;
+
+static inline void ps__count(atomic_uint_least64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+struct ps_worker {
+    PS_ALIGN_CACHE ps_counters st;
+    ps_server *srv;
+    pthread_t tid;
+    char *scratch; /* read buffer: input lands here before it is handed to on_data */
+    size_t scratch_cap;
+};
+
+typedef struct ps_listener {
+    enum ps_kind kind; /* PS_KIND_LISTENER; first member */
+    int fd;
+    socklen_t len;
+    struct sockaddr_storage addr; /* as bound (port filled in) */
+    char name[80];
+} ps_listener;
+
+struct ps_server {
+    ps_config cfg;
+    char *listen_copy[PS_MAX_LISTEN];
+    ps_handler h;
+    void *user;
+    bool event_style;
+
+    atomic_int state;      /* PS_STATE_* */
+    atomic_bool stopping;  /* ps_server_stop was called */
+    enum ps_kind wake_kind; /* epoll tag for wakefd */
+    int wakefd;            /* eventfd: stop, queue space, drain progress */
+    int epfd;
+    int reserve_fd;        /* spare descriptor for EMFILE accept-and-close */
+
+    ps_queue *q;
+    struct ps_worker *workers;
+    int nworkers; /* started */
+    pthread_t reactor_tid;
+    bool reactor_started;
+
+    ps_listener ls[PS_MAX_LISTEN];
+    int nls;
+
+    /* reg_lock guards reg_head and reg_count (taken at connection open and
+     * close and at the drain deadline, never per message). */
+    pthread_mutex_t reg_lock;
+    ps_conn *reg_head;
+    size_t reg_count;
+
+    /* Reactor thread only. */
+    PS_ALIGN_CACHE ps_counters rst;
+    ps_conn *pend_head, *pend_tail;
+    uint64_t next_id;
+    bool accept_paused;      /* block policy: queue full */
+    int64_t backoff_until;   /* EMFILE: listeners off until then (ms, monotonic) */
+    bool draining;
+    int64_t drain_deadline;  /* ms, monotonic; -1 none */
+    bool forced;
+    int64_t last_emfile_log;
+};
+
+enum { PS_STATE_NEW = 0, PS_STATE_STARTED = 1, PS_STATE_JOINED = 2 };
+
+/* log.c */
+void ps__log(const ps_server *s, ps_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int64_t ps__now_ms(void);
+
+/* addr.c */
+int ps__set_err(ps_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* conn.c */
+ps_conn *ps__conn_new(ps_server *s, int fd, const struct sockaddr_storage *peer, socklen_t len);
+void ps__conn_destroy(struct ps_worker *w, ps_conn *c);
+void ps__conn_arm(ps_conn *c, uint32_t events);
+void ps__buf_free(ps_buf *b);
+int ps__buf_append(ps_buf *b, const void *data, size_t len);
+
+/* event.c */
+void ps__event_turn(struct ps_worker *w, ps_conn *c);
+
+/* pool.c */
+int ps__pool_start(ps_server *s, ps_err *err);
+void ps__pool_join(ps_server *s);
+void ps__blocking_turn(struct ps_worker *w, ps_conn *c);
+int ps__thread_create(pthread_t *tid, void *(*fn)(void *), void *arg);
+
+/* acceptor.c */
+int ps__listeners_open(ps_server *s, ps_err *err);
+void ps__listeners_close(ps_server *s);
+void ps__listeners_enable(ps_server *s, bool on);
+void ps__accept_ready(ps_server *s, ps_listener *l);
+
+/* reactor.c */
+int ps__reactor_start(ps_server *s, ps_err *err);
+int ps__reactor_run_thread(ps_server *s, ps_err *err);
+void ps__reactor_wake(ps_server *s);
+void ps__reactor_dispatch(ps_server *s, ps_conn *c);
+void ps__registry_add(ps_server *s, ps_conn *c);
+void ps__registry_remove(ps_server *s, ps_conn *c);
+
+#endif

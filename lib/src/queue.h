@@ -1,0 +1,45 @@
+/*
+ * queue.h - bounded multi-producer multi-consumer FIFO of pointers (private).
+ *
+ * One mutex guards the ring; consumers sleep on a condition variable and are
+ * signalled only when some are asleep, one per pushed item, never broadcast
+ * except at shutdown.  Producers either block (ps__queue_push) or fail fast
+ * (ps__queue_try_push) and may ask for a callback when space frees, which is
+ * how the reactor thread waits for space without blocking.
+ */
+#ifndef PS_QUEUE_H
+#define PS_QUEUE_H
+
+#include <stddef.h>
+
+typedef struct ps_queue ps_queue;
+
+/* Called (with the queue lock released) by the consumer whose pop frees the
+ * first slot after a failed ps__queue_try_push.  Must not block. */
+typedef void (*ps_queue_space_fn)(void *arg);
+
+/* capacity >= 1.  Returns NULL on ENOMEM. */
+ps_queue *ps__queue_new(size_t capacity, ps_queue_space_fn on_space, void *arg);
+/* The queue must have no waiters left (shut down and joined). NULL ok. */
+void ps__queue_free(ps_queue *q);
+
+/* Blocks while full.  Returns 0, or -ESHUTDOWN once the queue is shut down. */
+int ps__queue_push(ps_queue *q, void *item);
+/* Returns 0, -EAGAIN if full (then on_space fires once a slot frees), or
+ * -ESHUTDOWN. */
+int ps__queue_try_push(ps_queue *q, void *item);
+/* Blocks while empty.  Returns 0 with *item set, or -ESHUTDOWN when the
+ * queue is shut down and empty (items queued before shutdown are still
+ * delivered). */
+int ps__queue_pop(ps_queue *q, void **item);
+/* Non-blocking pop: 0, or -EAGAIN if empty, or -ESHUTDOWN. */
+int ps__queue_try_pop(ps_queue *q, void **item);
+
+/* Wake every waiter; later pushes fail, pops drain what is left. */
+void ps__queue_shutdown(ps_queue *q);
+
+size_t ps__queue_len(ps_queue *q);
+size_t ps__queue_capacity(const ps_queue *q);
+size_t ps__queue_high_water(ps_queue *q);
+
+#endif

@@ -1,0 +1,247 @@
+/*
+ * reactor.c - the acceptor/reactor thread: one epoll set holding the listen
+ * sockets, a wake-up eventfd and every idle connection (event style, or
+ * parked blocking connections), each armed EPOLLONESHOT.
+ *
+ * A ready connection is pushed to the work queue.  When the queue is full it
+ * waits, in order, in the pending list; the queue calls back (via the
+ * eventfd) when a slot frees.  Nothing spins: a one-shot connection reports
+ * readiness once until a worker re-arms it.
+ *
+ * Stop: the eventfd wakes the loop; listeners close; connections already
+ * accepted keep being served until they end or the drain deadline passes,
+ * when the stragglers are shut down (which wakes any worker blocked on
+ * them).  When the last connection is gone the queue shuts down and the
+ * workers exit.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define PS_EVENTS_MAX 256
+
+void ps__reactor_wake(ps_server *s)
+{
+    uint64_t one = 1;
+    ssize_t rc = write(s->wakefd, &one, sizeof one); /* async-signal-safe */
+
+    (void)rc; /* EAGAIN means a wake-up is already pending */
+}
+
+/* ------------------------------------------------------------- registry */
+
+void ps__registry_add(ps_server *s, ps_conn *c)
+{
+    pthread_mutex_lock(&s->reg_lock);
+    c->reg_prev = NULL;
+    c->reg_next = s->reg_head;
+    if (s->reg_head)
+        s->reg_head->reg_prev = c;
+    s->reg_head = c;
+    s->reg_count++;
+    pthread_mutex_unlock(&s->reg_lock);
+}
+
+void ps__registry_remove(ps_server *s, ps_conn *c)
+{
+    bool last;
+
+    pthread_mutex_lock(&s->reg_lock);
+    if (c->reg_prev)
+        c->reg_prev->reg_next = c->reg_next;
+    else
+        s->reg_head = c->reg_next;
+    if (c->reg_next)
+        c->reg_next->reg_prev = c->reg_prev;
+    last = --s->reg_count == 0;
+    pthread_mutex_unlock(&s->reg_lock);
+    if (last && atomic_load_explicit(&s->stopping, memory_order_acquire))
+        ps__reactor_wake(s); /* the drain may be complete */
+}
+
+static size_t registry_count(ps_server *s)
+{
+    size_t n;
+
+    pthread_mutex_lock(&s->reg_lock);
+    n = s->reg_count;
+    pthread_mutex_unlock(&s->reg_lock);
+    return n;
+}
+
+/* Drain deadline: shut every remaining connection down.  Workers blocked on
+ * one wake up with EOF; idle ones become readable and get a last turn. */
+static void force_shutdown(ps_server *s)
+{
+    ps_conn *c;
+    size_t n = 0;
+
+    pthread_mutex_lock(&s->reg_lock);
+    for (c = s->reg_head; c; c = c->reg_next) {
+        atomic_store_explicit(&c->forced, true, memory_order_relaxed);
+        shutdown(c->fd, SHUT_RDWR);
+        n++;
+    }
+    pthread_mutex_unlock(&s->reg_lock);
+    if (n)
+        ps__log(s, PS_LOG_WARN, "drain deadline passed: shutting down %zu connection(s)", n);
+}
+
+/* ------------------------------------------------------------- dispatch */
+
+/* Queue a ready connection, or keep it pending (in order) while full. */
+void ps__reactor_dispatch(ps_server *s, ps_conn *c)
+{
+    if (!s->pend_head && ps__queue_try_push(s->q, c) == 0)
+        return;
+    c->pend_next = NULL;
+    if (s->pend_tail)
+        s->pend_tail->pend_next = c;
+    else
+        s->pend_head = c;
+    s->pend_tail = c;
+}
+
+static void flush_pending(ps_server *s)
+{
+    while (s->pend_head) {
+        ps_conn *c = s->pend_head;
+        ps_conn *next = c->pend_next;
+        if (ps__queue_try_push(s->q, c) < 0)
+            return; /* the queue calls on_space when a slot frees */
+        s->pend_head = next;
+        if (!s->pend_head)
+            s->pend_tail = NULL;
+    }
+    if (s->accept_paused && !s->draining) {
+        s->accept_paused = false;
+        if (s->backoff_until == 0)
+            ps__listeners_enable(s, true);
+    }
+}
+
+static void handle_event(ps_server *s, struct epoll_event *ev)
+{
+    enum ps_kind kind = *(enum ps_kind *)ev->data.ptr;
+
+    if (kind == PS_KIND_WAKE) {
+        uint64_t v;
+        ssize_t rc = read(s->wakefd, &v, sizeof v);
+        (void)rc;
+    } else if (kind == PS_KIND_LISTENER) {
+        ps__accept_ready(s, ev->data.ptr);
+    } else {
+        ps_conn *c = ev->data.ptr;
+        (void)atomic_load_explicit(&c->handoff, memory_order_acquire);
+        ps__reactor_dispatch(s, c);
+    }
+}
+
+/* ----------------------------------------------------------------- loop */
+
+static void begin_drain(ps_server *s)
+{
+    int i;
+
+    s->draining = true;
+    for (i = 0; i < s->nls; i++)
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->ls[i].fd, NULL);
+    ps__listeners_close(s);
+    s->drain_deadline =
+        s->cfg.drain_timeout_ms >= 0 ? ps__now_ms() + s->cfg.drain_timeout_ms : -1;
+    ps__log(s, PS_LOG_INFO, "stopping: %zu connection(s) to drain", registry_count(s));
+}
+
+/* epoll_wait timeout: until the next back-off end or drain deadline. */
+static int next_timeout(ps_server *s, int64_t now)
+{
+    int64_t t = INT64_MAX;
+
+    if (s->backoff_until && s->backoff_until - now < t)
+        t = s->backoff_until - now;
+    if (s->draining && !s->forced && s->drain_deadline >= 0 && s->drain_deadline - now < t)
+        t = s->drain_deadline - now;
+    if (t == INT64_MAX)
+        return -1;
+    return t < 0 ? 0 : t > INT32_MAX ? INT32_MAX : (int)t;
+}
+
+static void on_timers(ps_server *s, int64_t now)
+{
+    if (s->backoff_until && now >= s->backoff_until) {
+        s->backoff_until = 0;
+        if (!s->accept_paused && !s->draining)
+            ps__listeners_enable(s, true);
+    }
+    if (s->draining && !s->forced && s->drain_deadline >= 0 && now >= s->drain_deadline) {
+        s->forced = true;
+        force_shutdown(s);
+    }
+}
+
+static void *reactor_main(void *arg)
+{
+    ps_server *s = arg;
+    struct epoll_event evs[PS_EVENTS_MAX];
+
+    for (;;) {
+        int i, n = epoll_wait(s->epfd, evs, PS_EVENTS_MAX, next_timeout(s, ps__now_ms()));
+        if (n < 0 && errno != EINTR) {
+            ps__log(s, PS_LOG_ERROR, "epoll_wait: %s", ps_strerror(errno));
+            break;
+        }
+        for (i = 0; i < n; i++)
+            handle_event(s, &evs[i]);
+        flush_pending(s);
+        if (!s->draining && atomic_load_explicit(&s->stopping, memory_order_acquire))
+            begin_drain(s);
+        on_timers(s, ps__now_ms());
+        if (s->draining && !s->pend_head && registry_count(s) == 0)
+            break;
+    }
+    ps__queue_shutdown(s->q);
+    return NULL;
+}
+
+static void queue_has_space(void *arg)
+{
+    ps__reactor_wake(arg);
+}
+
+/* Create the queue and epoll set, register wake fd and listeners, start the
+ * thread.  On failure the caller tears down. */
+int ps__reactor_start(ps_server *s, ps_err *err)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &s->wake_kind};
+    int i;
+
+    s->q = ps__queue_new((size_t)s->cfg.queue_capacity, queue_has_space, s);
+    if (!s->q)
+        return ps__set_err(err, -ENOMEM, "queue_capacity: cannot allocate %d slots",
+                           s->cfg.queue_capacity);
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s->epfd < 0)
+        return ps__set_err(err, -errno, "epoll_create1: %s", ps_strerror(errno));
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->wakefd, &ev) < 0)
+        return ps__set_err(err, -errno, "epoll_ctl: %s", ps_strerror(errno));
+    for (i = 0; i < s->nls; i++) {
+        struct epoll_event lev = {.events = EPOLLIN, .data.ptr = &s->ls[i]};
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->ls[i].fd, &lev) < 0)
+            return ps__set_err(err, -errno, "epoll_ctl: %s", ps_strerror(errno));
+    }
+    return 0;
+}
+
+int ps__reactor_run_thread(ps_server *s, ps_err *err)
+{
+    int rc = ps__thread_create(&s->reactor_tid, reactor_main, s);
+
+    if (rc < 0)
+        return ps__set_err(err, rc, "cannot create the reactor thread: %s", ps_strerror(rc));
+    s->reactor_started = true;
+    return 0;
+}

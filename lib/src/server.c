@@ -1,0 +1,291 @@
+/*
+ * server.c - configuration, and the server's life cycle:
+ * new -> start -> (stop) -> wait -> free.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+void ps_config_init(ps_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->backlog = 4096;
+    cfg->workers = 4;
+    cfg->queue_capacity = 1024;
+    cfg->policy = PS_POLICY_BLOCK;
+    cfg->io_timeout_ms = -1;
+    cfg->drain_timeout_ms = 5000;
+    cfg->tcp_nodelay = true;
+    cfg->read_budget = 65536;
+    cfg->max_input = 1u << 20;
+    cfg->out_high_water = 1u << 20;
+    cfg->out_low_water = 256u << 10;
+    cfg->log_level = PS_LOG_INFO;
+}
+
+int ps_config_add_listen(ps_config *cfg, const char *addr)
+{
+    if (cfg->nlisten >= PS_MAX_LISTEN)
+        return -ENOSPC;
+    cfg->listen[cfg->nlisten++] = addr;
+    return 0;
+}
+
+static int check_range(ps_err *err, const char *field, long v, long lo, long hi)
+{
+    if (v < lo || v > hi)
+        return ps__set_err(err, -EINVAL, "%s: %ld is out of range (%ld..%ld)", field, v, lo, hi);
+    return 0;
+}
+
+static int validate_handler(const ps_handler *h, ps_err *err)
+{
+    if (!h)
+        return ps__set_err(err, -EINVAL, "handler: missing");
+    if (h->serve && (h->on_data || h->on_open || h->on_close))
+        return ps__set_err(err, -EINVAL,
+                           "handler: set either serve (blocking) or on_data (event), not both");
+    if (!h->serve && !h->on_data)
+        return ps__set_err(err, -EINVAL, "handler: needs serve (blocking) or on_data (event)");
+    if (h->busy_len > 0 && !h->busy_msg)
+        return ps__set_err(err, -EINVAL, "handler.busy_msg: NULL with busy_len %zu", h->busy_len);
+    return 0;
+}
+
+int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
+{
+    int i, rc;
+
+    if (!cfg)
+        return ps__set_err(err, -EINVAL, "config: missing");
+    if (cfg->nlisten < 1 || cfg->nlisten > PS_MAX_LISTEN)
+        return ps__set_err(err, -EINVAL, "listen: %d addresses given, need 1..%d", cfg->nlisten,
+                           PS_MAX_LISTEN);
+    for (i = 0; i < cfg->nlisten; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        ps_err e;
+        if (ps_addr_parse(cfg->listen[i], &ss, &len, &e) < 0)
+            return ps__set_err(err, -EINVAL, "listen: %s", e.msg);
+    }
+    if ((rc = check_range(err, "backlog", cfg->backlog, 1, 1 << 20)) < 0 ||
+        (rc = check_range(err, "workers", cfg->workers, 1, 1024)) < 0 ||
+        (rc = check_range(err, "queue_capacity", cfg->queue_capacity, 1, 1 << 20)) < 0 ||
+        (rc = check_range(err, "policy", cfg->policy, PS_POLICY_BLOCK, PS_POLICY_REJECT)) < 0 ||
+        (rc = check_range(err, "io_timeout_ms", cfg->io_timeout_ms, -1, INT32_MAX)) < 0 ||
+        (rc = check_range(err, "drain_timeout_ms", cfg->drain_timeout_ms, -1, INT32_MAX)) < 0 ||
+        (rc = check_range(err, "log_level", cfg->log_level, PS_LOG_ERROR, PS_LOG_DEBUG)) < 0)
+        return rc;
+    if (cfg->read_budget < 1)
+        return ps__set_err(err, -EINVAL, "read_budget: must be at least 1 byte");
+    if (cfg->max_input < 1)
+        return ps__set_err(err, -EINVAL, "max_input: must be at least 1 byte");
+    if (cfg->out_high_water < 1 || cfg->out_low_water > cfg->out_high_water)
+        return ps__set_err(err, -EINVAL,
+                           "out_low_water: %zu must not exceed out_high_water %zu (>= 1)",
+                           cfg->out_low_water, cfg->out_high_water);
+    return validate_handler(h, err);
+}
+
+ps_server *ps_server_new(const ps_config *cfg, const ps_handler *h, void *user, ps_err *err)
+{
+    ps_server *s;
+    int i;
+
+    if (ps_config_validate(cfg, h, err) < 0)
+        return NULL;
+    s = calloc(1, sizeof *s);
+    if (!s) {
+        ps__set_err(err, -ENOMEM, "out of memory");
+        return NULL;
+    }
+    s->cfg = *cfg;
+    s->h = *h;
+    s->user = user;
+    s->event_style = h->on_data != NULL;
+    s->wake_kind = PS_KIND_WAKE;
+    s->epfd = s->reserve_fd = -1;
+    for (i = 0; i < cfg->nlisten; i++) {
+        s->listen_copy[i] = strdup(cfg->listen[i]);
+        if (!s->listen_copy[i]) {
+            ps__set_err(err, -ENOMEM, "out of memory");
+            goto out_free_strings;
+        }
+        s->cfg.listen[i] = s->listen_copy[i];
+    }
+    s->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->wakefd < 0) {
+        ps__set_err(err, -errno, "eventfd: %s", ps_strerror(errno));
+        goto out_free_strings;
+    }
+    pthread_mutex_init(&s->reg_lock, NULL);
+    return s;
+
+out_free_strings:
+    for (i = 0; i < PS_MAX_LISTEN; i++)
+        free(s->listen_copy[i]);
+    free(s);
+    return NULL;
+}
+
+/* Join the threads and close descriptors.  A running reactor shuts the
+ * queue down itself once drained; without one (a failed start) we do. */
+static void teardown(ps_server *s)
+{
+    if (s->q && !s->reactor_started)
+        ps__queue_shutdown(s->q);
+    if (s->reactor_started)
+        pthread_join(s->reactor_tid, NULL);
+    s->reactor_started = false;
+    ps__pool_join(s);
+    ps__listeners_close(s);
+    if (s->epfd >= 0)
+        close(s->epfd);
+    if (s->reserve_fd >= 0)
+        close(s->reserve_fd);
+    s->epfd = s->reserve_fd = -1;
+}
+
+int ps_server_start(ps_server *s, ps_err *err)
+{
+    int expect = PS_STATE_NEW;
+    int rc;
+
+    if (!atomic_compare_exchange_strong(&s->state, &expect, PS_STATE_STARTED))
+        return ps__set_err(err, -EALREADY, "server already started");
+    s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if ((rc = ps__listeners_open(s, err)) < 0 || (rc = ps__reactor_start(s, err)) < 0 ||
+        (rc = ps__pool_start(s, err)) < 0 || (rc = ps__reactor_run_thread(s, err)) < 0) {
+        teardown(s);
+        s->nls = 0;
+        ps__queue_free(s->q);
+        s->q = NULL;
+        atomic_store(&s->state, PS_STATE_NEW);
+        return rc;
+    }
+    ps__log(s, PS_LOG_INFO, "serving on %s (%d workers, queue %d, %s style, policy %s)",
+            s->ls[0].name, s->cfg.workers, s->cfg.queue_capacity,
+            s->event_style ? "event" : "blocking",
+            s->cfg.policy == PS_POLICY_BLOCK ? "block" : "reject");
+    return 0;
+}
+
+void ps_server_stop(ps_server *s)
+{
+    if (!s || atomic_load(&s->state) != PS_STATE_STARTED)
+        return;
+    atomic_store_explicit(&s->stopping, true, memory_order_release);
+    ps__reactor_wake(s);
+}
+
+int ps_server_wait(ps_server *s)
+{
+    int st = atomic_load(&s->state);
+
+    if (st == PS_STATE_NEW)
+        return -EINVAL;
+    if (st == PS_STATE_JOINED)
+        return 0;
+    teardown(s);
+    atomic_store(&s->state, PS_STATE_JOINED);
+    return 0;
+}
+
+int ps_server_run(ps_server *s, ps_err *err)
+{
+    int rc = ps_server_start(s, err);
+
+    return rc < 0 ? rc : ps_server_wait(s);
+}
+
+void ps_server_free(ps_server *s)
+{
+    int i;
+
+    if (!s)
+        return;
+    if (atomic_load(&s->state) == PS_STATE_STARTED) {
+        ps_server_stop(s);
+        ps_server_wait(s);
+    }
+    ps__queue_free(s->q);
+    if (s->workers)
+        for (i = 0; i < s->cfg.workers; i++)
+            free(s->workers[i].scratch);
+    free(s->workers);
+    for (i = 0; i < PS_MAX_LISTEN; i++)
+        free(s->listen_copy[i]);
+    close(s->wakefd);
+    pthread_mutex_destroy(&s->reg_lock);
+    free(s);
+}
+
+int ps_server_nlisteners(const ps_server *s)
+{
+    return s->nls;
+}
+
+int ps_server_listen_addr(const ps_server *s, int i, struct sockaddr_storage *ss, socklen_t *len)
+{
+    if (atomic_load(&((ps_server *)s)->state) == PS_STATE_NEW || i < 0 || i >= s->nls)
+        return -EINVAL;
+    memcpy(ss, &s->ls[i].addr, s->ls[i].len);
+    *len = s->ls[i].len;
+    return 0;
+}
+
+int ps_server_port(const ps_server *s, int i)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    if (ps_server_listen_addr(s, i, &ss, &len) < 0)
+        return -EINVAL;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -EINVAL;
+}
+
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+static void add_counters(ps_stats *o, const ps_counters *c)
+{
+    o->accepted += LOAD(c->accepted);
+    o->rejected += LOAD(c->rejected);
+    o->accept_errors += LOAD(c->accept_errors);
+    o->accept_emfile += LOAD(c->accept_emfile);
+    o->queue_full_waits += LOAD(c->queue_full_waits);
+    o->closed += LOAD(c->closed);
+    o->bytes_in += LOAD(c->bytes_in);
+    o->bytes_out += LOAD(c->bytes_out);
+    o->timeouts += LOAD(c->timeouts);
+    o->io_errors += LOAD(c->io_errors);
+    o->forced_closes += LOAD(c->forced_closes);
+}
+
+void ps_server_stats(const ps_server *cs, ps_stats *out)
+{
+    ps_server *s = (ps_server *)cs; /* locks are taken; the server is not changed */
+    int i;
+
+    memset(out, 0, sizeof *out);
+    add_counters(out, &s->rst);
+    if (s->workers)
+        for (i = 0; i < s->cfg.workers; i++)
+            add_counters(out, &s->workers[i].st);
+    pthread_mutex_lock(&s->reg_lock);
+    out->active = s->reg_count;
+    pthread_mutex_unlock(&s->reg_lock);
+    if (s->q) {
+        out->queued = ps__queue_len(s->q);
+        out->queue_high_water = ps__queue_high_water(s->q);
+    }
+}

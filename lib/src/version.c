@@ -1,0 +1,35 @@
+/* version.c - version string (from the VERSION file, via the Makefile) and
+ * error texts. */
+#include "internal.h"
+
+#include <string.h>
+
+#ifndef PS_VERSION_STRING
+#error "PS_VERSION_STRING must come from the VERSION file (see Makefile)"
+#endif
+
+const char *ps_version(void)
+{
+    return PS_VERSION_STRING;
+}
+
+const char *ps_strerror(int err)
+{
+    /* strerror() is not thread-safe and strerror_r() needs a buffer; the
+     * glibc descriptions table behind strerrordesc_np is static. */
+    const char *s = strerrordesc_np(err < 0 ? -err : err);
+
+    return s ? s : "Unknown error";
+}
+
+const char *ps_close_reason_str(ps_close_reason why)
+{
+    switch (why) {
+    case PS_CLOSE_EOF: return "eof";
+    case PS_CLOSE_LOCAL: return "local";
+    case PS_CLOSE_ERROR: return "error";
+    case PS_CLOSE_OVERFLOW: return "overflow";
+    case PS_CLOSE_SHUTDOWN: return "shutdown";
+    }
+    return "unknown";
+}

@@ -1,0 +1,20 @@
+/*
+ * echo_handlers.h - the echo protocol as poolsrv handlers, in both styles.
+ * Used by poolsrv-echo and by the test suite.
+ */
+#ifndef PS_ECHO_HANDLERS_H
+#define PS_ECHO_HANDLERS_H
+
+#include "poolsrv.h"
+
+/* Blocking style: read, write back, until end of stream. */
+void echo_serve(ps_conn *c, void *user);
+
+/* Event style: on_data sends every byte back and consumes it. */
+size_t echo_on_data(ps_conn *c, const char *data, size_t len, void *user);
+
+/* Fill *h with the echo handler of the given style ("blocking" or "event"
+ * mode); busy_msg is left empty.  */
+void echo_handler_init(ps_handler *h, bool event_style);
+
+#endif
