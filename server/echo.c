@@ -35,6 +35,8 @@ static void usage(FILE *f)
             "  -p, --policy POLICY    when the queue is full: block (stop accepting, default)\n"
             "                         or reject (send a busy line and close)\n"
             "  -b, --backlog N        listen backlog (default 4096)\n"
+            "  -u, --udp              also echo UDP datagrams on each TCP listener's port\n"
+            "  -i, --idle-timeout MS  close connections idle this long (default 0 = never)\n"
             "  -d, --drain-timeout MS on SIGINT/SIGTERM, time given to open connections\n"
             "                         before they are shut down (default 5000, -1 = forever)\n"
             "  -v, --verbose          log connections-level events (debug)\n"
@@ -99,6 +101,7 @@ static void parse_args(int argc, char **argv, ps_config *cfg, bool *event_style)
         {"workers", required_argument, 0, 'w'}, {"queue", required_argument, 0, 'q'},
         {"policy", required_argument, 0, 'p'},  {"backlog", required_argument, 0, 'b'},
         {"drain-timeout", required_argument, 0, 'd'},
+        {"udp", no_argument, 0, 'u'},           {"idle-timeout", required_argument, 0, 'i'},
         {"verbose", no_argument, 0, 'v'},       {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},       {0, 0, 0, 0},
     };
@@ -108,7 +111,7 @@ static void parse_args(int argc, char **argv, ps_config *cfg, bool *event_style)
     int c;
 
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":l:m:w:q:p:b:d:vhV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":l:m:w:q:p:b:d:ui:vhV", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
             if (ps_addr_parse(optarg, &ss, &len, &err) < 0)
@@ -129,6 +132,8 @@ static void parse_args(int argc, char **argv, ps_config *cfg, bool *event_style)
             if (ps_policy_parse(optarg, &cfg->policy) < 0)
                 die_usage("invalid --policy '%s': expected block or reject%s", optarg, "");
             break;
+        case 'u': cfg->udp_same_port = true; break;
+        case 'i': cfg->idle_timeout_ms = parse_int("--idle-timeout", optarg, 0, INT_MAX); break;
         case 'v': cfg->log_level = PS_LOG_DEBUG; break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf(PROG " %s\n", ps_version()); exit(0);
@@ -146,13 +151,8 @@ static void print_listeners(ps_server *s)
 {
     int i;
 
-    for (i = 0; i < ps_server_nlisteners(s); i++) {
-        struct sockaddr_storage ss;
-        socklen_t len;
-        char name[96];
-        ps_server_listen_addr(s, i, &ss, &len);
-        printf("listening on %s\n", ps_addr_format((struct sockaddr *)&ss, len, name, sizeof name));
-    }
+    for (i = 0; i < ps_server_nlisteners(s); i++)
+        printf("listening on %s\n", ps_server_listen_name(s, i));
     fflush(stdout);
 }
 

@@ -23,6 +23,14 @@ size_t echo_on_data(ps_conn *c, const char *data, size_t len, void *user)
     return len;
 }
 
+void echo_on_datagram(ps_dgram *d, const void *data, size_t len, const struct sockaddr *from,
+                      void *user)
+{
+    (void)from;
+    (void)user;
+    ps_dgram_reply(d, data, len); /* a full socket buffer drops it, as UDP may */
+}
+
 void echo_handler_init(ps_handler *h, bool event_style)
 {
     memset(h, 0, sizeof *h);
@@ -30,4 +38,5 @@ void echo_handler_init(ps_handler *h, bool event_style)
         h->on_data = echo_on_data;
     else
         h->serve = echo_serve;
+    h->on_datagram = echo_on_datagram;
 }

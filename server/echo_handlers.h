@@ -13,8 +13,12 @@ void echo_serve(ps_conn *c, void *user);
 /* Event style: on_data sends every byte back and consumes it. */
 size_t echo_on_data(ps_conn *c, const char *data, size_t len, void *user);
 
-/* Fill *h with the echo handler of the given style ("blocking" or "event"
- * mode); busy_msg is left empty.  */
+/* Datagram style: send each datagram back to its sender. */
+void echo_on_datagram(ps_dgram *d, const void *data, size_t len, const struct sockaddr *from,
+                      void *user);
+
+/* Fill *h with the echo handler of the given stream style ("blocking" or
+ * "event" mode) plus on_datagram; busy_msg is left empty.  */
 void echo_handler_init(ps_handler *h, bool event_style);
 
 #endif

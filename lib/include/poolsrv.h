@@ -42,6 +42,7 @@ extern "C" {
 
 typedef struct ps_server ps_server;
 typedef struct ps_conn ps_conn;
+typedef struct ps_dgram ps_dgram;
 
 /* ---------------------------------------------------------------- basics */
 
@@ -63,14 +64,16 @@ typedef struct ps_err {
 
 /* Parse a listen or connect address into *ss / *len.  Accepted forms:
  *   "127.0.0.1:7000", "[::1]:7000", "0.0.0.0:0", "[::]:0", "localhost:7000",
- *   "*:7000" (all IPv4 interfaces).  Port 0 asks the kernel for an ephemeral
- *   port.  Only numeric hosts and "localhost" are accepted: a server's listen
- *   address should not depend on DNS.
+ *   "*:7000" (all IPv4 interfaces), "unix:/run/app.sock" (Unix domain
+ *   stream socket).  Port 0 asks the kernel for an ephemeral port.  Only
+ *   numeric hosts and "localhost" are accepted: a server's listen address
+ *   should not depend on DNS.  (ps_config.listen also takes "udp:" before an
+ *   IP address, for datagrams; this function does not.)
  * Returns 0, or -EINVAL with err->msg naming the bad part.  Any thread. */
 PS_EXTERN int ps_addr_parse(const char *text, struct sockaddr_storage *ss, socklen_t *len,
                             ps_err *err);
 
-/* Format an address as "1.2.3.4:80" or "[::1]:80" into buf (always
+/* Format an address as "1.2.3.4:80", "[::1]:80" or "unix:/path" into buf (always
  * NUL-terminated).  Returns buf.  Any thread. */
 PS_EXTERN char *ps_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap);
 
@@ -96,13 +99,15 @@ typedef enum ps_close_reason {
     PS_CLOSE_ERROR = 2,    /* I/O error, e.g. the peer reset the connection */
     PS_CLOSE_OVERFLOW = 3, /* unconsumed input passed ps_config.max_input */
     PS_CLOSE_SHUTDOWN = 4, /* the server stopped and the drain deadline passed */
+    PS_CLOSE_TIMEOUT = 5,  /* no input or output for idle_timeout_ms */
 } ps_close_reason;
 
 PS_EXTERN const char *ps_close_reason_str(ps_close_reason why);
 
 /*
- * A handler is either blocking (serve set) or event style (on_data set);
- * setting both, or neither, is a configuration error.  `user` is the pointer
+ * A stream handler is either blocking (serve set) or event style (on_data
+ * set); setting both is a configuration error, and stream listeners need
+ * one of them.  `user` is the pointer
  * given to ps_server_new().  Callbacks run on worker threads.
  */
 typedef struct ps_handler {
@@ -120,6 +125,15 @@ typedef struct ps_handler {
      * `data` is valid only during the call. */
     size_t (*on_data)(ps_conn *c, const char *data, size_t len, void *user);
     void (*on_close)(ps_conn *c, ps_close_reason why, void *user); /* optional */
+
+    /* Datagram style, for "udp:" listeners (may be combined with either
+     * stream style).  Runs on a worker for each datagram received; `from`
+     * and `data` are valid only during the call.  Datagrams that arrive
+     * while the work queue is full are dropped and counted, never queued
+     * without bound; oversized ones (> max_datagram) are dropped and
+     * counted, never delivered cut short. */
+    void (*on_datagram)(ps_dgram *d, const void *data, size_t len, const struct sockaddr *from,
+                        void *user);
 
     /* Optional message written (best effort, never blocking) to a
      * connection refused by the `reject` policy before it is closed. */
@@ -141,7 +155,8 @@ typedef enum ps_policy {
 PS_EXTERN int ps_policy_parse(const char *text, ps_policy *out);
 
 typedef struct ps_config {
-    const char *listen[PS_MAX_LISTEN]; /* addresses (see ps_addr_parse); strings are copied */
+    const char *listen[PS_MAX_LISTEN]; /* addresses (see ps_addr_parse), or "udp:" + an
+                                          IP address for datagrams; strings are copied */
     int nlisten;                       /* how many of listen[] are used (>= 1) */
     int backlog;            /* listen(2) backlog; default 4096 */
     int workers;            /* pool size, 1..1024; default 4 */
@@ -150,7 +165,13 @@ typedef struct ps_config {
     int io_timeout_ms;      /* blocking style: default per-call timeout, -1 = none (default) */
     int drain_timeout_ms;   /* after stop: time connections get to finish before
                                they are shut down; -1 = forever; default 5000 */
+    int idle_timeout_ms;    /* close connections with no I/O for this long (both
+                               styles; checked about 4 times per period, at most
+                               once a second); 0 = off (default) */
     bool tcp_nodelay;       /* set TCP_NODELAY on accepted sockets; default true */
+    bool udp_same_port;     /* also receive datagrams (on_datagram) on every TCP
+                               listener's address and port; default false */
+    size_t max_datagram;    /* larger datagrams are dropped; default 65535 */
     size_t read_budget;     /* event style: bytes read per connection per turn
                                before it yields to others; default 65536 */
     size_t max_input;       /* event style: bound on unconsumed input; default 1 MiB */
@@ -214,6 +235,10 @@ PS_EXTERN int ps_server_nlisteners(const ps_server *s);
 PS_EXTERN int ps_server_port(const ps_server *s, int i);
 PS_EXTERN int ps_server_listen_addr(const ps_server *s, int i, struct sockaddr_storage *ss,
                                     socklen_t *len);
+/* Listener i as text, as bound: "127.0.0.1:40123", "[::1]:7000",
+ * "unix:/run/x.sock", "udp:127.0.0.1:40123"; NULL for a bad index or before
+ * start.  Valid until ps_server_free. */
+PS_EXTERN const char *ps_server_listen_name(const ps_server *s, int i);
 
 /* Counters, summed across threads at the time of the call (each is exact;
  * they are not a consistent snapshot of one instant).  Any thread. */
@@ -229,9 +254,13 @@ typedef struct ps_stats {
     uint64_t queue_high_water; /* most items ever queued at once */
     uint64_t bytes_in;         /* bytes read through ps_conn_* / on_data */
     uint64_t bytes_out;        /* bytes written */
-    uint64_t timeouts;         /* ps_conn_read/write calls that timed out */
+    uint64_t timeouts;         /* ps_conn_read/write calls that timed out, and
+                                  connections closed by the idle timeout */
     uint64_t io_errors;        /* connections ended by an I/O error */
     uint64_t forced_closes;    /* connections shut down at the drain deadline */
+    uint64_t datagrams;        /* datagrams received and queued */
+    uint64_t datagrams_dropped;   /* ... dropped: the work queue was full */
+    uint64_t datagrams_truncated; /* ... dropped: larger than max_datagram */
 } ps_stats;
 
 PS_EXTERN void ps_server_stats(const ps_server *s, ps_stats *out);
@@ -296,6 +325,23 @@ PS_EXTERN void ps_conn_park(ps_conn *c);
 PS_EXTERN int ps_conn_send(ps_conn *c, const void *data, size_t len);
 PS_EXTERN size_t ps_conn_pending(const ps_conn *c);
 PS_EXTERN void ps_conn_close(ps_conn *c);
+
+/* Datagram style (only from the on_datagram call that received d).
+ * ps_dgram_reply: send a datagram back to the sender; ps_dgram_sendto: to
+ * any address, from the same socket.  Never block: return 0, -EAGAIN if
+ * the socket buffer is full, -EMSGSIZE, or -errno. */
+PS_EXTERN int ps_dgram_reply(ps_dgram *d, const void *data, size_t len);
+PS_EXTERN int ps_dgram_sendto(ps_dgram *d, const void *data, size_t len, const struct sockaddr *to,
+                              socklen_t tolen);
+
+/* Event style: stop / restart reading from this peer (pending output is
+ * still written).  Unlike the other ps_conn calls these two may be called
+ * from any thread, e.g. a proxy resuming a client when its backend drains;
+ * the caller must make sure the call completes before on_close of this
+ * connection returns (for instance: a flag under the caller's own lock,
+ * cleared in on_close).  Idempotent. */
+PS_EXTERN void ps_conn_pause_read(ps_conn *c);
+PS_EXTERN void ps_conn_resume_read(ps_conn *c);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,5 @@
 /*
- * acceptor.c - listen sockets and the accept path (reactor thread only,
- * except ps__listeners_open/close, which run while no reactor does).
+ * acceptor.c - the accept path (reactor thread only).
  *
  * Admission: an accepted connection is pushed to the work queue.  When the
  * queue is full, the `block` policy keeps it in the reactor's pending list
@@ -29,64 +28,6 @@
 #define PS_ACCEPT_BATCH 64    /* accepts per listener per wake-up */
 #define PS_EMFILE_BACKOFF 100 /* ms with listeners off after EMFILE */
 
-static int open_one(ps_listener *l, const char *text, int backlog, ps_err *err)
-{
-    int fd, one = 1;
-
-    if (ps_addr_parse(text, &l->addr, &l->len, err) < 0)
-        return -EINVAL;
-    fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return ps__set_err(err, -errno, "listen %s: socket: %s", text, ps_strerror(errno));
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (l->addr.ss_family == AF_INET6) /* [::]:N means IPv6 only; list 0.0.0.0 too for both */
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&l->addr, l->len) < 0) {
-        int e = errno;
-        close(fd);
-        return ps__set_err(err, -e, "listen %s: cannot bind: %s", text, ps_strerror(e));
-    }
-    if (listen(fd, backlog) < 0) {
-        int e = errno;
-        close(fd);
-        return ps__set_err(err, -e, "listen %s: listen: %s", text, ps_strerror(e));
-    }
-    l->len = sizeof l->addr;
-    getsockname(fd, (struct sockaddr *)&l->addr, &l->len);
-    ps_addr_format((struct sockaddr *)&l->addr, l->len, l->name, sizeof l->name);
-    l->kind = PS_KIND_LISTENER;
-    l->fd = fd;
-    return 0;
-}
-
-/* Bind every configured address; on failure close what was opened. */
-int ps__listeners_open(ps_server *s, ps_err *err)
-{
-    int i, rc;
-
-    for (i = 0; i < s->cfg.nlisten; i++) {
-        rc = open_one(&s->ls[i], s->cfg.listen[i], s->cfg.backlog, err);
-        if (rc < 0) {
-            ps__listeners_close(s);
-            return rc;
-        }
-        s->nls++;
-    }
-    return 0;
-}
-
-void ps__listeners_close(ps_server *s)
-{
-    int i;
-
-    for (i = 0; i < s->nls; i++) {
-        if (s->ls[i].fd >= 0) {
-            close(s->ls[i].fd);
-            s->ls[i].fd = -1;
-        }
-    }
-}
-
 /* Turn accepting on or off without closing the sockets. */
 void ps__listeners_enable(ps_server *s, bool on)
 {
@@ -94,7 +35,7 @@ void ps__listeners_enable(ps_server *s, bool on)
 
     for (i = 0; i < s->nls; i++) {
         struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.ptr = &s->ls[i]};
-        if (s->ls[i].fd >= 0)
+        if (s->ls[i].fd >= 0 && s->ls[i].type == SOCK_STREAM)
             epoll_ctl(s->epfd, EPOLL_CTL_MOD, s->ls[i].fd, &ev);
     }
 }

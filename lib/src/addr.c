@@ -11,8 +11,10 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/un.h>
 
 int ps__set_err(ps_err *err, int code, const char *fmt, ...)
 {
@@ -75,6 +77,24 @@ static int fill_v6(const char *host, uint16_t port, struct sockaddr_storage *ss,
     return 0;
 }
 
+static int parse_unix(const char *text, struct sockaddr_storage *ss, socklen_t *len, ps_err *err)
+{
+    struct sockaddr_un *sun = (struct sockaddr_un *)ss;
+    const char *path = text + 5;
+    size_t n = strlen(path);
+
+    if (n == 0)
+        return ps__set_err(err, -EINVAL, "'%s': missing socket path after 'unix:'", text);
+    if (n >= sizeof sun->sun_path)
+        return ps__set_err(err, -EINVAL, "'%s': socket path longer than %zu bytes", text,
+                           sizeof sun->sun_path - 1);
+    memset(ss, 0, sizeof *ss);
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, path, n + 1);
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    return 0;
+}
+
 int ps_addr_parse(const char *text, struct sockaddr_storage *ss, socklen_t *len, ps_err *err)
 {
     char host[INET6_ADDRSTRLEN + 1];
@@ -85,6 +105,8 @@ int ps_addr_parse(const char *text, struct sockaddr_storage *ss, socklen_t *len,
 
     if (!text || !*text)
         return ps__set_err(err, -EINVAL, "empty address (expected HOST:PORT, e.g. 127.0.0.1:7000)");
+    if (strncmp(text, "unix:", 5) == 0)
+        return parse_unix(text, ss, len, err);
     if (text[0] == '[') {
         const char *close = strchr(text, ']');
         if (!close)
@@ -131,6 +153,12 @@ char *ps_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t
         const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
         inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
         snprintf(buf, cap, "[%s]:%u", host, ntohs(sin6->sin6_port));
+    } else if (sa->sa_family == AF_UNIX) {
+        const struct sockaddr_un *sun = (const struct sockaddr_un *)sa;
+        size_t n = len > offsetof(struct sockaddr_un, sun_path)
+                       ? strnlen(sun->sun_path, len - offsetof(struct sockaddr_un, sun_path))
+                       : 0;
+        snprintf(buf, cap, "unix:%.*s", (int)n, sun->sun_path);
     } else {
         snprintf(buf, cap, "(family %d)", sa->sa_family);
     }

@@ -26,6 +26,8 @@ ps_conn *ps__conn_new(ps_server *s, int fd, const struct sockaddr_storage *peer,
     c->srv = s;
     c->id = ++s->next_id;
     c->timeout_ms = s->cfg.io_timeout_ms;
+    pthread_mutex_init(&c->lock, NULL);
+    ps__conn_touch(c);
     if (len > sizeof c->peer)
         len = sizeof c->peer;
     memcpy(&c->peer, peer, len);
@@ -40,6 +42,10 @@ void ps__conn_destroy(struct ps_worker *w, ps_conn *c)
     ps_server *s = c->srv;
 
     ps__registry_remove(s, c);
+    /* A pause/resume from another thread may still hold the lock. */
+    pthread_mutex_lock(&c->lock);
+    pthread_mutex_unlock(&c->lock);
+    pthread_mutex_destroy(&c->lock);
     if (c->flags & PS_CF_REGISTERED)
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL); /* in case a fork kept the fd open */
     close(c->fd);
@@ -52,23 +58,75 @@ void ps__conn_destroy(struct ps_worker *w, ps_conn *c)
     free(c);
 }
 
-/* Hand the connection back to epoll.  The worker's last touch: once the
- * epoll_ctl returns, another thread may own it. */
-void ps__conn_arm(ps_conn *c, uint32_t events)
+static void epoll_apply(ps_conn *c, int op)
 {
-    struct epoll_event ev = {.events = events | EPOLLONESHOT, .data.ptr = c};
-    int op = (c->flags & PS_CF_REGISTERED) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    int epfd = c->srv->epfd;
-    int fd = c->fd;
+    struct epoll_event ev = {.events = c->armed | EPOLLONESHOT, .data.ptr = c};
 
-    c->flags |= PS_CF_REGISTERED;
-    atomic_store_explicit(&c->handoff, 1, memory_order_release);
-    if (epoll_ctl(epfd, op, fd, &ev) < 0) {
+    if (epoll_ctl(c->srv->epfd, op, c->fd, &ev) < 0) {
         /* Cannot happen for a valid fd and epoll set (ENOMEM aside); make
          * it visible rather than lose the connection silently. */
-        ps__log(c->srv, PS_LOG_ERROR, "epoll_ctl(fd %d): %s", fd, ps_strerror(errno));
-        shutdown(fd, SHUT_RDWR);
+        ps__log(c->srv, PS_LOG_ERROR, "epoll_ctl(fd %d): %s", c->fd, ps_strerror(errno));
+        shutdown(c->fd, SHUT_RDWR);
     }
+}
+
+/* Hand the connection back to epoll (EPOLLIN is dropped while the user has
+ * paused reading).  The worker's last touch: as soon as epoll_ctl returns,
+ * the reactor may collect the connection for another worker; this one only
+ * unlocks, and ps__conn_destroy takes the lock before freeing. */
+void ps__conn_arm(ps_conn *c, uint32_t events)
+{
+    int op = (c->flags & PS_CF_REGISTERED) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+
+    c->flags |= PS_CF_REGISTERED;
+    pthread_mutex_lock(&c->lock);
+    if (atomic_load_explicit(&c->user_paused, memory_order_relaxed))
+        events &= ~(uint32_t)EPOLLIN;
+    c->armed = events;
+    c->in_epoll = true;
+    epoll_apply(c, op);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Reactor: an event arrived.  Returns false for a stale one (a resume
+ * re-armed a connection whose event was already on its way), which must
+ * be ignored: the connection is already owned by a worker. */
+bool ps__conn_collect(ps_conn *c)
+{
+    bool mine;
+
+    pthread_mutex_lock(&c->lock);
+    mine = c->in_epoll;
+    c->in_epoll = false;
+    pthread_mutex_unlock(&c->lock);
+    return mine;
+}
+
+void ps_conn_pause_read(ps_conn *c)
+{
+    pthread_mutex_lock(&c->lock);
+    atomic_store_explicit(&c->user_paused, true, memory_order_relaxed);
+    if (c->in_epoll && (c->armed & EPOLLIN)) {
+        c->armed &= ~(uint32_t)EPOLLIN;
+        epoll_apply(c, EPOLL_CTL_MOD);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+void ps_conn_resume_read(ps_conn *c)
+{
+    const unsigned no_read = PS_CF_CLOSING | PS_CF_PEER_EOF | PS_CF_FATAL | PS_CF_OVERFLOW |
+                             PS_CF_BACKPRESSURE;
+
+    pthread_mutex_lock(&c->lock);
+    atomic_store_explicit(&c->user_paused, false, memory_order_relaxed);
+    /* While in epoll no worker owns the connection, so its flags are stable
+     * (the arming worker wrote them before taking this lock). */
+    if (c->in_epoll && !(c->armed & EPOLLIN) && !(c->flags & no_read)) {
+        c->armed |= EPOLLIN;
+        epoll_apply(c, EPOLL_CTL_MOD);
+    }
+    pthread_mutex_unlock(&c->lock);
 }
 
 /* ------------------------------------------------------------- buffers */
@@ -188,6 +246,7 @@ ssize_t ps_conn_read(ps_conn *c, void *buf, size_t len)
         int rc;
         if (n >= 0) {
             ps__count(&c->w->st.bytes_in, (uint64_t)n);
+            ps__conn_touch(c);
             return n;
         }
         if (errno == EINTR)
@@ -224,6 +283,7 @@ int ps_conn_write_all(ps_conn *c, const void *buf, size_t len)
         int rc;
         if (n > 0) {
             ps__count(&c->w->st.bytes_out, (uint64_t)n);
+            ps__conn_touch(c);
             p += n;
             len -= (size_t)n;
             continue;

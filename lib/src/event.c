@@ -18,10 +18,17 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-static bool reading_allowed(const ps_conn *c)
+/* Whether the connection's own state lets it read; the user's pause is
+ * applied separately (ps__conn_arm), since another thread may change it. */
+static bool wants_read(const ps_conn *c)
 {
     return !(c->flags & (PS_CF_CLOSING | PS_CF_PEER_EOF | PS_CF_FATAL | PS_CF_OVERFLOW |
                          PS_CF_BACKPRESSURE));
+}
+
+static bool reading_allowed(const ps_conn *c)
+{
+    return wants_read(c) && !atomic_load_explicit(&c->user_paused, memory_order_relaxed);
 }
 
 static void mark_fatal(ps_conn *c)
@@ -152,6 +159,8 @@ static ps_close_reason close_reason(const ps_conn *c)
 {
     if (atomic_load_explicit(&c->forced, memory_order_relaxed))
         return PS_CLOSE_SHUTDOWN;
+    if (atomic_load_explicit(&c->timed_out, memory_order_relaxed))
+        return PS_CLOSE_TIMEOUT;
     if (c->flags & PS_CF_OVERFLOW)
         return PS_CLOSE_OVERFLOW;
     if (c->flags & PS_CF_FATAL)
@@ -176,6 +185,7 @@ void ps__event_turn(struct ps_worker *w, ps_conn *c)
     bool more = false;
     uint32_t events = 0;
 
+    ps__conn_touch(c);
     if (!(c->flags & PS_CF_OPENED)) {
         c->flags |= PS_CF_OPENED;
         if (s->h.on_open && s->h.on_open(c, s->user) != 0)
@@ -195,11 +205,11 @@ void ps__event_turn(struct ps_worker *w, ps_conn *c)
         finish(w, c);
         return;
     }
-    if (reading_allowed(c))
+    if (wants_read(c))
         events |= EPOLLIN;
     if (c->out.len > 0)
         events |= EPOLLOUT;
-    if (more && events == EPOLLIN && ps__queue_try_push(s->q, c) == 0)
+    if (more && events == EPOLLIN && reading_allowed(c) && ps__queue_try_push(s->q, c) == 0)
         return; /* fairness: back of the queue, still readable */
     ps__conn_arm(c, events);
 }

@@ -22,7 +22,7 @@
 #define PS_ALIGN_CACHE _Alignas(64)
 
 /* What an epoll_event's data.ptr points at: every such struct starts with one. */
-enum ps_kind { PS_KIND_WAKE = 1, PS_KIND_LISTENER, PS_KIND_CONN };
+enum ps_kind { PS_KIND_WAKE = 1, PS_KIND_LISTENER, PS_KIND_CONN, PS_KIND_DGRAM };
 
 /* A growable byte buffer; bytes live at data[off .. off+len). */
 typedef struct ps_buf {
@@ -46,15 +46,32 @@ enum {
 
 struct ps_worker;
 
+/* A received datagram on its way through the queue to on_datagram. */
+struct ps_dgram {
+    enum ps_kind kind; /* PS_KIND_DGRAM; first member */
+    int fd;            /* the UDP socket it came in on (open until workers exit) */
+    struct ps_worker *w;
+    socklen_t fromlen;
+    struct sockaddr_storage from;
+    size_t len;
+    char data[];
+};
+
 struct ps_conn {
     enum ps_kind kind; /* PS_KIND_CONN; first member */
     int fd;
     unsigned flags;
     int timeout_ms;
-    /* Release/acquire pair around the epoll hand-off: epoll is invisible to
-     * ThreadSanitizer, and this also documents the ordering we rely on. */
-    atomic_uint handoff;
-    atomic_bool forced; /* shut down at the drain deadline (set under reg_lock) */
+    /* `lock` guards in_epoll and armed: the hand-off between the worker that
+     * re-arms, the reactor that collects the event, and pause/resume calls
+     * from other threads.  Never contended on the per-message path. */
+    pthread_mutex_t lock;
+    bool in_epoll;   /* armed and not yet collected by the reactor */
+    uint32_t armed;  /* epoll events of the last arm */
+    atomic_bool user_paused;               /* ps_conn_pause_read */
+    atomic_bool forced;                    /* shut down at the drain deadline */
+    atomic_bool timed_out;                 /* shut down by the idle timeout */
+    atomic_int_least64_t last_active;      /* coarse ms, for the idle timeout */
     uint64_t id;
     ps_server *srv;
     struct ps_worker *w; /* worker running it now */
@@ -73,6 +90,7 @@ struct ps_conn {
 typedef struct ps_counters {
     atomic_uint_least64_t accepted, rejected, accept_errors, accept_emfile, queue_full_waits;
     atomic_uint_least64_t closed, bytes_in, bytes_out, timeouts, io_errors, forced_closes;
+    atomic_uint_least64_t datagrams, datagrams_dropped, datagrams_truncated;
 } ps_counters;
 
 static inline void ps__count(atomic_uint_least64_t *c, uint64_t n)
@@ -92,6 +110,8 @@ struct ps_worker {
 typedef struct ps_listener {
     enum ps_kind kind; /* PS_KIND_LISTENER; first member */
     int fd;
+    int type;          /* SOCK_STREAM or SOCK_DGRAM */
+    bool unlink_path;  /* a Unix socket file we created */
     socklen_t len;
     struct sockaddr_storage addr; /* as bound (port filled in) */
     char name[80];
@@ -105,6 +125,7 @@ struct ps_server {
     bool event_style;
 
     atomic_int state;      /* PS_STATE_* */
+    atomic_int_least64_t coarse_now; /* ms, refreshed by the reactor each loop */
     atomic_bool stopping;  /* ps_server_stop was called */
     enum ps_kind wake_kind; /* epoll tag for wakefd */
     int wakefd;            /* eventfd: stop, queue space, drain progress */
@@ -117,7 +138,7 @@ struct ps_server {
     pthread_t reactor_tid;
     bool reactor_started;
 
-    ps_listener ls[PS_MAX_LISTEN];
+    ps_listener ls[PS_MAX_LISTEN * 2]; /* x2: udp_same_port pairs */
     int nls;
 
     /* reg_lock guards reg_head and reg_count (taken at connection open and
@@ -128,6 +149,7 @@ struct ps_server {
 
     /* Reactor thread only. */
     PS_ALIGN_CACHE ps_counters rst;
+    char *dgram_buf; /* max_datagram + 1 bytes, to see truncation */
     ps_conn *pend_head, *pend_tail;
     uint64_t next_id;
     bool accept_paused;      /* block policy: queue full */
@@ -136,6 +158,7 @@ struct ps_server {
     int64_t drain_deadline;  /* ms, monotonic; -1 none */
     bool forced;
     int64_t last_emfile_log;
+    int64_t next_idle_scan;  /* ms; 0 when idle_timeout_ms is off */
 };
 
 enum { PS_STATE_NEW = 0, PS_STATE_STARTED = 1, PS_STATE_JOINED = 2 };
@@ -152,11 +175,22 @@ int ps__set_err(ps_err *err, int code, const char *fmt, ...) __attribute__((form
 ps_conn *ps__conn_new(ps_server *s, int fd, const struct sockaddr_storage *peer, socklen_t len);
 void ps__conn_destroy(struct ps_worker *w, ps_conn *c);
 void ps__conn_arm(ps_conn *c, uint32_t events);
+bool ps__conn_collect(ps_conn *c);
+static inline void ps__conn_touch(ps_conn *c)
+{
+    atomic_store_explicit(&c->last_active,
+                          atomic_load_explicit(&c->srv->coarse_now, memory_order_relaxed),
+                          memory_order_relaxed);
+}
 void ps__buf_free(ps_buf *b);
 int ps__buf_append(ps_buf *b, const void *data, size_t len);
 
 /* event.c */
 void ps__event_turn(struct ps_worker *w, ps_conn *c);
+
+/* dgram.c */
+void ps__dgram_ready(ps_server *s, ps_listener *l);
+void ps__dgram_turn(struct ps_worker *w, struct ps_dgram *d);
 
 /* pool.c */
 int ps__pool_start(ps_server *s, ps_err *err);
@@ -164,9 +198,12 @@ void ps__pool_join(ps_server *s);
 void ps__blocking_turn(struct ps_worker *w, ps_conn *c);
 int ps__thread_create(pthread_t *tid, void *(*fn)(void *), void *arg);
 
-/* acceptor.c */
+/* listener.c */
 int ps__listeners_open(ps_server *s, ps_err *err);
-void ps__listeners_close(ps_server *s);
+void ps__listeners_close(ps_server *s, int type);
+int ps__listen_split(const char *text, int *type, const char **rest);
+
+/* acceptor.c */
 void ps__listeners_enable(ps_server *s, bool on);
 void ps__accept_ready(ps_server *s, ps_listener *l);
 

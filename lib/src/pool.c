@@ -36,6 +36,10 @@ static void *worker_main(void *arg)
 
     while (ps__queue_pop(s->q, &item) == 0) {
         ps_conn *c = item;
+        if (c->kind == PS_KIND_DGRAM) {
+            ps__dgram_turn(w, item);
+            continue;
+        }
         c->w = w;
         if (s->event_style)
             ps__event_turn(w, c);

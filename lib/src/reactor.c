@@ -91,6 +91,30 @@ static void force_shutdown(ps_server *s)
         ps__log(s, PS_LOG_WARN, "drain deadline passed: shutting down %zu connection(s)", n);
 }
 
+/* Idle timeout: shut down connections with no I/O for idle_timeout_ms.
+ * Their next turn sees end of stream (on_close gets PS_CLOSE_TIMEOUT). */
+static void idle_scan(ps_server *s, int64_t now)
+{
+    int64_t idle = s->cfg.idle_timeout_ms;
+    ps_conn *c;
+    uint64_t n = 0;
+
+    pthread_mutex_lock(&s->reg_lock);
+    for (c = s->reg_head; c; c = c->reg_next) {
+        if (now - atomic_load_explicit(&c->last_active, memory_order_relaxed) < idle ||
+            atomic_load_explicit(&c->timed_out, memory_order_relaxed))
+            continue;
+        atomic_store_explicit(&c->timed_out, true, memory_order_relaxed);
+        shutdown(c->fd, SHUT_RDWR);
+        n++;
+    }
+    pthread_mutex_unlock(&s->reg_lock);
+    ps__count(&s->rst.timeouts, n);
+    if (n)
+        ps__log(s, PS_LOG_DEBUG, "idle timeout: closing %llu connection(s)",
+                (unsigned long long)n);
+}
+
 /* ------------------------------------------------------------- dispatch */
 
 /* Queue a ready connection, or keep it pending (in order) while full. */
@@ -133,11 +157,15 @@ static void handle_event(ps_server *s, struct epoll_event *ev)
         ssize_t rc = read(s->wakefd, &v, sizeof v);
         (void)rc;
     } else if (kind == PS_KIND_LISTENER) {
-        ps__accept_ready(s, ev->data.ptr);
+        ps_listener *l = ev->data.ptr;
+        if (l->type == SOCK_DGRAM)
+            ps__dgram_ready(s, l);
+        else
+            ps__accept_ready(s, l);
     } else {
         ps_conn *c = ev->data.ptr;
-        (void)atomic_load_explicit(&c->handoff, memory_order_acquire);
-        ps__reactor_dispatch(s, c);
+        if (ps__conn_collect(c))
+            ps__reactor_dispatch(s, c);
     }
 }
 
@@ -150,7 +178,9 @@ static void begin_drain(ps_server *s)
     s->draining = true;
     for (i = 0; i < s->nls; i++)
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->ls[i].fd, NULL);
-    ps__listeners_close(s);
+    /* UDP sockets stay open until the workers are gone: queued datagrams
+     * still reply through them. */
+    ps__listeners_close(s, SOCK_STREAM);
     s->drain_deadline =
         s->cfg.drain_timeout_ms >= 0 ? ps__now_ms() + s->cfg.drain_timeout_ms : -1;
     ps__log(s, PS_LOG_INFO, "stopping: %zu connection(s) to drain", registry_count(s));
@@ -165,6 +195,8 @@ static int next_timeout(ps_server *s, int64_t now)
         t = s->backoff_until - now;
     if (s->draining && !s->forced && s->drain_deadline >= 0 && s->drain_deadline - now < t)
         t = s->drain_deadline - now;
+    if (s->next_idle_scan && s->next_idle_scan - now < t)
+        t = s->next_idle_scan - now;
     if (t == INT64_MAX)
         return -1;
     return t < 0 ? 0 : t > INT32_MAX ? INT32_MAX : (int)t;
@@ -172,6 +204,12 @@ static int next_timeout(ps_server *s, int64_t now)
 
 static void on_timers(ps_server *s, int64_t now)
 {
+    atomic_store_explicit(&s->coarse_now, now, memory_order_relaxed);
+    if (s->next_idle_scan && now >= s->next_idle_scan) {
+        int64_t period = s->cfg.idle_timeout_ms / 4;
+        idle_scan(s, now);
+        s->next_idle_scan = now + (period < 10 ? 10 : period > 1000 ? 1000 : period);
+    }
     if (s->backoff_until && now >= s->backoff_until) {
         s->backoff_until = 0;
         if (!s->accept_paused && !s->draining)
@@ -187,6 +225,9 @@ static void *reactor_main(void *arg)
 {
     ps_server *s = arg;
     struct epoll_event evs[PS_EVENTS_MAX];
+
+    if (s->cfg.idle_timeout_ms > 0)
+        s->next_idle_scan = ps__now_ms();
 
     for (;;) {
         int i, n = epoll_wait(s->epfd, evs, PS_EVENTS_MAX, next_timeout(s, ps__now_ms()));

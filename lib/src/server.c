@@ -26,6 +26,7 @@ void ps_config_init(ps_config *cfg)
     cfg->max_input = 1u << 20;
     cfg->out_high_water = 1u << 20;
     cfg->out_low_water = 256u << 10;
+    cfg->max_datagram = 65535;
     cfg->log_level = PS_LOG_INFO;
 }
 
@@ -44,15 +45,29 @@ static int check_range(ps_err *err, const char *field, long v, long lo, long hi)
     return 0;
 }
 
-static int validate_handler(const ps_handler *h, ps_err *err)
+static int validate_handler(const ps_config *cfg, const ps_handler *h, ps_err *err)
 {
+    bool stream = cfg->udp_same_port, dgram = cfg->udp_same_port;
+    int i;
+
+    for (i = 0; i < cfg->nlisten; i++) {
+        int type;
+        const char *rest;
+        ps__listen_split(cfg->listen[i], &type, &rest);
+        if (type == SOCK_DGRAM)
+            dgram = true;
+        else
+            stream = true;
+    }
     if (!h)
         return ps__set_err(err, -EINVAL, "handler: missing");
     if (h->serve && (h->on_data || h->on_open || h->on_close))
         return ps__set_err(err, -EINVAL,
                            "handler: set either serve (blocking) or on_data (event), not both");
-    if (!h->serve && !h->on_data)
+    if (stream && !h->serve && !h->on_data)
         return ps__set_err(err, -EINVAL, "handler: needs serve (blocking) or on_data (event)");
+    if (dgram && !h->on_datagram)
+        return ps__set_err(err, -EINVAL, "handler: udp listeners need on_datagram");
     if (h->busy_len > 0 && !h->busy_msg)
         return ps__set_err(err, -EINVAL, "handler.busy_msg: NULL with busy_len %zu", h->busy_len);
     return 0;
@@ -70,9 +85,17 @@ int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
     for (i = 0; i < cfg->nlisten; i++) {
         struct sockaddr_storage ss;
         socklen_t len;
+        const char *rest;
+        int type;
         ps_err e;
-        if (ps_addr_parse(cfg->listen[i], &ss, &len, &e) < 0)
+        if (!cfg->listen[i])
+            return ps__set_err(err, -EINVAL, "listen: address %d is NULL", i);
+        ps__listen_split(cfg->listen[i], &type, &rest);
+        if (ps_addr_parse(rest, &ss, &len, &e) < 0)
             return ps__set_err(err, -EINVAL, "listen: %s", e.msg);
+        if (type == SOCK_DGRAM && ss.ss_family == AF_UNIX)
+            return ps__set_err(err, -EINVAL, "listen: '%s': udp needs an IP address",
+                               cfg->listen[i]);
     }
     if ((rc = check_range(err, "backlog", cfg->backlog, 1, 1 << 20)) < 0 ||
         (rc = check_range(err, "workers", cfg->workers, 1, 1024)) < 0 ||
@@ -80,17 +103,21 @@ int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
         (rc = check_range(err, "policy", cfg->policy, PS_POLICY_BLOCK, PS_POLICY_REJECT)) < 0 ||
         (rc = check_range(err, "io_timeout_ms", cfg->io_timeout_ms, -1, INT32_MAX)) < 0 ||
         (rc = check_range(err, "drain_timeout_ms", cfg->drain_timeout_ms, -1, INT32_MAX)) < 0 ||
+        (rc = check_range(err, "idle_timeout_ms", cfg->idle_timeout_ms, 0, INT32_MAX)) < 0 ||
         (rc = check_range(err, "log_level", cfg->log_level, PS_LOG_ERROR, PS_LOG_DEBUG)) < 0)
         return rc;
     if (cfg->read_budget < 1)
         return ps__set_err(err, -EINVAL, "read_budget: must be at least 1 byte");
+    if (cfg->max_datagram < 1 || cfg->max_datagram > 65535)
+        return ps__set_err(err, -EINVAL, "max_datagram: %zu is out of range (1..65535)",
+                           cfg->max_datagram);
     if (cfg->max_input < 1)
         return ps__set_err(err, -EINVAL, "max_input: must be at least 1 byte");
     if (cfg->out_high_water < 1 || cfg->out_low_water > cfg->out_high_water)
         return ps__set_err(err, -EINVAL,
                            "out_low_water: %zu must not exceed out_high_water %zu (>= 1)",
                            cfg->out_low_water, cfg->out_high_water);
-    return validate_handler(h, err);
+    return validate_handler(cfg, h, err);
 }
 
 ps_server *ps_server_new(const ps_config *cfg, const ps_handler *h, void *user, ps_err *err)
@@ -111,6 +138,7 @@ ps_server *ps_server_new(const ps_config *cfg, const ps_handler *h, void *user, 
     s->event_style = h->on_data != NULL;
     s->wake_kind = PS_KIND_WAKE;
     s->epfd = s->reserve_fd = -1;
+    atomic_store(&s->coarse_now, ps__now_ms());
     for (i = 0; i < cfg->nlisten; i++) {
         s->listen_copy[i] = strdup(cfg->listen[i]);
         if (!s->listen_copy[i]) {
@@ -144,7 +172,7 @@ static void teardown(ps_server *s)
         pthread_join(s->reactor_tid, NULL);
     s->reactor_started = false;
     ps__pool_join(s);
-    ps__listeners_close(s);
+    ps__listeners_close(s, 0);
     if (s->epfd >= 0)
         close(s->epfd);
     if (s->reserve_fd >= 0)
@@ -160,8 +188,14 @@ int ps_server_start(ps_server *s, ps_err *err)
     if (!atomic_compare_exchange_strong(&s->state, &expect, PS_STATE_STARTED))
         return ps__set_err(err, -EALREADY, "server already started");
     s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (!s->dgram_buf && s->h.on_datagram &&
+        !(s->dgram_buf = malloc(s->cfg.max_datagram + 1))) {
+        rc = ps__set_err(err, -ENOMEM, "max_datagram: out of memory");
+        goto out_fail;
+    }
     if ((rc = ps__listeners_open(s, err)) < 0 || (rc = ps__reactor_start(s, err)) < 0 ||
         (rc = ps__pool_start(s, err)) < 0 || (rc = ps__reactor_run_thread(s, err)) < 0) {
+out_fail:
         teardown(s);
         s->nls = 0;
         ps__queue_free(s->q);
@@ -219,6 +253,7 @@ void ps_server_free(ps_server *s)
         for (i = 0; i < s->cfg.workers; i++)
             free(s->workers[i].scratch);
     free(s->workers);
+    free(s->dgram_buf);
     for (i = 0; i < PS_MAX_LISTEN; i++)
         free(s->listen_copy[i]);
     close(s->wakefd);
@@ -238,6 +273,13 @@ int ps_server_listen_addr(const ps_server *s, int i, struct sockaddr_storage *ss
     memcpy(ss, &s->ls[i].addr, s->ls[i].len);
     *len = s->ls[i].len;
     return 0;
+}
+
+const char *ps_server_listen_name(const ps_server *s, int i)
+{
+    if (atomic_load(&((ps_server *)s)->state) == PS_STATE_NEW || i < 0 || i >= s->nls)
+        return NULL;
+    return s->ls[i].name;
 }
 
 int ps_server_port(const ps_server *s, int i)
@@ -269,6 +311,9 @@ static void add_counters(ps_stats *o, const ps_counters *c)
     o->timeouts += LOAD(c->timeouts);
     o->io_errors += LOAD(c->io_errors);
     o->forced_closes += LOAD(c->forced_closes);
+    o->datagrams += LOAD(c->datagrams);
+    o->datagrams_dropped += LOAD(c->datagrams_dropped);
+    o->datagrams_truncated += LOAD(c->datagrams_truncated);
 }
 
 void ps_server_stats(const ps_server *cs, ps_stats *out)

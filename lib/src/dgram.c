@@ -1,0 +1,87 @@
+/*
+ * dgram.c - datagram listeners: the reactor receives, workers handle.
+ *
+ * The reactor reads each datagram into its own buffer, copies it into one
+ * allocation with its sender, and try-pushes it to the work queue.  It never
+ * blocks on a full queue: the datagram is dropped and counted, as the
+ * network would.  The buffer is one byte longer than max_datagram, and
+ * MSG_TRUNC reports the real length, so an oversized datagram is detected
+ * and dropped rather than handed over cut short.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PS_DGRAM_BATCH 64 /* datagrams per socket per wake-up */
+
+void ps__dgram_ready(ps_server *s, ps_listener *l)
+{
+    int i;
+
+    for (i = 0; i < PS_DGRAM_BATCH; i++) {
+        struct sockaddr_storage from;
+        socklen_t fromlen = sizeof from;
+        struct ps_dgram *d;
+        ssize_t n = recvfrom(l->fd, s->dgram_buf, s->cfg.max_datagram + 1,
+                             MSG_TRUNC | MSG_DONTWAIT, (struct sockaddr *)&from, &fromlen);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                ps__log(s, PS_LOG_DEBUG, "recvfrom on %s: %s", l->name, ps_strerror(errno));
+            return;
+        }
+        if ((size_t)n > s->cfg.max_datagram) {
+            ps__count(&s->rst.datagrams_truncated, 1);
+            continue;
+        }
+        d = malloc(sizeof *d + (size_t)n);
+        if (!d) {
+            ps__count(&s->rst.datagrams_dropped, 1);
+            continue;
+        }
+        d->kind = PS_KIND_DGRAM;
+        d->fd = l->fd;
+        d->fromlen = fromlen;
+        memcpy(&d->from, &from, fromlen);
+        d->len = (size_t)n;
+        memcpy(d->data, s->dgram_buf, (size_t)n);
+        if (s->pend_head || ps__queue_try_push(s->q, d) < 0) {
+            free(d);
+            ps__count(&s->rst.datagrams_dropped, 1);
+            continue;
+        }
+        ps__count(&s->rst.datagrams, 1);
+    }
+}
+
+void ps__dgram_turn(struct ps_worker *w, struct ps_dgram *d)
+{
+    ps_server *s = w->srv;
+
+    d->w = w;
+    ps__count(&w->st.bytes_in, d->len);
+    s->h.on_datagram(d, d->data, d->len, (const struct sockaddr *)&d->from, s->user);
+    free(d);
+}
+
+int ps_dgram_sendto(ps_dgram *d, const void *data, size_t len, const struct sockaddr *to,
+                    socklen_t tolen)
+{
+    for (;;) {
+        ssize_t n = sendto(d->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, to, tolen);
+        if (n >= 0) {
+            ps__count(&d->w->st.bytes_out, (uint64_t)n);
+            return 0;
+        }
+        if (errno != EINTR)
+            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    }
+}
+
+int ps_dgram_reply(ps_dgram *d, const void *data, size_t len)
+{
+    return ps_dgram_sendto(d, data, len, (const struct sockaddr *)&d->from, d->fromlen);
+}

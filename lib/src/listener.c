@@ -1,0 +1,192 @@
+/*
+ * listener.c - creating and closing listen sockets (TCP over IPv4/IPv6,
+ * Unix stream sockets, UDP).  Runs in ps_server_start, the reactor's drain
+ * and ps_server_wait, never concurrently with itself.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define PS_PORT_PAIR_TRIES 32 /* udp_same_port with port 0: rebind attempts */
+
+/* "udp:ADDR" -> SOCK_DGRAM and ADDR; anything else is a stream address. */
+int ps__listen_split(const char *text, int *type, const char **rest)
+{
+    if (text && strncmp(text, "udp:", 4) == 0) {
+        *type = SOCK_DGRAM;
+        *rest = text + 4;
+    } else {
+        *type = SOCK_STREAM;
+        *rest = text;
+    }
+    return 0;
+}
+
+/* A socket file left by a dead server is removed; a live server's is not.
+ * We tell them apart by connecting: refused means nobody listens. */
+static int clear_unix_path(const struct sockaddr_un *sun, socklen_t len, const char *text,
+                           ps_err *err)
+{
+    struct stat st;
+    int fd, rc;
+
+    if (lstat(sun->sun_path, &st) < 0)
+        return 0;
+    if (!S_ISSOCK(st.st_mode))
+        return ps__set_err(err, -EEXIST, "listen %s: path exists and is not a socket", text);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return ps__set_err(err, -errno, "listen %s: socket: %s", text, ps_strerror(errno));
+    rc = connect(fd, (const struct sockaddr *)sun, len);
+    close(fd);
+    if (rc == 0)
+        return ps__set_err(err, -EADDRINUSE, "listen %s: a server is already listening there",
+                           text);
+    if (errno != ECONNREFUSED)
+        return ps__set_err(err, -errno, "listen %s: cannot check existing socket: %s", text,
+                           ps_strerror(errno));
+    unlink(sun->sun_path); /* stale */
+    return 0;
+}
+
+static int bind_one(ps_listener *l, int type, const char *text, int backlog, ps_err *err)
+{
+    int fd, one = 1, e;
+
+    fd = socket(l->addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return ps__set_err(err, -errno, "listen %s: socket: %s", text, ps_strerror(errno));
+    if (l->addr.ss_family != AF_UNIX)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (l->addr.ss_family == AF_INET6) /* [::]:N is IPv6 only; list 0.0.0.0:N too for both */
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (l->addr.ss_family == AF_UNIX &&
+        (e = clear_unix_path((struct sockaddr_un *)&l->addr, l->len, text, err)) < 0)
+        goto out_close;
+    if (bind(fd, (struct sockaddr *)&l->addr, l->len) < 0) {
+        e = ps__set_err(err, -errno, "listen %s: cannot bind: %s", text, ps_strerror(errno));
+        goto out_close;
+    }
+    l->unlink_path = l->addr.ss_family == AF_UNIX;
+    if (type == SOCK_STREAM && listen(fd, backlog) < 0) {
+        e = ps__set_err(err, -errno, "listen %s: listen: %s", text, ps_strerror(errno));
+        goto out_close;
+    }
+    if (l->addr.ss_family != AF_UNIX) {
+        l->len = sizeof l->addr;
+        getsockname(fd, (struct sockaddr *)&l->addr, &l->len);
+    }
+    ps_addr_format((struct sockaddr *)&l->addr, l->len, l->name, sizeof l->name);
+    if (type == SOCK_DGRAM && strlen(l->name) + 4 < sizeof l->name) {
+        memmove(l->name + 4, l->name, strlen(l->name) + 1);
+        memcpy(l->name, "udp:", 4);
+    }
+    l->kind = PS_KIND_LISTENER;
+    l->type = type;
+    l->fd = fd;
+    return 0;
+
+out_close:
+    if (l->unlink_path)
+        unlink(((struct sockaddr_un *)&l->addr)->sun_path);
+    l->unlink_path = false;
+    close(fd);
+    return e;
+}
+
+static void close_one(ps_listener *l)
+{
+    if (l->fd < 0)
+        return;
+    close(l->fd);
+    l->fd = -1;
+    if (l->unlink_path)
+        unlink(((struct sockaddr_un *)&l->addr)->sun_path);
+    l->unlink_path = false;
+}
+
+static uint16_t port_of(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+static void set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+    if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = htons(port);
+    else
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+}
+
+/* udp_same_port: a TCP listener plus a UDP socket on the same port.  With
+ * port 0 the kernel picks the TCP port, which UDP may already use: retry. */
+static int open_pair(ps_server *s, const char *text, ps_err *err)
+{
+    ps_listener *tl = &s->ls[s->nls], *ul = &s->ls[s->nls + 1];
+    struct sockaddr_storage want = tl->addr;
+    bool ephemeral = port_of(&want) == 0;
+    int tries, rc = -EINVAL;
+
+    if (s->nls + 2 > PS_MAX_LISTEN * 2)
+        return ps__set_err(err, -ENOSPC, "listen %s: too many listeners", text);
+    for (tries = 0; tries < PS_PORT_PAIR_TRIES; tries++) {
+        tl->addr = want;
+        if ((rc = bind_one(tl, SOCK_STREAM, text, s->cfg.backlog, err)) < 0)
+            return rc;
+        ul->addr = tl->addr;
+        ul->len = tl->len;
+        rc = bind_one(ul, SOCK_DGRAM, text, 0, err);
+        if (rc == 0) {
+            s->nls += 2;
+            return 0;
+        }
+        close_one(tl);
+        if (rc != -EADDRINUSE || !ephemeral)
+            return rc;
+        set_port(&want, 0);
+    }
+    return rc;
+}
+
+/* Bind every configured address; on failure close what was opened. */
+int ps__listeners_open(ps_server *s, ps_err *err)
+{
+    int i, rc = 0;
+
+    for (i = 0; i < s->cfg.nlisten && rc == 0; i++) {
+        const char *text = s->cfg.listen[i], *rest;
+        ps_listener *l = &s->ls[s->nls];
+        int type;
+
+        ps__listen_split(text, &type, &rest);
+        if ((rc = ps_addr_parse(rest, &l->addr, &l->len, err)) < 0)
+            break;
+        if (type == SOCK_STREAM && s->cfg.udp_same_port && l->addr.ss_family != AF_UNIX) {
+            rc = open_pair(s, text, err);
+        } else if ((rc = bind_one(l, type, text, s->cfg.backlog, err)) == 0) {
+            s->nls++;
+        }
+    }
+    if (rc < 0) {
+        ps__listeners_close(s, 0);
+        s->nls = 0;
+    }
+    return rc;
+}
+
+/* Close listeners of one type (SOCK_STREAM, SOCK_DGRAM) or all (0). */
+void ps__listeners_close(ps_server *s, int type)
+{
+    int i;
+
+    for (i = 0; i < s->nls; i++)
+        if (type == 0 || s->ls[i].type == type)
+            close_one(&s->ls[i]);
+}
