@@ -140,9 +140,14 @@ test-extra::
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 TSAN_FLAGS := -fsanitize=thread
 
+# A sanitizer report fails the test that caused it: each test runs in its
+# own forked child, and the sanitizers make that child exit non-zero.
 asan:
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=23 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	$(MAKE) --no-print-directory B=build/asan O=build/asan/ SAN="$(ASAN_FLAGS)" CFLAGS="-O1 -g" unit
 tsan:
+	TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1 \
 	$(MAKE) --no-print-directory B=build/tsan O=build/tsan/ SAN="$(TSAN_FLAGS)" CFLAGS="-O1 -g" unit
 
 # ------------------------------------------------------------------ install
