@@ -48,12 +48,18 @@ void ps__dgram_ready(ps_server *s, ps_listener *l)
         memcpy(&d->from, &from, fromlen);
         d->len = (size_t)n;
         memcpy(d->data, s->dgram_buf, (size_t)n);
-        if (s->pend_head || ps__queue_try_push(s->q, d) < 0) {
+        if (s->pend_head) {
             free(d);
             ps__count(&s->rst.datagrams_dropped, 1);
             continue;
         }
+        /* Counted before the push, so the count never lags the reply. */
         ps__count(&s->rst.datagrams, 1);
+        if (ps__queue_try_push(s->q, d) < 0) {
+            free(d);
+            ps__count(&s->rst.datagrams, (uint64_t)-1);
+            ps__count(&s->rst.datagrams_dropped, 1);
+        }
     }
 }
 
