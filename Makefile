@@ -50,13 +50,15 @@ TESTBIN := $(B)/tests/run-tests
 TEST_SRC := $(wildcard tests/check_*.c) tests/test_util.c tests/run_tests.c
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 
-.PHONY: all run test check unit test-extra asan tsan clean install uninstall deps
+.PHONY: all run test check unit test-extra asan tsan clean install uninstall deps \
+	install-extra uninstall-extra clean-extra
 .DEFAULT_GOAL := all
 
 # Fragments for the other programs append to PROGRAMS (installed to BINDIR)
-# and may add recipes to the double-colon rule test-extra.
+# and may add recipes to the double-colon rules test-extra, install-extra,
+# uninstall-extra and clean-extra.
 PROGRAMS := $(ECHO)
--include client/client.mk bench/bench.mk
+-include client/client.mk bench/bench.mk server/examples/examples.mk docs/docs.mk fuzz/fuzz.mk
 
 all: $(LIBA) $(LIBSO) $(PROGRAMS) $(O)lib/poolsrv.pc
 
@@ -160,14 +162,20 @@ install: all
 	ln -sf libpoolsrv.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpoolsrv.so
 	install -m 644 lib/poolsrv.pc $(DESTDIR)$(PCDIR)/poolsrv.pc
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
+	$(MAKE) --no-print-directory install-extra
+
+install-extra::
+uninstall-extra::
+clean-extra::
 
 uninstall:
 	rm -f $(DESTDIR)$(INCDIR)/poolsrv.h $(DESTDIR)$(LIBDIR)/libpoolsrv.a \
 	      $(DESTDIR)$(LIBDIR)/libpoolsrv.so $(DESTDIR)$(LIBDIR)/libpoolsrv.so.$(MAJOR) \
 	      $(DESTDIR)$(LIBDIR)/libpoolsrv.so.$(VERSION) $(DESTDIR)$(PCDIR)/poolsrv.pc \
 	      $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGRAMS)))
+	$(MAKE) --no-print-directory uninstall-extra
 
-clean:
+clean: clean-extra
 	rm -rf build lib/libpoolsrv.a lib/libpoolsrv.so lib/libpoolsrv.so.* lib/poolsrv.pc \
 	       $(PROGRAMS)
 
