@@ -99,7 +99,7 @@ typedef enum ps_close_reason {
     PS_CLOSE_ERROR = 2,    /* I/O error, e.g. the peer reset the connection */
     PS_CLOSE_OVERFLOW = 3, /* unconsumed input passed ps_config.max_input */
     PS_CLOSE_SHUTDOWN = 4, /* the server stopped and the drain deadline passed */
-    PS_CLOSE_TIMEOUT = 5,  /* no input or output for idle_timeout_ms */
+    PS_CLOSE_TIMEOUT = 5,  /* one of the timeouts in ps_config expired */
 } ps_close_reason;
 
 PS_EXTERN const char *ps_close_reason_str(ps_close_reason why);
@@ -165,9 +165,32 @@ typedef struct ps_config {
     int io_timeout_ms;      /* blocking style: default per-call timeout, -1 = none (default) */
     int drain_timeout_ms;   /* after stop: time connections get to finish before
                                they are shut down; -1 = forever; default 5000 */
-    int idle_timeout_ms;    /* close connections with no I/O for this long (both
-                               styles; checked about 4 times per period, at most
-                               once a second); 0 = off (default) */
+    /* Defences against slow and silent peers.  0 turns each off.  The
+     * connection-level ones are enforced by a reactor scan running 4 times
+     * per shortest period (10 ms .. 1 s apart), which shuts the socket
+     * down: a blocked ps_conn_read sees end of stream, on_close gets
+     * PS_CLOSE_TIMEOUT. */
+    int idle_timeout_ms;       /* no input or output at all for this long; default 0 */
+    int first_byte_timeout_ms; /* nothing received this long after accept; default 0 */
+    int request_timeout_ms;    /* a message must arrive within this long
+                                  (mod_reqtimeout-style), extended by 1 s per
+                                  min_rate bytes received.  Event style: runs
+                                  while on_data has left input unconsumed (a
+                                  partial message).  Blocking style: bounds the
+                                  total time one serve call waits in
+                                  ps_conn_read (park between requests; each
+                                  serve call starts afresh), -ETIMEDOUT after.
+                                  Default 0 */
+    int min_rate;              /* bytes/s, see request_timeout_ms; default 0 */
+    int write_timeout_ms;      /* output pending with no progress for this long:
+                                  event style closes, blocking ps_conn_write_all
+                                  returns -ETIMEDOUT; default 60000 */
+    int max_lifetime_ms;       /* close connections older than this; default 0 */
+    int max_connections;       /* open connections at most; more are refused
+                                  like the reject policy (busy_msg, close);
+                                  default 0 = unlimited */
+    int max_per_client;        /* open connections per client IP address at most
+                                  (Unix sockets: not limited); default 0 */
     bool tcp_nodelay;       /* set TCP_NODELAY on accepted sockets; default true */
     bool udp_same_port;     /* also receive datagrams (on_datagram) on every TCP
                                listener's address and port; default false */
@@ -211,8 +234,9 @@ PS_EXTERN int ps_server_start(ps_server *s, ps_err *err);
 
 /* Ask the server to stop: stop accepting, let queued and in-service
  * connections finish, shut down the stragglers when the drain deadline
- * passes.  Returns at once.  Async-signal-safe and callable from any thread,
- * including handlers, any number of times; a no-op before start. */
+ * passes.  A second call ends the drain at once (the "press Ctrl-C twice"
+ * convention).  Returns at once.  Async-signal-safe and callable from any
+ * thread, including handlers, any number of times; a no-op before start. */
 PS_EXTERN void ps_server_stop(ps_server *s);
 
 /* Wait until a stopped server's threads have all finished and joined.
@@ -245,6 +269,7 @@ PS_EXTERN const char *ps_server_listen_name(const ps_server *s, int i);
 typedef struct ps_stats {
     uint64_t accepted;         /* connections accepted and admitted */
     uint64_t rejected;         /* accepted and closed by the reject policy */
+    uint64_t limit_refused;    /* closed at accept: max_connections or max_per_client */
     uint64_t accept_errors;    /* accept failures other than EAGAIN/EINTR */
     uint64_t accept_emfile;    /* ... of which: out of descriptors (EMFILE/ENFILE) */
     uint64_t queue_full_waits; /* times the block policy paused accepting */
@@ -255,7 +280,7 @@ typedef struct ps_stats {
     uint64_t bytes_in;         /* bytes read through ps_conn_* / on_data */
     uint64_t bytes_out;        /* bytes written */
     uint64_t timeouts;         /* ps_conn_read/write calls that timed out, and
-                                  connections closed by the idle timeout */
+                                  connections closed by a ps_config timeout */
     uint64_t io_errors;        /* connections ended by an I/O error */
     uint64_t forced_closes;    /* connections shut down at the drain deadline */
     uint64_t datagrams;        /* datagrams received and queued */

@@ -40,14 +40,14 @@ void ps__listeners_enable(ps_server *s, bool on)
     }
 }
 
-static void reject(ps_server *s, ps_conn *c)
+/* Refuse an accepted connection that is not (or no longer) registered. */
+static void refuse(ps_server *s, ps_conn *c)
 {
     if (s->h.busy_len > 0) /* best effort: a fresh socket's buffer takes it */
         send(c->fd, s->h.busy_msg, s->h.busy_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    ps__registry_remove(s, c);
     close(c->fd);
+    pthread_mutex_destroy(&c->lock);
     free(c);
-    ps__count(&s->rst.rejected, 1);
 }
 
 /* Admit an accepted socket: queue it, or apply the full-queue policy. */
@@ -65,13 +65,19 @@ static void admit(ps_server *s, int fd, const struct sockaddr_storage *peer, soc
         ps__log(s, PS_LOG_WARN, "accept: out of memory, connection dropped");
         return;
     }
-    ps__registry_add(s, c);
+    if (ps__registry_add(s, c) < 0) { /* max_connections, max_per_client */
+        ps__count(&s->rst.limit_refused, 1); /* before the client can see it */
+        refuse(s, c);
+        return;
+    }
     if (!s->pend_head && ps__queue_try_push(s->q, c) == 0) {
         ps__count(&s->rst.accepted, 1);
         return;
     }
     if (s->cfg.policy == PS_POLICY_REJECT) {
-        reject(s, c);
+        ps__count(&s->rst.rejected, 1);
+        ps__registry_remove(s, c);
+        refuse(s, c);
         return;
     }
     ps__count(&s->rst.accepted, 1);

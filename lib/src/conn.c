@@ -27,7 +27,8 @@ ps_conn *ps__conn_new(ps_server *s, int fd, const struct sockaddr_storage *peer,
     c->id = ++s->next_id;
     c->timeout_ms = s->cfg.io_timeout_ms;
     pthread_mutex_init(&c->lock, NULL);
-    ps__conn_touch(c);
+    c->accepted_at = ps__now_ms();
+    atomic_store_explicit(&c->last_active, c->accepted_at, memory_order_relaxed);
     if (len > sizeof c->peer)
         len = sizeof c->peer;
     memcpy(&c->peer, peer, len);
@@ -214,12 +215,13 @@ size_t ps_conn_pending(const ps_conn *c)
 
 /* ------------------------------------------------------ blocking style */
 
-/* Wait for `events` on the socket for at most the connection's timeout.
- * Returns 0 when worth retrying the syscall, -ETIMEDOUT or -errno. */
-static int wait_fd(ps_conn *c, short events)
+/* Wait up to timeout_ms (-1: forever) for `events`.  Returns 1 when worth
+ * retrying the syscall (ready, or HUP/ERR, which the syscall reports), 0 on
+ * timeout, or -errno. */
+static int poll_fd(int fd, short events, int timeout_ms)
 {
-    struct pollfd pfd = {.fd = c->fd, .events = events};
-    int64_t deadline = c->timeout_ms >= 0 ? ps__now_ms() + c->timeout_ms : -1;
+    struct pollfd pfd = {.fd = fd, .events = events};
+    int64_t deadline = timeout_ms >= 0 ? ps__now_ms() + timeout_ms : -1;
 
     for (;;) {
         int left = -1, n;
@@ -228,15 +230,49 @@ static int wait_fd(ps_conn *c, short events)
             left = d > 0 ? (int)d : 0;
         }
         n = poll(&pfd, 1, left);
-        if (n > 0)
-            return 0; /* ready, or HUP/ERR: the next syscall reports it */
-        if (n == 0) {
-            ps__count(&c->w->st.timeouts, 1);
-            return -ETIMEDOUT;
-        }
-        if (errno != EINTR)
-            return -errno;
+        if (n != 0 || left == 0)
+            return n > 0 ? 1 : n == 0 ? 0 : errno == EINTR ? 1 : -errno;
     }
+}
+
+static int min_timeout(int a, int b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    return a < b ? a : b;
+}
+
+static int timed_out(ps_conn *c)
+{
+    ps__count(&c->w->st.timeouts, 1);
+    return -ETIMEDOUT;
+}
+
+/* Wait for input within the per-call timeout and what is left of the
+ * request allowance (request_timeout_ms + min_rate). */
+static int wait_readable(ps_conn *c)
+{
+    int budget = ps__read_wait_budget(c);
+    int64_t t0;
+    int rc;
+
+    if (budget == 0)
+        return timed_out(c);
+    t0 = ps__now_ms();
+    rc = poll_fd(c->fd, POLLIN, min_timeout(c->timeout_ms, budget));
+    c->read_waited_ms += ps__now_ms() - t0;
+    return rc == 0 ? timed_out(c) : rc < 0 ? rc : 0;
+}
+
+/* Wait for room to write: a peer that does not read makes no progress. */
+static int wait_writable(ps_conn *c)
+{
+    int t = c->srv->cfg.write_timeout_ms > 0 ? c->srv->cfg.write_timeout_ms : -1;
+    int rc = poll_fd(c->fd, POLLOUT, min_timeout(c->timeout_ms, t));
+
+    return rc == 0 ? timed_out(c) : rc < 0 ? rc : 0;
 }
 
 ssize_t ps_conn_read(ps_conn *c, void *buf, size_t len)
@@ -245,15 +281,15 @@ ssize_t ps_conn_read(ps_conn *c, void *buf, size_t len)
         ssize_t n = recv(c->fd, buf, len, 0);
         int rc;
         if (n >= 0) {
-            ps__count(&c->w->st.bytes_in, (uint64_t)n);
-            ps__conn_touch(c);
+            ps__conn_got(c, (uint64_t)n);
+            c->turn_in += (uint64_t)n;
             return n;
         }
         if (errno == EINTR)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
-        rc = wait_fd(c, POLLIN);
+        rc = wait_readable(c);
         if (rc < 0)
             return rc;
     }
@@ -292,7 +328,7 @@ int ps_conn_write_all(ps_conn *c, const void *buf, size_t len)
             continue;
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             return (errno == ECONNRESET || errno == EPIPE) ? -EPIPE : -errno;
-        rc = wait_fd(c, POLLOUT);
+        rc = wait_writable(c);
         if (rc < 0)
             return rc;
     }

@@ -55,8 +55,11 @@ static void flush_out(ps_conn *c)
         ps__count(&c->w->st.bytes_out, (uint64_t)n);
         b->off += (size_t)n;
         b->len -= (size_t)n;
+        atomic_store_explicit(&c->out_stall_since, ps__coarse_now(c->srv), memory_order_relaxed);
+        ps__conn_touch(c);
     }
     ps__buf_free(b);
+    atomic_store_explicit(&c->out_stall_since, 0, memory_order_relaxed);
 }
 
 int ps_conn_send(ps_conn *c, const void *data, size_t len)
@@ -83,6 +86,8 @@ int ps_conn_send(ps_conn *c, const void *data, size_t len)
     }
     if (len == 0)
         return 0;
+    if (c->out.len == 0)
+        atomic_store_explicit(&c->out_stall_since, ps__coarse_now(c->srv), memory_order_relaxed);
     if (ps__buf_append(&c->out, p, len) < 0)
         return -ENOMEM;
     if (c->out.len > c->srv->cfg.out_high_water)
@@ -97,8 +102,20 @@ static void keep_input(ps_conn *c, const char *data, size_t len)
         c->flags |= PS_CF_OVERFLOW;
         return;
     }
+    if (c->in.len == 0) { /* a partial message begins: the request timeout runs */
+        atomic_store_explicit(&c->partial_since, ps__coarse_now(c->srv), memory_order_relaxed);
+        atomic_store_explicit(&c->partial_base,
+                              atomic_load_explicit(&c->total_in, memory_order_relaxed) - len,
+                              memory_order_relaxed);
+    }
     if (ps__buf_append(&c->in, data, len) < 0)
         mark_fatal(c);
+}
+
+static void input_consumed(ps_conn *c)
+{
+    ps__buf_free(&c->in);
+    atomic_store_explicit(&c->partial_since, 0, memory_order_relaxed);
 }
 
 /* Hand new bytes to on_data, together with any earlier unconsumed input. */
@@ -113,7 +130,7 @@ static void deliver(struct ps_worker *w, ps_conn *c, const char *data, size_t le
             return;
         used = s->h.on_data(c, c->in.data + c->in.off, c->in.len, s->user);
         if (used >= c->in.len) {
-            ps__buf_free(&c->in);
+            input_consumed(c);
         } else {
             c->in.off += used;
             c->in.len -= used;
@@ -136,7 +153,7 @@ static bool read_input(struct ps_worker *w, ps_conn *c)
         size_t room = w->scratch_cap < budget ? w->scratch_cap : budget;
         ssize_t n = recv(c->fd, w->scratch, room, 0);
         if (n > 0) {
-            ps__count(&w->st.bytes_in, (uint64_t)n);
+            ps__conn_got(c, (uint64_t)n);
             budget -= (size_t)n;
             deliver(w, c, w->scratch, (size_t)n);
             if ((size_t)n < room)

@@ -70,8 +70,17 @@ struct ps_conn {
     uint32_t armed;  /* epoll events of the last arm */
     atomic_bool user_paused;               /* ps_conn_pause_read */
     atomic_bool forced;                    /* shut down at the drain deadline */
-    atomic_bool timed_out;                 /* shut down by the idle timeout */
-    atomic_int_least64_t last_active;      /* coarse ms, for the idle timeout */
+    atomic_bool timed_out;                 /* shut down by a timeout (timeouts.c) */
+    /* Written by the owning worker, read by the timeout scan (coarse ms). */
+    atomic_int_least64_t last_active;      /* last I/O */
+    atomic_uint_least64_t total_in;        /* bytes received, ever */
+    atomic_int_least64_t partial_since;    /* event: input left unconsumed since; 0 none */
+    atomic_uint_least64_t partial_base;    /* total_in when that began */
+    atomic_int_least64_t out_stall_since;  /* event: output pending, no progress since; 0 none */
+    int64_t accepted_at;                   /* immutable */
+    /* Blocking style, this serve call (worker only). */
+    int64_t read_waited_ms;
+    uint64_t turn_in;
     uint64_t id;
     ps_server *srv;
     struct ps_worker *w; /* worker running it now */
@@ -88,7 +97,8 @@ struct ps_conn {
 /* Per-thread counters.  Each has a single writer (its thread), so updates
  * are plain relaxed load+store; readers sum them. */
 typedef struct ps_counters {
-    atomic_uint_least64_t accepted, rejected, accept_errors, accept_emfile, queue_full_waits;
+    atomic_uint_least64_t accepted, rejected, limit_refused, accept_errors, accept_emfile;
+    atomic_uint_least64_t queue_full_waits;
     atomic_uint_least64_t closed, bytes_in, bytes_out, timeouts, io_errors, forced_closes;
     atomic_uint_least64_t datagrams, datagrams_dropped, datagrams_truncated;
 } ps_counters;
@@ -127,6 +137,7 @@ struct ps_server {
     atomic_int state;      /* PS_STATE_* */
     atomic_int_least64_t coarse_now; /* ms, refreshed by the reactor each loop */
     atomic_bool stopping;  /* ps_server_stop was called */
+    atomic_int stop_calls; /* ... this many times: 2 or more forces the drain */
     enum ps_kind wake_kind; /* epoll tag for wakefd */
     int wakefd;            /* eventfd: stop, queue space, drain progress */
     int epfd;
@@ -141,11 +152,13 @@ struct ps_server {
     ps_listener ls[PS_MAX_LISTEN * 2]; /* x2: udp_same_port pairs */
     int nls;
 
-    /* reg_lock guards reg_head and reg_count (taken at connection open and
-     * close and at the drain deadline, never per message). */
+    /* reg_lock guards reg_head, reg_count and the per-client counts (taken
+     * at connection open and close, by the timeout scan and at the drain
+     * deadline; never per message). */
     pthread_mutex_t reg_lock;
     ps_conn *reg_head;
     size_t reg_count;
+    struct ps_client **clients; /* max_per_client > 0: hash of IP -> open count */
 
     /* Reactor thread only. */
     PS_ALIGN_CACHE ps_counters rst;
@@ -158,7 +171,8 @@ struct ps_server {
     int64_t drain_deadline;  /* ms, monotonic; -1 none */
     bool forced;
     int64_t last_emfile_log;
-    int64_t next_idle_scan;  /* ms; 0 when idle_timeout_ms is off */
+    int64_t next_scan;       /* ms; 0 when no connection timeout is configured */
+    int scan_period;         /* ms */
 };
 
 enum { PS_STATE_NEW = 0, PS_STATE_STARTED = 1, PS_STATE_JOINED = 2 };
@@ -181,6 +195,19 @@ static inline void ps__conn_touch(ps_conn *c)
     atomic_store_explicit(&c->last_active,
                           atomic_load_explicit(&c->srv->coarse_now, memory_order_relaxed),
                           memory_order_relaxed);
+}
+
+static inline int64_t ps__coarse_now(ps_server *s)
+{
+    return atomic_load_explicit(&s->coarse_now, memory_order_relaxed);
+}
+
+/* n bytes arrived (owning worker only). */
+static inline void ps__conn_got(ps_conn *c, uint64_t n)
+{
+    ps__count(&c->w->st.bytes_in, n);
+    ps__count(&c->total_in, n);
+    ps__conn_touch(c);
 }
 void ps__buf_free(ps_buf *b);
 int ps__buf_append(ps_buf *b, const void *data, size_t len);
@@ -212,7 +239,18 @@ int ps__reactor_start(ps_server *s, ps_err *err);
 int ps__reactor_run_thread(ps_server *s, ps_err *err);
 void ps__reactor_wake(ps_server *s);
 void ps__reactor_dispatch(ps_server *s, ps_conn *c);
-void ps__registry_add(ps_server *s, ps_conn *c);
+
+/* registry.c: live connections and per-client counts */
+int ps__registry_init(ps_server *s);
+void ps__registry_fini(ps_server *s);
+int ps__registry_add(ps_server *s, ps_conn *c); /* -EMFILE/-EUSERS at a limit */
 void ps__registry_remove(ps_server *s, ps_conn *c);
+size_t ps__registry_count(ps_server *s);
+void ps__registry_shutdown_all(ps_server *s);
+
+/* timeouts.c */
+void ps__timeouts_init(ps_server *s);
+void ps__timeouts_scan(ps_server *s, int64_t now);
+int ps__read_wait_budget(ps_conn *c); /* blocking style: ms a read may still wait, -1 any */
 
 #endif

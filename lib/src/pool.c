@@ -21,6 +21,8 @@ void ps__blocking_turn(struct ps_worker *w, ps_conn *c)
     ps_server *s = c->srv;
 
     c->flags &= ~(unsigned)PS_CF_PARK;
+    c->read_waited_ms = 0; /* each serve call gets a fresh request allowance */
+    c->turn_in = 0;
     s->h.serve(c, s->user);
     if ((c->flags & (PS_CF_PARK | PS_CF_CLOSING)) == PS_CF_PARK) {
         ps__conn_arm(c, EPOLLIN);

@@ -32,89 +32,6 @@ void ps__reactor_wake(ps_server *s)
     (void)rc; /* EAGAIN means a wake-up is already pending */
 }
 
-/* ------------------------------------------------------------- registry */
-
-void ps__registry_add(ps_server *s, ps_conn *c)
-{
-    pthread_mutex_lock(&s->reg_lock);
-    c->reg_prev = NULL;
-    c->reg_next = s->reg_head;
-    if (s->reg_head)
-        s->reg_head->reg_prev = c;
-    s->reg_head = c;
-    s->reg_count++;
-    pthread_mutex_unlock(&s->reg_lock);
-}
-
-void ps__registry_remove(ps_server *s, ps_conn *c)
-{
-    bool last;
-
-    pthread_mutex_lock(&s->reg_lock);
-    if (c->reg_prev)
-        c->reg_prev->reg_next = c->reg_next;
-    else
-        s->reg_head = c->reg_next;
-    if (c->reg_next)
-        c->reg_next->reg_prev = c->reg_prev;
-    last = --s->reg_count == 0;
-    pthread_mutex_unlock(&s->reg_lock);
-    if (last && atomic_load_explicit(&s->stopping, memory_order_acquire))
-        ps__reactor_wake(s); /* the drain may be complete */
-}
-
-static size_t registry_count(ps_server *s)
-{
-    size_t n;
-
-    pthread_mutex_lock(&s->reg_lock);
-    n = s->reg_count;
-    pthread_mutex_unlock(&s->reg_lock);
-    return n;
-}
-
-/* Drain deadline: shut every remaining connection down.  Workers blocked on
- * one wake up with EOF; idle ones become readable and get a last turn. */
-static void force_shutdown(ps_server *s)
-{
-    ps_conn *c;
-    size_t n = 0;
-
-    pthread_mutex_lock(&s->reg_lock);
-    for (c = s->reg_head; c; c = c->reg_next) {
-        atomic_store_explicit(&c->forced, true, memory_order_relaxed);
-        shutdown(c->fd, SHUT_RDWR);
-        n++;
-    }
-    pthread_mutex_unlock(&s->reg_lock);
-    if (n)
-        ps__log(s, PS_LOG_WARN, "drain deadline passed: shutting down %zu connection(s)", n);
-}
-
-/* Idle timeout: shut down connections with no I/O for idle_timeout_ms.
- * Their next turn sees end of stream (on_close gets PS_CLOSE_TIMEOUT). */
-static void idle_scan(ps_server *s, int64_t now)
-{
-    int64_t idle = s->cfg.idle_timeout_ms;
-    ps_conn *c;
-    uint64_t n = 0;
-
-    pthread_mutex_lock(&s->reg_lock);
-    for (c = s->reg_head; c; c = c->reg_next) {
-        if (now - atomic_load_explicit(&c->last_active, memory_order_relaxed) < idle ||
-            atomic_load_explicit(&c->timed_out, memory_order_relaxed))
-            continue;
-        atomic_store_explicit(&c->timed_out, true, memory_order_relaxed);
-        shutdown(c->fd, SHUT_RDWR);
-        n++;
-    }
-    pthread_mutex_unlock(&s->reg_lock);
-    ps__count(&s->rst.timeouts, n);
-    if (n)
-        ps__log(s, PS_LOG_DEBUG, "idle timeout: closing %llu connection(s)",
-                (unsigned long long)n);
-}
-
 /* ------------------------------------------------------------- dispatch */
 
 /* Queue a ready connection, or keep it pending (in order) while full. */
@@ -183,7 +100,7 @@ static void begin_drain(ps_server *s)
     ps__listeners_close(s, SOCK_STREAM);
     s->drain_deadline =
         s->cfg.drain_timeout_ms >= 0 ? ps__now_ms() + s->cfg.drain_timeout_ms : -1;
-    ps__log(s, PS_LOG_INFO, "stopping: %zu connection(s) to drain", registry_count(s));
+    ps__log(s, PS_LOG_INFO, "stopping: %zu connection(s) to drain", ps__registry_count(s));
 }
 
 /* epoll_wait timeout: until the next back-off end or drain deadline. */
@@ -195,8 +112,8 @@ static int next_timeout(ps_server *s, int64_t now)
         t = s->backoff_until - now;
     if (s->draining && !s->forced && s->drain_deadline >= 0 && s->drain_deadline - now < t)
         t = s->drain_deadline - now;
-    if (s->next_idle_scan && s->next_idle_scan - now < t)
-        t = s->next_idle_scan - now;
+    if (s->next_scan && s->next_scan - now < t)
+        t = s->next_scan - now;
     if (t == INT64_MAX)
         return -1;
     return t < 0 ? 0 : t > INT32_MAX ? INT32_MAX : (int)t;
@@ -205,10 +122,9 @@ static int next_timeout(ps_server *s, int64_t now)
 static void on_timers(ps_server *s, int64_t now)
 {
     atomic_store_explicit(&s->coarse_now, now, memory_order_relaxed);
-    if (s->next_idle_scan && now >= s->next_idle_scan) {
-        int64_t period = s->cfg.idle_timeout_ms / 4;
-        idle_scan(s, now);
-        s->next_idle_scan = now + (period < 10 ? 10 : period > 1000 ? 1000 : period);
+    if (s->next_scan && now >= s->next_scan) {
+        ps__timeouts_scan(s, now);
+        s->next_scan = now + s->scan_period;
     }
     if (s->backoff_until && now >= s->backoff_until) {
         s->backoff_until = 0;
@@ -217,7 +133,7 @@ static void on_timers(ps_server *s, int64_t now)
     }
     if (s->draining && !s->forced && s->drain_deadline >= 0 && now >= s->drain_deadline) {
         s->forced = true;
-        force_shutdown(s);
+        ps__registry_shutdown_all(s);
     }
 }
 
@@ -226,8 +142,7 @@ static void *reactor_main(void *arg)
     ps_server *s = arg;
     struct epoll_event evs[PS_EVENTS_MAX];
 
-    if (s->cfg.idle_timeout_ms > 0)
-        s->next_idle_scan = ps__now_ms();
+    ps__timeouts_init(s);
 
     for (;;) {
         int i, n = epoll_wait(s->epfd, evs, PS_EVENTS_MAX, next_timeout(s, ps__now_ms()));
@@ -240,8 +155,11 @@ static void *reactor_main(void *arg)
         flush_pending(s);
         if (!s->draining && atomic_load_explicit(&s->stopping, memory_order_acquire))
             begin_drain(s);
+        if (s->draining && !s->forced &&
+            atomic_load_explicit(&s->stop_calls, memory_order_relaxed) >= 2)
+            s->drain_deadline = 0; /* asked twice: stop now */
         on_timers(s, ps__now_ms());
-        if (s->draining && !s->pend_head && registry_count(s) == 0)
+        if (s->draining && !s->pend_head && ps__registry_count(s) == 0)
             break;
     }
     ps__queue_shutdown(s->q);

@@ -27,6 +27,7 @@ void ps_config_init(ps_config *cfg)
     cfg->out_high_water = 1u << 20;
     cfg->out_low_water = 256u << 10;
     cfg->max_datagram = 65535;
+    cfg->write_timeout_ms = 60000;
     cfg->log_level = PS_LOG_INFO;
 }
 
@@ -104,6 +105,14 @@ int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
         (rc = check_range(err, "io_timeout_ms", cfg->io_timeout_ms, -1, INT32_MAX)) < 0 ||
         (rc = check_range(err, "drain_timeout_ms", cfg->drain_timeout_ms, -1, INT32_MAX)) < 0 ||
         (rc = check_range(err, "idle_timeout_ms", cfg->idle_timeout_ms, 0, INT32_MAX)) < 0 ||
+        (rc = check_range(err, "first_byte_timeout_ms", cfg->first_byte_timeout_ms, 0,
+                          INT32_MAX)) < 0 ||
+        (rc = check_range(err, "request_timeout_ms", cfg->request_timeout_ms, 0, INT32_MAX)) < 0 ||
+        (rc = check_range(err, "min_rate", cfg->min_rate, 0, INT32_MAX)) < 0 ||
+        (rc = check_range(err, "write_timeout_ms", cfg->write_timeout_ms, 0, INT32_MAX)) < 0 ||
+        (rc = check_range(err, "max_lifetime_ms", cfg->max_lifetime_ms, 0, INT32_MAX)) < 0 ||
+        (rc = check_range(err, "max_connections", cfg->max_connections, 0, INT32_MAX)) < 0 ||
+        (rc = check_range(err, "max_per_client", cfg->max_per_client, 0, INT32_MAX)) < 0 ||
         (rc = check_range(err, "log_level", cfg->log_level, PS_LOG_ERROR, PS_LOG_DEBUG)) < 0)
         return rc;
     if (cfg->read_budget < 1)
@@ -152,7 +161,12 @@ ps_server *ps_server_new(const ps_config *cfg, const ps_handler *h, void *user, 
         ps__set_err(err, -errno, "eventfd: %s", ps_strerror(errno));
         goto out_free_strings;
     }
-    pthread_mutex_init(&s->reg_lock, NULL);
+    if (ps__registry_init(s) < 0) {
+        ps__set_err(err, -ENOMEM, "out of memory");
+        ps__registry_fini(s);
+        close(s->wakefd);
+        goto out_free_strings;
+    }
     return s;
 
 out_free_strings:
@@ -214,6 +228,7 @@ void ps_server_stop(ps_server *s)
 {
     if (!s || atomic_load(&s->state) != PS_STATE_STARTED)
         return;
+    atomic_fetch_add_explicit(&s->stop_calls, 1, memory_order_relaxed);
     atomic_store_explicit(&s->stopping, true, memory_order_release);
     ps__reactor_wake(s);
 }
@@ -257,7 +272,7 @@ void ps_server_free(ps_server *s)
     for (i = 0; i < PS_MAX_LISTEN; i++)
         free(s->listen_copy[i]);
     close(s->wakefd);
-    pthread_mutex_destroy(&s->reg_lock);
+    ps__registry_fini(s);
     free(s);
 }
 
@@ -302,6 +317,7 @@ static void add_counters(ps_stats *o, const ps_counters *c)
 {
     o->accepted += LOAD(c->accepted);
     o->rejected += LOAD(c->rejected);
+    o->limit_refused += LOAD(c->limit_refused);
     o->accept_errors += LOAD(c->accept_errors);
     o->accept_emfile += LOAD(c->accept_emfile);
     o->queue_full_waits += LOAD(c->queue_full_waits);

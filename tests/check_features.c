@@ -1,0 +1,971 @@
+/*
+ * check_features.c - idle timeout, cross-thread pause/resume, backpressure,
+ * fairness, partial writes, resets, Unix sockets and datagrams, each
+ * against a live in-process server on loopback.
+ *
+ * Handlers never call ck_assert; they record what they saw in a struct the
+ * test thread asserts on.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../server/echo_handlers.h"
+#include "test_util.h"
+
+static ps_stats stats_of(ps_server *s)
+{
+    ps_stats st;
+
+    ps_server_stats(s, &st);
+    return st;
+}
+
+/* ============================================================ idle timeout */
+
+static atomic_int close_reasons[8];
+
+static void record_close(ps_conn *c, ps_close_reason why, void *user)
+{
+    (void)c;
+    (void)user;
+    atomic_fetch_add(&close_reasons[why], 1);
+}
+
+/* A silent client is closed after idle_timeout_ms; a chatty one is not. */
+START_TEST(test_idle_timeout)
+{
+    bool event = _i == 1;
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    int port, quiet, busy, idle = tu_ms(400);
+    char buf[8];
+    int64_t t0;
+
+    memset(close_reasons, 0, sizeof close_reasons);
+    tu_config(&cfg);
+    cfg.idle_timeout_ms = idle;
+    echo_handler_init(&h, event);
+    if (event)
+        h.on_close = record_close;
+    s = tu_server_start(&cfg, &h, NULL, &port);
+
+    quiet = tu_connect(port, tu_ms(2000));
+    busy = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(quiet, 0);
+    ck_assert_int_ge(busy, 0);
+    ck_assert_int_eq(tu_echo(quiet, "q", 1, false, tu_ms(2000), NULL), 0);
+    /* The busy client talks every idle/8 for 2.5 idle periods. */
+    t0 = tu_now_ms();
+    while (tu_now_ms() - t0 < idle * 5 / 2) {
+        struct pollfd p = {.fd = quiet, .events = POLLIN};
+        ck_assert_int_eq(tu_echo(busy, "b", 1, false, tu_ms(2000), NULL), 0);
+        poll(&p, 1, idle / 8); /* doubles as the pause between messages */
+    }
+    ck_assert_int_eq(tu_expect_eof(quiet, tu_ms(3000)), 0);
+    ck_assert_int_eq(tu_echo(busy, "b", 1, false, tu_ms(2000), NULL), 0);
+    ck_assert_uint_ge(stats_of(s).timeouts, 1);
+    if (event)
+        ck_assert_int_ge(atomic_load(&close_reasons[PS_CLOSE_TIMEOUT]), 1);
+    close(quiet);
+    close(busy);
+    ps_server_free(s);
+    (void)buf;
+}
+END_TEST
+
+/* ======================================================= pause and resume */
+
+struct pauser {
+    atomic_int messages;
+    ps_conn *_Atomic conn;
+    tu_latch paused;
+};
+
+static size_t pause_on_data(ps_conn *c, const char *data, size_t len, void *user)
+{
+    struct pauser *p = user;
+    int n = atomic_fetch_add(&p->messages, 1); /* before the echo the test waits for */
+
+    if (n == 0) {
+        ps_conn_pause_read(c);
+        atomic_store(&p->conn, c);
+    }
+    ps_conn_send(c, data, len);
+    if (n == 0)
+        tu_latch_add(&p->paused, 1);
+    return len;
+}
+
+/* A handler pauses reading; input stays unread until another thread (the
+ * test's) resumes the connection. */
+START_TEST(test_pause_resume_cross_thread)
+{
+    struct pauser p = {0};
+    ps_config cfg;
+    ps_handler h = {.on_data = pause_on_data};
+    ps_server *s;
+    int port, fd, n;
+    char buf[2];
+    struct pollfd pf;
+
+    tu_latch_init(&p.paused);
+    tu_config(&cfg);
+    s = tu_server_start(&cfg, &h, &p, &port);
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(tu_echo(fd, "1", 1, false, tu_ms(2000), NULL), 0);
+    ck_assert(tu_latch_wait(&p.paused, 1, tu_ms(2000)));
+    ck_assert_int_eq(tu_write_all(fd, "2", 1, tu_ms(2000)), 0);
+    /* Nothing may come back while paused: no event exists for "not
+     * delivered", so give it a bounded chance to go wrong. */
+    pf = (struct pollfd){.fd = fd, .events = POLLIN};
+    ck_assert_int_eq(poll(&pf, 1, 300), 0);
+    n = atomic_load(&p.messages);
+    ck_assert_int_eq(n, 1);
+    ps_conn_resume_read(atomic_load(&p.conn));
+    ck_assert_int_eq(tu_read_exact(fd, buf, 1, tu_ms(2000)), 1);
+    ck_assert_int_eq(buf[0], '2');
+    n = atomic_load(&p.messages);
+    ck_assert_int_eq(n, 2);
+    close(fd);
+    ps_server_free(s);
+    tu_latch_destroy(&p.paused);
+}
+END_TEST
+
+/* ================================================= backpressure and bounds */
+
+/* A peer that writes and never reads: the echo server stops reading it once
+ * its pending output passes high water, so what the server holds in user
+ * space (read but not yet written) stays bounded.  Then the peer reads
+ * everything back, byte for byte. */
+START_TEST(test_never_reading_peer_is_bounded)
+{
+    enum { HIGH = 64 << 10, BUDGET = 16 << 10, TOTAL = 24 << 20 };
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    ps_stats st;
+    int port, fd, flags;
+    char *out = malloc(TOTAL), *in = malloc(TOTAL);
+    size_t sent = 0;
+
+    ck_assert(out && in);
+    tu_fill(out, TOTAL, 42);
+    tu_config(&cfg);
+    cfg.out_high_water = HIGH;
+    cfg.out_low_water = HIGH / 4;
+    cfg.read_budget = BUDGET;
+    echo_handler_init(&h, true);
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fd, 0);
+    flags = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    for (;;) { /* write until the socket stays full for 300 ms */
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        ssize_t n = send(fd, out + sent, TOTAL - sent, MSG_NOSIGNAL);
+        if (n > 0) {
+            sent += (size_t)n;
+            continue;
+        }
+        ck_assert(n < 0 && errno == EAGAIN);
+        if (poll(&p, 1, 300) == 0)
+            break;
+    }
+    ck_assert_uint_lt(sent, TOTAL); /* the server really stopped reading */
+    st = stats_of(s);
+    ck_assert_uint_le(st.bytes_in - st.bytes_out, HIGH + BUDGET);
+    /* Now read: everything comes back, in order, while the rest goes out. */
+    {
+        size_t got = 0;
+        int64_t deadline = tu_now_ms() + tu_ms(30000);
+        while (got < TOTAL && tu_now_ms() < deadline) {
+            struct pollfd p = {.fd = fd, .events = POLLIN | (sent < TOTAL ? POLLOUT : 0)};
+            ssize_t n;
+            poll(&p, 1, 100);
+            if (sent < TOTAL && (p.revents & POLLOUT)) {
+                n = send(fd, out + sent, TOTAL - sent, MSG_NOSIGNAL);
+                if (n > 0)
+                    sent += (size_t)n;
+            }
+            n = recv(fd, in + got, TOTAL - got, 0);
+            if (n > 0)
+                got += (size_t)n;
+            else
+                ck_assert_msg(n < 0 && errno == EAGAIN, "recv %zd errno %d at %zu", n, errno, got);
+        }
+        ck_assert_uint_eq(got, TOTAL);
+        ck_assert(memcmp(in, out, TOTAL) == 0);
+    }
+    close(fd);
+    ps_server_free(s);
+    free(out);
+    free(in);
+}
+END_TEST
+
+/* A client with a tiny receive buffer that reads in small, slow bites:
+ * every partial write on the server side must resume where it stopped. */
+START_TEST(test_partial_writes_slow_reader)
+{
+    enum { TOTAL = 4 << 20 };
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    int port, fd, small = 4096;
+    char *data = malloc(TOTAL);
+
+    ck_assert(data != NULL);
+    tu_fill(data, TOTAL, 7);
+    tu_config(&cfg);
+    echo_handler_init(&h, true);
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    {
+        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    }
+    ck_assert_int_eq(tu_echo_chunked(fd, data, TOTAL, 1000, true, tu_ms(60000), NULL), 0);
+    close(fd);
+    ps_server_free(s);
+    free(data);
+}
+END_TEST
+
+/* A peer that resets while the server is writing to it: that connection
+ * ends (counted as an error), the server and other clients carry on. */
+START_TEST(test_reset_during_write)
+{
+    bool event = _i == 1;
+    enum { TOTAL = 8 << 20 };
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    int port, fd, other;
+    char *data = malloc(TOTAL);
+    uint64_t last;
+
+    ck_assert(data != NULL);
+    tu_fill(data, TOTAL, 9);
+    tu_config(&cfg);
+    cfg.workers = 1;
+    echo_handler_init(&h, event);
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fd, 0);
+    /* Fill both directions without reading, then reset. */
+    {
+        int fl = fcntl(fd, F_GETFL);
+        size_t sent = 0;
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+        for (int tries = 0; tries < 100 && sent < TOTAL; tries++) {
+            ssize_t n = send(fd, data + sent, TOTAL - sent, MSG_NOSIGNAL);
+            if (n > 0)
+                sent += (size_t)n;
+            else {
+                struct pollfd p = {.fd = fd, .events = POLLOUT};
+                if (poll(&p, 1, 100) == 0)
+                    break;
+            }
+        }
+    }
+    tu_close_rst(fd);
+    ck_assert(TU_STAT_EQ(s, active, 0, tu_ms(5000), &last));
+    other = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(other, 0);
+    ck_assert_int_eq(tu_echo(other, data, 100000, true, tu_ms(5000), NULL), 0);
+    close(other);
+    ps_server_free(s);
+    free(data);
+}
+END_TEST
+
+/* ================================================================ fairness */
+
+struct flooder {
+    int port;
+    atomic_bool stop;
+    int rc;
+};
+
+/* Streams data as fast as the server echoes it, until told to stop. */
+static void *flood_main(void *arg)
+{
+    struct flooder *f = arg;
+    static char chunk[65536];
+    int fd = tu_connect(f->port, 5000);
+
+    if (fd < 0) {
+        f->rc = fd;
+        return NULL;
+    }
+    while (!atomic_load(&f->stop)) {
+        int rc = tu_echo(fd, chunk, sizeof chunk, false, 10000, NULL);
+        if (rc < 0) {
+            f->rc = rc;
+            break;
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+/* With one worker, two connections streaming bulk data must not starve a
+ * small request/response client: each turn reads at most read_budget. */
+START_TEST(test_fairness_one_worker)
+{
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    struct flooder f[2];
+    pthread_t th[2];
+    int port, fd, i;
+
+    tu_config(&cfg);
+    cfg.workers = 1;
+    echo_handler_init(&h, true);
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    for (i = 0; i < 2; i++) {
+        f[i] = (struct flooder){.port = port};
+        pthread_create(&th[i], NULL, flood_main, &f[i]);
+    }
+    ck_assert(TU_STAT_GE(s, bytes_out, 4 << 20, tu_ms(10000), NULL)); /* floods running */
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fd, 0);
+    for (i = 0; i < 50; i++)
+        ck_assert_int_eq(tu_echo(fd, "ping\n", 5, false, tu_ms(2000), NULL), 0);
+    close(fd);
+    for (i = 0; i < 2; i++) {
+        atomic_store(&f[i].stop, true);
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(f[i].rc, 0);
+    }
+    ps_server_free(s);
+}
+END_TEST
+
+/* ============================================================ Unix sockets */
+
+static void unix_path(char *buf, size_t cap, const char *tag)
+{
+    snprintf(buf, cap, "/tmp/poolsrv-test-%d-%s.sock", (int)getpid(), tag);
+}
+
+static int unix_connect(const char *path)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+/* Echo over a Unix socket; a second server on the same live path fails
+ * with a clear message; stop removes the file. */
+START_TEST(test_unix_listener)
+{
+    char path[108], addr[120], name[120];
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s, *s2;
+    ps_err err;
+    int fd;
+    struct stat st;
+
+    unix_path(path, sizeof path, "live");
+    snprintf(addr, sizeof addr, "unix:%s", path);
+    unlink(path);
+    ps_config_init(&cfg);
+    ps_config_add_listen(&cfg, addr);
+    echo_handler_init(&h, _i == 1);
+    s = tu_server_start(&cfg, &h, NULL, NULL);
+    snprintf(name, sizeof name, "unix:%s", path);
+    ck_assert_str_eq(ps_server_listen_name(s, 0), name);
+    ck_assert_int_eq(ps_server_port(s, 0), -EINVAL);
+    fd = unix_connect(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(tu_echo(fd, "over unix\n", 10, true, tu_ms(2000), NULL), 0);
+    close(fd);
+
+    s2 = ps_server_new(&cfg, &h, NULL, &err);
+    ck_assert_ptr_nonnull(s2);
+    ck_assert_int_eq(ps_server_start(s2, &err), -EADDRINUSE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "already listening"));
+    ps_server_free(s2);
+    ck_assert_int_eq(stat(path, &st), 0); /* the failed start did not remove it */
+
+    ps_server_stop(s);
+    ck_assert_int_eq(tu_server_wait(s, tu_ms(5000)), 0);
+    ck_assert_int_eq(stat(path, &st), -1);
+    ps_server_free(s);
+}
+END_TEST
+
+/* A socket file left by a dead server is replaced; a regular file is not. */
+START_TEST(test_unix_stale_and_not_socket)
+{
+    char path[108], addr[120];
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    ps_err err;
+    int fd;
+
+    unix_path(path, sizeof path, "stale");
+    unlink(path);
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof sun), 0);
+    close(fd); /* the file stays: a "dead server" */
+    snprintf(addr, sizeof addr, "unix:%s", path);
+    ps_config_init(&cfg);
+    ps_config_add_listen(&cfg, addr);
+    echo_handler_init(&h, true);
+    s = tu_server_start(&cfg, &h, NULL, NULL);
+    fd = unix_connect(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(tu_echo(fd, "x", 1, true, tu_ms(2000), NULL), 0);
+    close(fd);
+    ps_server_free(s);
+
+    fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    s = ps_server_new(&cfg, &h, NULL, &err);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(ps_server_start(s, &err), -EEXIST);
+    ck_assert_ptr_nonnull(strstr(err.msg, "not a socket"));
+    ps_server_free(s);
+    unlink(path);
+}
+END_TEST
+
+/* =============================================================== datagrams */
+
+static int udp_socket(int timeout_ms)
+{
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static struct sockaddr_in loopback(int port)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    return sin;
+}
+
+static ssize_t udp_roundtrip(int fd, int port, const void *msg, size_t len, void *reply,
+                             size_t cap)
+{
+    struct sockaddr_in to = loopback(port);
+
+    if (sendto(fd, msg, len, 0, (struct sockaddr *)&to, sizeof to) != (ssize_t)len)
+        return -errno;
+    return recv(fd, reply, cap, 0);
+}
+
+/* UDP echo on the TCP listener's port (udp_same_port, port 0), and an
+ * explicit udp: listener; payloads verified. */
+START_TEST(test_udp_echo)
+{
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    int port, fd, i;
+    char msg[1400], reply[2048];
+
+    tu_config(&cfg);
+    cfg.udp_same_port = true;
+    echo_handler_init(&h, true);
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    ck_assert_int_eq(ps_server_nlisteners(s), 2);
+    ck_assert_int_eq(ps_server_port(s, 1), port);
+    ck_assert_ptr_nonnull(strstr(ps_server_listen_name(s, 1), "udp:127.0.0.1:"));
+    fd = udp_socket(tu_ms(2000));
+    for (i = 0; i < 20; i++) {
+        size_t len = 1 + (size_t)i * 70;
+        tu_fill(msg, len, (uint64_t)i);
+        ck_assert_int_eq(udp_roundtrip(fd, port, msg, len, reply, sizeof reply), (ssize_t)len);
+        ck_assert(memcmp(msg, reply, len) == 0);
+    }
+    close(fd);
+    ck_assert_uint_eq(stats_of(s).datagrams, 20);
+    ps_server_free(s);
+}
+END_TEST
+
+struct gate {
+    tu_latch entered;
+    tu_latch release;
+    atomic_int seen;
+};
+
+static void gated_datagram(ps_dgram *d, const void *data, size_t len, const struct sockaddr *from,
+                           void *user)
+{
+    struct gate *g = user;
+
+    (void)from;
+    if (atomic_fetch_add(&g->seen, 1) == 0) {
+        tu_latch_add(&g->entered, 1);
+        tu_latch_wait(&g->release, 1, 20000);
+    }
+    ps_dgram_reply(d, data, len);
+}
+
+/* With the only worker held and a one-slot queue, a burst of datagrams is
+ * dropped and counted, never blocking the reactor; afterwards the server
+ * still answers. */
+START_TEST(test_udp_flood_full_queue)
+{
+    ps_config cfg;
+    struct gate g = {0};
+    ps_handler h = {.on_datagram = gated_datagram};
+    ps_server *s;
+    int port, fd, i;
+    struct sockaddr_in to;
+    char reply[16];
+    uint64_t last;
+
+    tu_latch_init(&g.entered);
+    tu_latch_init(&g.release);
+    ps_config_init(&cfg);
+    ps_config_add_listen(&cfg, "udp:127.0.0.1:0");
+    cfg.workers = 1;
+    cfg.queue_capacity = 1;
+    s = tu_server_start(&cfg, &h, &g, &port);
+    to = loopback(port);
+    fd = udp_socket(tu_ms(3000));
+    sendto(fd, "first", 5, 0, (struct sockaddr *)&to, sizeof to);
+    ck_assert(tu_latch_wait(&g.entered, 1, tu_ms(3000)));
+    for (i = 0; i < 50; i++)
+        sendto(fd, "flood", 5, 0, (struct sockaddr *)&to, sizeof to);
+    ck_assert_msg(TU_STAT_GE(s, datagrams_dropped, 40, tu_ms(3000), &last), "dropped %llu",
+                  (unsigned long long)last);
+    tu_latch_add(&g.release, 1);
+    /* drain the replies to the first and the queued one */
+    while (recv(fd, reply, sizeof reply, MSG_DONTWAIT) > 0)
+        ;
+    ck_assert(TU_STAT_EQ(s, queued, 0, tu_ms(3000), &last));
+    while (recv(fd, reply, sizeof reply, MSG_DONTWAIT) > 0)
+        ;
+    ck_assert_int_eq(udp_roundtrip(fd, port, "after", 5, reply, sizeof reply), 5);
+    ck_assert(memcmp(reply, "after", 5) == 0);
+    ck_assert_uint_eq(stats_of(s).datagrams + stats_of(s).datagrams_dropped, 52);
+    close(fd);
+    ps_server_free(s);
+    tu_latch_destroy(&g.entered);
+    tu_latch_destroy(&g.release);
+}
+END_TEST
+
+/* A datagram larger than max_datagram is dropped and counted, never
+ * echoed cut short. */
+START_TEST(test_udp_oversized)
+{
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    int port, fd;
+    char big[300], reply[400];
+    ssize_t n;
+
+    ps_config_init(&cfg);
+    ps_config_add_listen(&cfg, "udp:127.0.0.1:0");
+    cfg.max_datagram = 200;
+    echo_handler_init(&h, true);
+    h.on_data = NULL; /* datagrams only */
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    fd = udp_socket(tu_ms(2000));
+    memset(big, 'B', sizeof big);
+    {
+        struct sockaddr_in to = loopback(port);
+        sendto(fd, big, sizeof big, 0, (struct sockaddr *)&to, sizeof to);
+    }
+    n = udp_roundtrip(fd, port, big, 200, reply, sizeof reply);
+    ck_assert_int_eq(n, 200); /* the first reply is the 200-byte one */
+    ck_assert_uint_eq(stats_of(s).datagrams_truncated, 1);
+    close(fd);
+    ps_server_free(s);
+}
+END_TEST
+
+START_TEST(test_udp_config_errors)
+{
+    ps_config cfg;
+    ps_handler h = {.serve = echo_serve};
+    ps_err err;
+
+    ps_config_init(&cfg);
+    ps_config_add_listen(&cfg, "udp:127.0.0.1:0");
+    ck_assert_int_eq(ps_config_validate(&cfg, &h, &err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "on_datagram"));
+    ps_config_init(&cfg);
+    ps_config_add_listen(&cfg, "udp:unix:/tmp/x");
+    h.on_datagram = echo_on_datagram;
+    ck_assert_int_eq(ps_config_validate(&cfg, &h, &err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "udp needs an IP address"));
+    ps_config_init(&cfg);
+    ps_config_add_listen(&cfg, "127.0.0.1:0");
+    cfg.max_datagram = 70000;
+    ck_assert_int_eq(ps_config_validate(&cfg, &h, &err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "max_datagram"));
+}
+END_TEST
+
+
+/* ============================================= slow peers, limits, stop x2 */
+
+/* Consumes only complete lines: anything after the last '\n' stays as
+ * unconsumed input, i.e. a partial message for the request timeout. */
+static size_t line_on_data(ps_conn *c, const char *data, size_t len, void *user)
+{
+    const char *nl = memrchr(data, '\n', len);
+    size_t used = nl ? (size_t)(nl - data) + 1 : 0;
+
+    (void)user;
+    if (used)
+        ps_conn_send(c, data, used);
+    return used;
+}
+
+/* Blocking twin of line_on_data: echoes whatever arrives; its reads are
+ * what the request allowance bounds. */
+static void slow_serve(ps_conn *c, void *user)
+{
+    char buf[256];
+    ssize_t n;
+
+    (void)user;
+    while ((n = ps_conn_read(c, buf, sizeof buf)) > 0)
+        if (ps_conn_write_all(c, buf, (size_t)n) < 0)
+            return;
+    if (n == -ETIMEDOUT)
+        atomic_fetch_add(&close_reasons[PS_CLOSE_TIMEOUT], 1);
+}
+
+/* Sends one byte every `gap_ms` until the server closes or `limit_ms`
+ * passes.  Returns the ms it took for the server to close, or -1. */
+static int trickle_until_closed(int fd, int gap_ms, int limit_ms)
+{
+    int64_t t0 = tu_now_ms();
+
+    while (tu_now_ms() - t0 < limit_ms) {
+        int64_t next = tu_now_ms() + gap_ms;
+        if (send(fd, "x", 1, MSG_NOSIGNAL) < 0)
+            return (int)(tu_now_ms() - t0);
+        /* the gap doubles as the wait for the server's close (echoes of
+         * our bytes are read and dropped) */
+        for (int64_t left; (left = next - tu_now_ms()) > 0;) {
+            struct pollfd p = {.fd = fd, .events = POLLIN};
+            char b[64];
+            if (poll(&p, 1, (int)left) > 0 && recv(fd, b, sizeof b, 0) <= 0)
+                return (int)(tu_now_ms() - t0);
+        }
+    }
+    return -1;
+}
+
+/* Slowloris: a peer trickling a message at 20 B/s against min_rate 100 B/s
+ * is cut off; a peer sending whole lines at once is not. */
+START_TEST(test_request_timeout_min_rate)
+{
+    bool event = _i == 1;
+    ps_config cfg;
+    ps_handler h = {0};
+    ps_server *s;
+    int port, slow, fast, took;
+
+    memset(close_reasons, 0, sizeof close_reasons);
+    tu_config(&cfg);
+    cfg.request_timeout_ms = tu_ms(300);
+    cfg.min_rate = 100;
+    if (event) {
+        h.on_data = line_on_data;
+        h.on_close = record_close;
+    } else {
+        h.serve = slow_serve;
+    }
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    slow = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(slow, 0);
+    took = trickle_until_closed(slow, 50, tu_ms(5000));
+    ck_assert_msg(took >= 0, "the trickling peer was never cut off");
+    /* (connected now: a blocking serve counts all its waiting, idle or not) */
+    fast = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fast, 0);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(tu_echo(fast, "whole line\n", 11, false, tu_ms(2000), NULL), 0);
+    /* event: on_close saw the reason; blocking: ps_conn_read returned it */
+    ck_assert_int_eq(atomic_load(&close_reasons[PS_CLOSE_TIMEOUT]), 1);
+    ck_assert_uint_ge(stats_of(s).timeouts, 1);
+    close(slow);
+    close(fast);
+    ps_server_free(s);
+}
+END_TEST
+
+/* Connected and silent: closed after first_byte_timeout_ms. */
+START_TEST(test_first_byte_timeout)
+{
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    int port, fd, talker;
+
+    tu_config(&cfg);
+    cfg.first_byte_timeout_ms = tu_ms(200);
+    echo_handler_init(&h, _i == 1);
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    fd = tu_connect(port, tu_ms(2000));
+    talker = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(tu_echo(talker, "hi", 2, false, tu_ms(2000), NULL), 0);
+    ck_assert_int_eq(tu_expect_eof(fd, tu_ms(3000)), 0);
+    ck_assert_int_eq(tu_echo(talker, "hi", 2, false, tu_ms(2000), NULL), 0);
+    close(fd);
+    close(talker);
+    ps_server_free(s);
+}
+END_TEST
+
+/* A peer that never reads while the server has output for it: event style
+ * closes it after write_timeout_ms, blocking write_all returns -ETIMEDOUT.
+ * Either way the worker is not pinned: another client is served. */
+START_TEST(test_write_timeout)
+{
+    bool event = _i == 1;
+    enum { CHUNK = 1 << 20 };
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    int port, fd, other, fl, i;
+    char *data = calloc(1, CHUNK);
+    uint64_t last;
+
+    memset(close_reasons, 0, sizeof close_reasons);
+    tu_config(&cfg);
+    cfg.workers = 1;
+    cfg.write_timeout_ms = tu_ms(300);
+    cfg.out_high_water = 256 << 10;
+    cfg.out_low_water = 64 << 10;
+    echo_handler_init(&h, event);
+    if (event)
+        h.on_close = record_close;
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fd, 0);
+    fl = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    for (i = 0; i < 64; i++) { /* fill until the server stops taking it */
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        if (send(fd, data, CHUNK, MSG_NOSIGNAL) < 0 && poll(&p, 1, 200) == 0)
+            break;
+    }
+    ck_assert_msg(TU_STAT_GE(s, timeouts, 1, tu_ms(5000), &last), "timeouts %llu",
+                  (unsigned long long)last);
+    ck_assert(TU_STAT_EQ(s, active, 0, tu_ms(5000), &last));
+    if (event)
+        ck_assert_int_eq(atomic_load(&close_reasons[PS_CLOSE_TIMEOUT]), 1);
+    other = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(other, 0);
+    ck_assert_int_eq(tu_echo(other, "next", 4, true, tu_ms(2000), NULL), 0);
+    close(other);
+    close(fd);
+    ps_server_free(s);
+    free(data);
+}
+END_TEST
+
+START_TEST(test_max_lifetime)
+{
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    int port, fd;
+    int64_t t0;
+
+    tu_config(&cfg);
+    cfg.max_lifetime_ms = tu_ms(300);
+    echo_handler_init(&h, true);
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fd, 0);
+    t0 = tu_now_ms();
+    /* busy all along, and closed all the same */
+    while (tu_echo(fd, "x", 1, false, tu_ms(2000), NULL) == 0 && tu_now_ms() - t0 < tu_ms(5000))
+        ;
+    ck_assert_int_lt(tu_now_ms() - t0, tu_ms(5000));
+    ck_assert_int_ge(tu_now_ms() - t0, tu_ms(300) - 50);
+    close(fd);
+    ps_server_free(s);
+}
+END_TEST
+
+static int connect_from(const char *src, int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    struct sockaddr_in to = loopback(port);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    inet_pton(AF_INET, src, &sa.sin_addr);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        connect(fd, (struct sockaddr *)&to, sizeof to) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+/* max_connections and max_per_client refuse the excess with the busy
+ * message; room frees when a connection closes. */
+START_TEST(test_connection_limits)
+{
+    bool per_client = _i == 1;
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    int port, a, b, c, d;
+    char line[64];
+    uint64_t last;
+
+    tu_config(&cfg);
+    if (per_client)
+        cfg.max_per_client = 2;
+    else
+        cfg.max_connections = 2;
+    echo_handler_init(&h, true);
+    h.busy_msg = "busy\n";
+    h.busy_len = 5;
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    a = connect_from("127.0.0.1", port);
+    b = connect_from("127.0.0.1", port);
+    ck_assert_int_ge(a, 0);
+    ck_assert_int_ge(b, 0);
+    ck_assert_int_eq(tu_echo(a, "a", 1, false, tu_ms(2000), NULL), 0);
+    ck_assert_int_eq(tu_echo(b, "b", 1, false, tu_ms(2000), NULL), 0);
+    c = connect_from("127.0.0.1", port);
+    ck_assert_int_ge(c, 0);
+    ck_assert_int_eq(tu_read_line(c, line, sizeof line, tu_ms(2000)), 5);
+    ck_assert_str_eq(line, "busy\n");
+    ck_assert_int_eq(tu_expect_eof(c, tu_ms(2000)), 0);
+    ck_assert_uint_eq(stats_of(s).limit_refused, 1);
+    close(c);
+    d = connect_from("127.0.0.2", port); /* another client address */
+    ck_assert_int_ge(d, 0);
+    if (per_client) {
+        ck_assert_int_eq(tu_echo(d, "d", 1, false, tu_ms(2000), NULL), 0);
+    } else {
+        ck_assert_int_eq(tu_read_line(d, line, sizeof line, tu_ms(2000)), 5);
+    }
+    close(d);
+    close(a);
+    ck_assert(TU_STAT_EQ(s, active, 1, tu_ms(2000), &last));
+    a = connect_from("127.0.0.1", port);
+    ck_assert_int_eq(tu_echo(a, "again", 5, false, tu_ms(2000), NULL), 0);
+    close(a);
+    close(b);
+    ps_server_free(s);
+}
+END_TEST
+
+static void *wait_thread(void *arg)
+{
+    ps_server_wait(arg);
+    return NULL;
+}
+
+/* drain_timeout_ms = -1 waits for ever; a second stop ends the drain. */
+START_TEST(test_second_stop_forces)
+{
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    pthread_t th;
+    int port, fd;
+    struct pollfd p;
+
+    tu_config(&cfg);
+    cfg.drain_timeout_ms = -1;
+    echo_handler_init(&h, _i == 1);
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_eq(tu_echo(fd, "x", 1, false, tu_ms(2000), NULL), 0);
+    ps_server_stop(s);
+    pthread_create(&th, NULL, wait_thread, s);
+    /* still draining: the connection stays served */
+    ck_assert_int_eq(tu_echo(fd, "y", 1, false, tu_ms(2000), NULL), 0);
+    p = (struct pollfd){.fd = fd, .events = POLLIN};
+    ck_assert_int_eq(poll(&p, 1, 200), 0);
+    ps_server_stop(s);
+    ck_assert_int_eq(tu_expect_eof(fd, tu_ms(3000)), 0);
+    pthread_join(th, NULL);
+    ck_assert_uint_eq(stats_of(s).forced_closes, 1);
+    close(fd);
+    ps_server_free(s);
+}
+END_TEST
+
+Suite *features_suite(void)
+{
+    Suite *s = suite_create("features");
+    TCase *timeouts = tcase_create("timeouts");
+    TCase *flow = tcase_create("flow");
+    TCase *unix_tc = tcase_create("unix");
+    TCase *udp = tcase_create("udp");
+
+    tcase_add_loop_test(timeouts, test_idle_timeout, 0, 2);
+    tcase_add_loop_test(timeouts, test_request_timeout_min_rate, 0, 2);
+    tcase_add_loop_test(timeouts, test_first_byte_timeout, 0, 2);
+    tcase_add_loop_test(timeouts, test_write_timeout, 0, 2);
+    tcase_add_test(timeouts, test_max_lifetime);
+    tcase_add_loop_test(timeouts, test_connection_limits, 0, 2);
+    tcase_add_loop_test(timeouts, test_second_stop_forces, 0, 2);
+    tcase_set_timeout(timeouts, 20);
+    tcase_add_test(flow, test_pause_resume_cross_thread);
+    tcase_add_test(flow, test_never_reading_peer_is_bounded);
+    tcase_add_test(flow, test_partial_writes_slow_reader);
+    tcase_add_loop_test(flow, test_reset_during_write, 0, 2);
+    tcase_add_test(flow, test_fairness_one_worker);
+    tcase_set_timeout(flow, 60);
+    tcase_add_loop_test(unix_tc, test_unix_listener, 0, 2);
+    tcase_add_test(unix_tc, test_unix_stale_and_not_socket);
+    tcase_set_timeout(unix_tc, 20);
+    tcase_add_test(udp, test_udp_echo);
+    tcase_add_test(udp, test_udp_flood_full_queue);
+    tcase_add_test(udp, test_udp_oversized);
+    tcase_add_test(udp, test_udp_config_errors);
+    tcase_set_timeout(udp, 20);
+    suite_add_tcase(s, timeouts);
+    suite_add_tcase(s, flow);
+    suite_add_tcase(s, unix_tc);
+    suite_add_tcase(s, udp);
+    return s;
+}
