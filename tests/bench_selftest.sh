@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# tests/bench_selftest.sh - proves that poolsrv-bench passes a correct echo
+# server and catches broken ones: a byte-flipping server (mismatch), a
+# stalling server (timeout), a closed port (refused), and bad flags (exit 2).
+# Uses only bench/refs/tpc-echo and bench/refs/bad-echo.  About 6 seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH_BIN=${BENCH_BIN:-bench/poolsrv-bench}
+REFS_DIR=${REFS_DIR:-bench/refs}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+trap srv_cleanup EXIT
+
+fails=0
+pass() { echo "  ok    $*"; }
+fail() { echo "  FAIL  $*"; fails=$((fails + 1)); }
+
+# run_bench ARGS...: sets OUT (the --json line) and RC.
+run_bench() {
+    RC=0
+    OUT=$("$BENCH_BIN" --json --no-progress "$@") || RC=$?
+}
+
+# expect_usage DESC ARGS...: the bench must refuse ARGS with exit 2.
+expect_usage() {
+    local desc=$1 rc=0
+    shift
+    "$BENCH_BIN" "$@" >/dev/null 2>&1 || rc=$?
+    if [[ $rc == 2 ]]; then pass "rejects $desc"; else fail "$desc: exit $rc, want 2"; fi
+}
+
+echo "bench self-test"
+for bin in "$BENCH_BIN" "$REFS_DIR/tpc-echo" "$REFS_DIR/bad-echo"; do
+    [[ -x $bin ]] || { echo "error: $bin not built (make bench/poolsrv-bench bench-refs)" >&2; exit 1; }
+done
+
+if "$BENCH_BIN" --self-test; then pass "histogram error bound"; else fail "histogram self-test"; fi
+
+expect_usage "an unknown flag" --bogus 127.0.0.1:1
+expect_usage "zero connections" -c 0 127.0.0.1:1
+expect_usage "a bad size" -l 12q 127.0.0.1:1
+expect_usage "a missing target" -c 1
+expect_usage "a bad address" -c 1 127.0.0.1
+expect_usage "--duration with --messages" -t 1 -m 10 127.0.0.1:1
+
+# A correct server passes: otherwise the failures below would prove nothing.
+srv_start "$REFS_DIR/tpc-echo" 127.0.0.1:0
+run_bench -c 4 -p 4 -t 1 "$SRV_ADDR"
+if [[ $RC == 0 && $(json_get errors_total "$OUT") == 0 && $(json_get messages "$OUT") -gt 0 ]]; then
+    pass "correct server: $(json_get messages "$OUT") messages, no errors, exit 0"
+else
+    fail "correct server: exit $RC: $OUT"
+fi
+run_bench -c 20 --connect-rate -t 0.5 "$SRV_ADDR"
+if [[ $RC == 0 && $(json_get cycles "$OUT") -gt 0 ]]; then
+    pass "connect-rate against a correct server"
+else
+    fail "connect-rate: exit $RC: $OUT"
+fi
+run_bench -c 2 -m 1000 -l 100k "$SRV_ADDR"
+if [[ $RC == 0 && $(json_get messages "$OUT") == 1000 ]]; then
+    pass "--messages 1000 of 100 KiB counted exactly"
+else
+    fail "--messages: exit $RC: $OUT"
+fi
+port=${SRV_ADDR##*:}
+srv_stop
+
+# A closed port: connections refused.
+run_bench -c 2 -t 0.5 --timeout 1 "127.0.0.1:$port"
+if [[ $RC == 1 && $(json_get err_refused "$OUT") -gt 0 ]]; then
+    pass "closed port: refused=$(json_get err_refused "$OUT"), exit 1"
+else
+    fail "closed port: exit $RC: $OUT"
+fi
+
+# One flipped bit every 50,000 bytes.
+srv_start "$REFS_DIR/bad-echo" --flip 50000 127.0.0.1:0
+run_bench -c 4 -t 1 "$SRV_ADDR"
+if [[ $RC == 1 && $(json_get err_mismatch "$OUT") -gt 0 ]]; then
+    pass "flipping server: mismatch=$(json_get err_mismatch "$OUT"), exit 1"
+else
+    fail "flipping server not detected: exit $RC: $OUT"
+fi
+srv_stop
+
+# Echoes 20,000 bytes, then goes silent with the connections open.
+srv_start "$REFS_DIR/bad-echo" --stall 20000 127.0.0.1:0
+run_bench -c 4 -t 1.5 --timeout 0.5 "$SRV_ADDR"
+if [[ $RC == 1 && $(json_get err_timeout "$OUT") -gt 0 && $(json_get err_mismatch "$OUT") == 0 ]]; then
+    pass "stalling server: timeout=$(json_get err_timeout "$OUT"), exit 1"
+else
+    fail "stalling server not detected: exit $RC: $OUT"
+fi
+srv_stop
+
+srv_start "$REFS_DIR/tpc-echo" --udp 127.0.0.1:0
+run_bench --udp -c 2 -p 2 -t 0.5 "$SRV_ADDR"
+if [[ $RC == 0 && $(json_get messages "$OUT") -gt 0 ]]; then
+    pass "udp echo"
+else
+    fail "udp echo: exit $RC: $OUT"
+fi
+srv_stop
+
+if srv_start "$REFS_DIR/tpc-echo" '[::1]:0' 2>/dev/null; then
+    run_bench -c 2 -t 0.5 "$SRV_ADDR"
+    if [[ $RC == 0 ]]; then pass "IPv6 $SRV_ADDR"; else fail "IPv6: exit $RC: $OUT"; fi
+    srv_stop
+else
+    echo "  skip  IPv6 (no ::1 here)"
+fi
+
+if ((fails)); then
+    echo "bench self-test: $fails FAILED"
+    exit 1
+fi
+echo "bench self-test: all passed"

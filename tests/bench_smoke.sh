@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# tests/bench_smoke.sh - a few seconds of verified load on server/poolsrv-echo
+# in both modes.  Asserts correctness (no mismatch, no error of any kind, a
+# clean exit 0 on SIGTERM), never speed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH_BIN=${BENCH_BIN:-bench/poolsrv-bench}
+ECHO_BIN=${ECHO_BIN:-server/poolsrv-echo}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+trap srv_cleanup EXIT
+
+if [[ ! -x $ECHO_BIN ]]; then
+    echo "error: $ECHO_BIN is not built; the bench smoke test runs against it (run make first)" >&2
+    exit 1
+fi
+[[ -x $BENCH_BIN ]] || { echo "error: $BENCH_BIN not built" >&2; exit 1; }
+
+fails=0
+# check DESC ARGS...: one bench run that must pass (exit 0).
+check() {
+    local desc=$1 out rc=0
+    shift
+    out=$("$BENCH_BIN" --json --no-progress --timeout 3 "$@" "$SRV_ADDR") || rc=$?
+    if [[ $rc == 0 ]]; then
+        echo "  ok    $desc: $(json_get messages "$out") messages verified"
+    else
+        echo "  FAIL  $desc: exit $rc: $out"
+        fails=$((fails + 1))
+    fi
+}
+
+echo "bench smoke test against $ECHO_BIN"
+for mode in event blocking; do
+    if ! srv_start "$ECHO_BIN" --listen 127.0.0.1:0 --mode "$mode" --workers 4; then
+        fails=$((fails + 1))
+        continue
+    fi
+    # Blocking mode: no more connections than workers, so none waits for one.
+    conns=32
+    [[ $mode == blocking ]] && conns=4
+    check "$mode: $conns conns, depth 4, 64 B" -c "$conns" -p 4 -l 64 -t 1
+    check "$mode: 4 conns, depth 2, 16 KiB" -c 4 -p 2 -l 16k -t 1
+    check "$mode: connect-rate, 4 slots" --connect-rate -c 4 -t 0.5
+    srv_stop
+    if [[ $SRV_STATUS == 0 ]]; then
+        echo "  ok    $mode: SIGTERM, exit 0"
+    else
+        echo "  FAIL  $mode: server exit status $SRV_STATUS after SIGTERM"
+        fails=$((fails + 1))
+    fi
+done
+if ((fails)); then
+    echo "bench smoke test: $fails FAILED"
+    exit 1
+fi
+echo "bench smoke test: passed"

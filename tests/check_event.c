@@ -1,0 +1,461 @@
+/*
+ * check_event.c - event-style handler semantics against a live in-process
+ * server on 127.0.0.1:0: on_open/on_data/on_close ordering and
+ * exactly-once close with the right reason, no overlapping callbacks across
+ * workers, partial consumption, close-after-flush, reset, input overflow,
+ * a refusing on_open.  (check_features.c covers idle timeouts,
+ * pause/resume, backpressure, fairness and partial writes.)
+ *
+ * Handler threads never call ck_assert; they record what they saw and the
+ * test thread asserts.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+/* atomic loads with short names, so failure messages stay readable */
+static int ld(atomic_int *p)
+{
+    return atomic_load(p);
+}
+
+static size_t ldz(atomic_size_t *p)
+{
+    return atomic_load(p);
+}
+
+START_TEST(test_on_close_once)
+{
+    enum { N = 20, NRST = 4 };
+    tu_rec r;
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    int port, fd[N];
+    char msg[1000];
+
+    tu_rec_init(&r);
+    tu_config(&cfg);
+    tu_rec_handler(&h);
+    s = tu_server_start(&cfg, &h, &r, &port);
+    tu_fill(msg, sizeof msg, 3);
+    for (int i = 0; i < N; i++) {
+        fd[i] = tu_connect(port, tu_ms(2000));
+        ck_assert_int_ge(fd[i], 0);
+    }
+    for (int i = 0; i < N; i++) {
+        bool rst = i < NRST;
+
+        ck_assert_int_eq(tu_echo(fd[i], msg, sizeof msg, !rst, tu_ms(5000), NULL), 0);
+        if (rst)
+            tu_close_rst(fd[i]);
+        else
+            close(fd[i]);
+    }
+    tu_rec_wait_closes(&r, N);
+    tu_assert_all_closed(s, N);
+    tu_rec_assert_clean(&r, N);
+    ck_assert_int_eq(ld(&r.reasons[PS_CLOSE_EOF]), N - NRST);
+    ck_assert_int_eq(ld(&r.reasons[PS_CLOSE_ERROR]), NRST);
+    ck_assert_int_eq(ld(&r.send_errors), 0);
+    ps_server_free(s);
+    /* nothing more after free */
+    ck_assert_int_eq(ld(&r.closes), N);
+}
+END_TEST
+
+/* Many workers, pipelined clients, a small read budget: one connection's
+ * callbacks must still never overlap, and its bytes arrive in order. */
+enum { OVL_CLIENTS = 8, OVL_BYTES = 256 * 1024 };
+
+struct ovl_client {
+    int port, rc;
+    size_t bad_at;
+    const char *data;
+    pthread_t th;
+};
+
+static void *ovl_client_main(void *arg)
+{
+    struct ovl_client *oc = arg;
+    int fd = tu_connect(oc->port, tu_ms(5000));
+
+    if (fd < 0) {
+        oc->rc = fd;
+        return NULL;
+    }
+    oc->rc = tu_echo_chunked(fd, oc->data, OVL_BYTES, 100, true, tu_ms(20000), &oc->bad_at);
+    close(fd);
+    return NULL;
+}
+
+START_TEST(test_no_overlap)
+{
+    tu_rec r;
+    struct ovl_client oc[OVL_CLIENTS];
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    char *data = malloc(OVL_BYTES);
+    int port;
+
+    ck_assert_ptr_nonnull(data);
+    for (size_t i = 0; i < OVL_BYTES; i++)
+        data[i] = (char)tu_pattern_byte(i);
+    tu_rec_init(&r);
+    r.spin = true;
+    r.pattern = true;
+    tu_config(&cfg);
+    cfg.workers = 8;
+    cfg.read_budget = 256;
+    tu_rec_handler(&h);
+    s = tu_server_start(&cfg, &h, &r, &port);
+    for (int i = 0; i < OVL_CLIENTS; i++) {
+        oc[i] = (struct ovl_client){ .port = port, .data = data };
+        ck_assert_int_eq(pthread_create(&oc[i].th, NULL, ovl_client_main, &oc[i]), 0);
+    }
+    for (int i = 0; i < OVL_CLIENTS; i++)
+        pthread_join(oc[i].th, NULL);
+    for (int i = 0; i < OVL_CLIENTS; i++)
+        ck_assert_msg(oc[i].rc == 0, "client %d: %s at offset %zu", i, ps_strerror(oc[i].rc),
+                      oc[i].bad_at);
+    tu_rec_wait_closes(&r, OVL_CLIENTS);
+    tu_rec_assert_clean(&r, OVL_CLIENTS);
+    ck_assert_int_eq(ld(&r.reasons[PS_CLOSE_EOF]), OVL_CLIENTS);
+    /* the budget forced many turns per connection */
+    ck_assert_int_ge(ld(&r.datas), OVL_CLIENTS * (OVL_BYTES / 256) / 2);
+    ps_server_free(s);
+    free(data);
+}
+END_TEST
+
+/* ===================================================== event: consumption */
+
+struct lines {
+    atomic_int calls, partial_calls, lines;
+};
+
+/* Consume whole lines only; reply "[line]\n" for each. */
+static size_t lines_on_data(ps_conn *c, const char *data, size_t len, void *user)
+{
+    struct lines *l = user;
+    size_t used = 0;
+    const char *nl;
+
+    atomic_fetch_add(&l->calls, 1);
+    while ((nl = memchr(data + used, '\n', len - used)) != NULL) {
+        size_t n = (size_t)(nl - (data + used));
+
+        ps_conn_send(c, "[", 1);
+        ps_conn_send(c, data + used, n);
+        ps_conn_send(c, "]\n", 2);
+        atomic_fetch_add(&l->lines, 1);
+        used += n + 1;
+    }
+    if (used < len)
+        atomic_fetch_add(&l->partial_calls, 1);
+    return used;
+}
+
+START_TEST(test_event_partial_consume)
+{
+    static const char input[] = "hello world\nsecond line\n\nx\nthe last line is longer\n";
+    static const char want[] = "[hello world]\n[second line]\n[]\n[x]\n[the last line is longer]\n";
+    struct lines l = { 0 };
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    char got[sizeof want];
+    int port, fd;
+    uint64_t last;
+
+    tu_config(&cfg);
+    memset(&h, 0, sizeof h);
+    h.on_data = lines_on_data;
+    s = tu_server_start(&cfg, &h, &l, &port);
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fd, 0);
+    /* one byte at a time, each read by the server before the next is sent */
+    for (size_t i = 0; i < sizeof input - 1; i++) {
+        ck_assert_int_eq(tu_write_all(fd, &input[i], 1, tu_ms(1000)), 0);
+        ck_assert_msg(TU_STAT_EQ(s, bytes_in, i + 1, tu_ms(2000), &last),
+                      "bytes_in = %llu after %zu bytes", (unsigned long long)last, i + 1);
+    }
+    memset(got, 0, sizeof got);
+    ck_assert_int_eq(tu_read_exact(fd, got, sizeof want - 1, tu_ms(3000)), sizeof want - 1);
+    ck_assert_str_eq(got, want);
+    ck_assert_int_eq(ld(&l.lines), 5);
+    ck_assert_int_ge(ld(&l.partial_calls), 5);
+    /* a trailing partial line is kept, never echoed */
+    ck_assert_int_eq(tu_write_all(fd, "tail", 4, tu_ms(1000)), 0);
+    ck_assert(TU_STAT_EQ(s, bytes_in, sizeof input - 1 + 4, tu_ms(2000), &last));
+    shutdown(fd, SHUT_WR);
+    ck_assert_int_eq(tu_expect_eof(fd, tu_ms(3000)), 0);
+    close(fd);
+    tu_assert_all_closed(s, 1);
+    ps_server_free(s);
+}
+END_TEST
+
+/* ===================================================== event: close flushes */
+
+enum { FLUSH_BYTES = 4 << 20 };
+
+struct flush {
+    const char *data;
+    bool keep_open; /* send, but do not close */
+    tu_latch closed_by_handler;
+    atomic_size_t pending_at_close;
+    atomic_int send_rc;
+    atomic_int reason;
+    atomic_int on_close_calls;
+};
+
+static size_t flush_on_data(ps_conn *c, const char *data, size_t len, void *user)
+{
+    struct flush *f = user;
+    int rc = 0;
+
+    if (memchr(data, '\n', len)) {
+        for (size_t off = 0; off < FLUSH_BYTES && rc == 0; off += 65536)
+            rc = ps_conn_send(c, f->data + off, 65536);
+        atomic_store(&f->send_rc, rc);
+        atomic_store(&f->pending_at_close, ps_conn_pending(c));
+        if (!f->keep_open) {
+            ps_conn_close(c);
+            /* sends after close are refused */
+            if (ps_conn_send(c, "late", 4) != -EPIPE)
+                atomic_store(&f->send_rc, -1000);
+        }
+        tu_latch_add(&f->closed_by_handler, 1);
+    }
+    return len;
+}
+
+static void flush_on_close(ps_conn *c, ps_close_reason why, void *user)
+{
+    struct flush *f = user;
+
+    (void)c;
+    atomic_store(&f->reason, (int)why);
+    atomic_fetch_add(&f->on_close_calls, 1);
+}
+
+START_TEST(test_event_close_flushes)
+{
+    struct flush f;
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    char *data = malloc(FLUSH_BYTES), *got = malloc(FLUSH_BYTES);
+    int port, fd;
+
+    ck_assert_ptr_nonnull(data);
+    ck_assert_ptr_nonnull(got);
+    tu_fill(data, FLUSH_BYTES, 99);
+    memset(&f, 0, sizeof f);
+    f.data = data;
+    atomic_store(&f.reason, -1);
+    tu_latch_init(&f.closed_by_handler);
+    tu_config(&cfg);
+    memset(&h, 0, sizeof h);
+    h.on_data = flush_on_data;
+    h.on_close = flush_on_close;
+    s = tu_server_start(&cfg, &h, &f, &port);
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(tu_write_all(fd, "go\n", 3, tu_ms(1000)), 0);
+    /* do not read until the handler has closed with output pending */
+    ck_assert(tu_latch_wait(&f.closed_by_handler, 1, tu_ms(5000)));
+    ck_assert_int_eq(ld(&f.send_rc), 0);
+    ck_assert_uint_gt(ldz(&f.pending_at_close), 0);
+    ck_assert_int_eq(tu_read_exact(fd, got, FLUSH_BYTES, tu_ms(10000)), FLUSH_BYTES);
+    ck_assert(memcmp(got, data, FLUSH_BYTES) == 0);
+    ck_assert_int_eq(tu_expect_eof(fd, tu_ms(3000)), 0);
+    close(fd);
+    tu_assert_all_closed(s, 1);
+    ck_assert_int_eq(ld(&f.on_close_calls), 1);
+    ck_assert_int_eq(ld(&f.reason), PS_CLOSE_LOCAL);
+    ck_assert_uint_eq(tu_stats(s).bytes_out, FLUSH_BYTES);
+    ps_server_free(s);
+    tu_latch_destroy(&f.closed_by_handler);
+    free(data);
+    free(got);
+}
+END_TEST
+
+/* ===================================================== event: reset */
+
+/* The peer resets while the server still has megabytes to write: on_close
+ * runs once, with PS_CLOSE_ERROR.  (check_features.c covers the same
+ * situation in both styles for the server's survival.) */
+START_TEST(test_event_peer_reset_during_write)
+{
+    struct flush f;
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    char *data = malloc(FLUSH_BYTES);
+    int port, fd;
+    uint64_t last;
+
+    ck_assert_ptr_nonnull(data);
+    tu_fill(data, FLUSH_BYTES, 1);
+    memset(&f, 0, sizeof f);
+    f.data = data;
+    f.keep_open = true;
+    atomic_store(&f.reason, -1);
+    tu_latch_init(&f.closed_by_handler);
+    tu_config(&cfg);
+    memset(&h, 0, sizeof h);
+    h.on_data = flush_on_data;
+    h.on_close = flush_on_close;
+    s = tu_server_start(&cfg, &h, &f, &port);
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(tu_write_all(fd, "go\n", 3, tu_ms(1000)), 0);
+    ck_assert(tu_latch_wait(&f.closed_by_handler, 1, tu_ms(5000)));
+    ck_assert_uint_gt(ldz(&f.pending_at_close), 0);
+    ck_assert_int_gt(tu_read_exact(fd, data, 1000, tu_ms(2000)), 0); /* mid-stream */
+    tu_close_rst(fd);
+    tu_assert_all_closed(s, 1);
+    ck_assert_int_eq(ld(&f.on_close_calls), 1);
+    ck_assert_int_eq(ld(&f.reason), PS_CLOSE_ERROR);
+    ck_assert(TU_STAT_GE(s, io_errors, 1, tu_ms(1000), &last));
+    ck_assert_uint_lt(tu_stats(s).bytes_out, FLUSH_BYTES);
+    ps_server_free(s);
+    tu_latch_destroy(&f.closed_by_handler);
+    free(data);
+}
+END_TEST
+
+/* ===================================================== event: overflow, on_open */
+
+static size_t consume_nothing(ps_conn *c, const char *data, size_t len, void *user)
+{
+    (void)c;
+    (void)data;
+    (void)len;
+    (void)user;
+    return 0;
+}
+
+/* Unconsumed input beyond max_input closes the connection (OVERFLOW). */
+START_TEST(test_event_overflow)
+{
+    tu_rec r;
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    char msg[5000];
+    int port, fd, rc;
+
+    tu_rec_init(&r);
+    tu_config(&cfg);
+    cfg.max_input = 1000;
+    tu_rec_handler(&h);
+    h.on_data = consume_nothing; /* rec's open/close still count */
+    s = tu_server_start(&cfg, &h, &r, &port);
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fd, 0);
+    memset(msg, 'q', sizeof msg);
+    rc = tu_write_all(fd, msg, sizeof msg, tu_ms(2000));
+    ck_assert_msg(rc == 0 || rc == -EPIPE || rc == -ECONNRESET, "write: %s", ps_strerror(rc));
+    rc = tu_expect_eof(fd, tu_ms(3000));
+    /* closing with unread input makes the kernel send a reset: either is a close */
+    ck_assert_msg(rc == 0 || rc == -ECONNRESET, "client: %s", ps_strerror(rc));
+    close(fd);
+    tu_rec_wait_closes(&r, 1);
+    tu_rec_assert_clean(&r, 1);
+    ck_assert_int_eq(ld(&r.reasons[PS_CLOSE_OVERFLOW]), 1);
+    tu_assert_all_closed(s, 1);
+    ps_server_free(s);
+}
+END_TEST
+
+struct openfail {
+    atomic_int opens, datas, closes;
+};
+
+static int of_open(ps_conn *c, void *user)
+{
+    struct openfail *o = user;
+
+    (void)c;
+    atomic_fetch_add(&o->opens, 1);
+    return -1;
+}
+
+static size_t of_data(ps_conn *c, const char *data, size_t len, void *user)
+{
+    struct openfail *o = user;
+
+    (void)c;
+    (void)data;
+    atomic_fetch_add(&o->datas, 1);
+    return len;
+}
+
+static void of_close(ps_conn *c, ps_close_reason why, void *user)
+{
+    struct openfail *o = user;
+
+    (void)c;
+    (void)why;
+    atomic_fetch_add(&o->closes, 1);
+}
+
+/* on_open refuses: the connection closes, on_data never runs, on_close
+ * runs exactly once. */
+START_TEST(test_event_open_fails)
+{
+    struct openfail o = { 0 };
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    int port, fd, rc;
+
+    tu_config(&cfg);
+    memset(&h, 0, sizeof h);
+    h.on_open = of_open;
+    h.on_data = of_data;
+    h.on_close = of_close;
+    s = tu_server_start(&cfg, &h, &o, &port);
+    for (int i = 0; i < 3; i++) {
+        fd = tu_connect(port, tu_ms(2000));
+        ck_assert_int_ge(fd, 0);
+        tu_write_all(fd, "x", 1, tu_ms(1000));
+        rc = tu_expect_eof(fd, tu_ms(3000));
+        ck_assert_msg(rc == 0 || rc == -ECONNRESET, "client %d: %s", i, ps_strerror(rc));
+        close(fd);
+    }
+    tu_assert_all_closed(s, 3);
+    ck_assert_int_eq(ld(&o.opens), 3);
+    ck_assert_int_eq(ld(&o.datas), 0);
+    ck_assert_int_eq(ld(&o.closes), 3);
+    ps_server_free(s);
+}
+END_TEST
+
+Suite *event_suite(void)
+{
+    Suite *s = suite_create("event");
+    TCase *tc = tcase_create("event");
+
+    tcase_set_timeout(tc, 20);
+    tcase_add_test(tc, test_on_close_once);
+    tcase_add_test(tc, test_no_overlap);
+    tcase_add_test(tc, test_event_partial_consume);
+    tcase_add_test(tc, test_event_close_flushes);
+    tcase_add_test(tc, test_event_peer_reset_during_write);
+    tcase_add_test(tc, test_event_overflow);
+    tcase_add_test(tc, test_event_open_fails);
+    suite_add_tcase(s, tc);
+    return s;
+}
