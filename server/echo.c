@@ -1,15 +1,24 @@
 /*
  * poolsrv-echo - the bundled echo server: flags in, library call, summary
- * out.  Everything it serves with is in the library; this file only parses
- * the command line, wires signals to ps_server_stop, and reports.
+ * out.  Everything it serves with is in the library; this file parses the
+ * command line, turns signals into ps_server_stop / stats lines, and
+ * reports.
+ *
+ * Signals are taken by one thread with sigwait, not by handlers, so that
+ * SIGUSR1 and the periodic stats line may format and log freely:
+ *   SIGINT, SIGTERM  graceful stop (drain); a second one stops at once
+ *   SIGUSR1          log the counters now
  */
+#include "admin.h"
 #include "echo_handlers.h"
 #include "poolsrv.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +28,12 @@
 #define DEFAULT_LISTEN "127.0.0.1:7000"
 #define BUSY_MSG "busy: server at capacity, try again later\n"
 
-static ps_server *g_server; /* for the signal handler only */
+struct opts {
+    bool event_style;
+    bool systemd;
+    int stats_interval; /* seconds, 0 = off */
+    const char *admin;
+};
 
 static void usage(FILE *f)
 {
@@ -27,25 +41,37 @@ static void usage(FILE *f)
             "Usage: " PROG " [options]\n"
             "Echo every byte back to each client, on a fixed pool of worker threads.\n"
             "\n"
-            "  -l, --listen ADDR      listen address (repeatable): 127.0.0.1:7000, [::1]:7000,\n"
-            "                         0.0.0.0:0 (port 0 = ephemeral); default " DEFAULT_LISTEN "\n"
-            "  -m, --mode MODE        event (default) or blocking handler style\n"
-            "  -w, --workers N        worker threads, 1..1024 (default 4)\n"
-            "  -q, --queue N          work queue capacity, 1..1048576 (default 1024)\n"
-            "  -p, --policy POLICY    when the queue is full: block (stop accepting, default)\n"
-            "                         or reject (send a busy line and close)\n"
-            "  -b, --backlog N        listen backlog (default 4096)\n"
-            "  -u, --udp              also echo UDP datagrams on each TCP listener's port\n"
-            "  -i, --idle-timeout MS  close connections idle this long (default 0 = never)\n"
-            "  -d, --drain-timeout MS on SIGINT/SIGTERM, time given to open connections\n"
-            "                         before they are shut down (default 5000, -1 = forever)\n"
-            "  -v, --verbose          log connections-level events (debug)\n"
-            "  -h, --help             this text\n"
-            "  -V, --version          print the version\n"
+            "  -l, --listen ADDR        listen address (repeatable): 127.0.0.1:7000, [::1]:7000,\n"
+            "                           0.0.0.0:0 (port 0 = ephemeral), unix:/path/to.sock;\n"
+            "                           default " DEFAULT_LISTEN "\n"
+            "  -m, --mode MODE          event (default) or blocking handler style\n"
+            "  -w, --workers N          worker threads, 1..1024 (default 4)\n"
+            "  -q, --queue N            work queue capacity, 1..1048576 (default 1024)\n"
+            "  -p, --policy POLICY      when the queue is full: block (stop accepting, default)\n"
+            "                           or reject (send a busy line and close)\n"
+            "  -b, --backlog N          listen backlog (default 4096)\n"
+            "  -u, --udp                also echo UDP datagrams on each TCP listener's port\n"
+            "      --systemd            listen on the sockets systemd passes (LISTEN_FDS)\n"
+            "      --reuseport          SO_REUSEPORT: several processes share a port\n"
+            "  -d, --drain-timeout MS   on SIGINT/SIGTERM, time given to open connections\n"
+            "                           before they are shut down (default 5000, -1 = forever);\n"
+            "                           a second signal stops at once\n"
+            "  -i, --idle-timeout MS    close connections idle this long (default 0 = never)\n"
+            "      --first-byte-timeout MS  close connections silent this long after accept\n"
+            "      --write-timeout MS   close peers that take no output this long (default 60000)\n"
+            "      --max-connections N  refuse connections past N open (default 0 = no limit)\n"
+            "      --max-per-client N   refuse connections past N open per client address\n"
+            "      --stats-interval S   log the counters every S seconds (default 0 = never)\n"
+            "      --admin ADDR         serve counters over HTTP on ADDR: GET /metrics\n"
+            "                           (Prometheus text format) and GET /stats\n"
+            "      --log-level LEVEL    error, warn (default), info or debug\n"
+            "  -v, --verbose            same as --log-level debug\n"
+            "  -h, --help               this text\n"
+            "  -V, --version            print the version\n"
             "\n"
             "Prints 'listening on ADDR' per listener once ready.  SIGINT or SIGTERM stops\n"
-            "gracefully and prints a summary.  Exit status: 0 after a clean stop, 1 if the\n"
-            "server could not start, 2 for bad usage.\n");
+            "gracefully and prints a summary; SIGUSR1 logs the counters.  Exit status: 0\n"
+            "after a clean stop, 1 if the server could not start, 2 for bad usage.\n");
 }
 
 static _Noreturn void die_usage(const char *fmt, const char *a, const char *b)
@@ -61,13 +87,12 @@ static int parse_int(const char *flag, const char *v, long lo, long hi)
 {
     char *end;
     long n;
-    char range[64];
 
     errno = 0;
     n = strtol(v, &end, 10);
     if (errno || end == v || *end != '\0' || n < lo || n > hi) {
-        snprintf(range, sizeof range, "an integer from %ld to %ld", lo, hi);
-        fprintf(stderr, PROG ": invalid %s value '%s': expected %s\n", flag, v, range);
+        fprintf(stderr, PROG ": invalid %s value '%s': expected an integer from %ld to %ld\n",
+                flag, v, lo, hi);
         fprintf(stderr, "Try '" PROG " --help' for more information.\n");
         exit(2);
     }
@@ -88,63 +113,190 @@ static void log_stderr(ps_log_level level, const char *msg, void *user)
     fprintf(stderr, "%s.%03ldZ " PROG " %s: %s\n", ts, now.tv_nsec / 1000000, names[level], msg);
 }
 
-static void on_signal(int sig)
+enum {
+    OPT_SYSTEMD = 256,
+    OPT_REUSEPORT,
+    OPT_FIRST_BYTE,
+    OPT_WRITE_TIMEOUT,
+    OPT_MAX_CONN,
+    OPT_MAX_PER_CLIENT,
+    OPT_STATS_INTERVAL,
+    OPT_ADMIN,
+    OPT_LOG_LEVEL,
+};
+
+static const struct option long_opts[] = {
+    {"listen", required_argument, 0, 'l'},
+    {"mode", required_argument, 0, 'm'},
+    {"workers", required_argument, 0, 'w'},
+    {"queue", required_argument, 0, 'q'},
+    {"policy", required_argument, 0, 'p'},
+    {"backlog", required_argument, 0, 'b'},
+    {"udp", no_argument, 0, 'u'},
+    {"systemd", no_argument, 0, OPT_SYSTEMD},
+    {"reuseport", no_argument, 0, OPT_REUSEPORT},
+    {"drain-timeout", required_argument, 0, 'd'},
+    {"idle-timeout", required_argument, 0, 'i'},
+    {"first-byte-timeout", required_argument, 0, OPT_FIRST_BYTE},
+    {"write-timeout", required_argument, 0, OPT_WRITE_TIMEOUT},
+    {"max-connections", required_argument, 0, OPT_MAX_CONN},
+    {"max-per-client", required_argument, 0, OPT_MAX_PER_CLIENT},
+    {"stats-interval", required_argument, 0, OPT_STATS_INTERVAL},
+    {"admin", required_argument, 0, OPT_ADMIN},
+    {"log-level", required_argument, 0, OPT_LOG_LEVEL},
+    {"verbose", no_argument, 0, 'v'},
+    {"help", no_argument, 0, 'h'},
+    {"version", no_argument, 0, 'V'},
+    {0, 0, 0, 0},
+};
+
+static ps_log_level parse_level(const char *v)
 {
-    (void)sig;
-    ps_server_stop(g_server); /* async-signal-safe */
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    int i;
+
+    for (i = 0; i < 4; i++)
+        if (strcmp(v, names[i]) == 0)
+            return (ps_log_level)i;
+    die_usage("invalid --log-level '%s': expected error, warn, info or debug%s", v, "");
 }
 
-static void parse_args(int argc, char **argv, ps_config *cfg, bool *event_style)
+static void parse_listen(ps_config *cfg, const char *v)
 {
-    static const struct option opts[] = {
-        {"listen", required_argument, 0, 'l'},  {"mode", required_argument, 0, 'm'},
-        {"workers", required_argument, 0, 'w'}, {"queue", required_argument, 0, 'q'},
-        {"policy", required_argument, 0, 'p'},  {"backlog", required_argument, 0, 'b'},
-        {"drain-timeout", required_argument, 0, 'd'},
-        {"udp", no_argument, 0, 'u'},           {"idle-timeout", required_argument, 0, 'i'},
-        {"verbose", no_argument, 0, 'v'},       {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},       {0, 0, 0, 0},
-    };
     struct sockaddr_storage ss;
     socklen_t len;
     ps_err err;
+
+    if (ps_addr_parse(v, &ss, &len, &err) < 0)
+        die_usage("invalid --listen address: %s%s", err.msg, "");
+    if (ps_config_add_listen(cfg, v) < 0)
+        die_usage("too many --listen addresses (at most %s)%s", "16", "");
+}
+
+static void parse_one(int c, const char *v, ps_config *cfg, struct opts *o)
+{
+    switch (c) {
+    case 'l': parse_listen(cfg, v); break;
+    case 'm':
+        if (strcmp(v, "event") != 0 && strcmp(v, "blocking") != 0)
+            die_usage("invalid --mode '%s': expected event or blocking%s", v, "");
+        o->event_style = strcmp(v, "event") == 0;
+        break;
+    case 'w': cfg->workers = parse_int("--workers", v, 1, 1024); break;
+    case 'q': cfg->queue_capacity = parse_int("--queue", v, 1, 1 << 20); break;
+    case 'b': cfg->backlog = parse_int("--backlog", v, 1, 1 << 20); break;
+    case 'p':
+        if (ps_policy_parse(v, &cfg->policy) < 0)
+            die_usage("invalid --policy '%s': expected block or reject%s", v, "");
+        break;
+    case 'u': cfg->udp_same_port = true; break;
+    case OPT_SYSTEMD: o->systemd = true; break;
+    case OPT_REUSEPORT: cfg->reuseport = true; break;
+    case 'd': cfg->drain_timeout_ms = parse_int("--drain-timeout", v, -1, INT_MAX); break;
+    case 'i': cfg->idle_timeout_ms = parse_int("--idle-timeout", v, 0, INT_MAX); break;
+    case OPT_FIRST_BYTE:
+        cfg->first_byte_timeout_ms = parse_int("--first-byte-timeout", v, 0, INT_MAX);
+        break;
+    case OPT_WRITE_TIMEOUT:
+        cfg->write_timeout_ms = parse_int("--write-timeout", v, 0, INT_MAX);
+        break;
+    case OPT_MAX_CONN: cfg->max_connections = parse_int("--max-connections", v, 0, INT_MAX); break;
+    case OPT_MAX_PER_CLIENT:
+        cfg->max_per_client = parse_int("--max-per-client", v, 0, INT_MAX);
+        break;
+    case OPT_STATS_INTERVAL:
+        o->stats_interval = parse_int("--stats-interval", v, 0, 86400);
+        break;
+    case OPT_ADMIN: {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        ps_err err;
+        if (ps_addr_parse(v, &ss, &len, &err) < 0)
+            die_usage("invalid --admin address: %s%s", err.msg, "");
+        o->admin = v;
+        break;
+    }
+    case OPT_LOG_LEVEL: cfg->log_level = parse_level(v); break;
+    case 'v': cfg->log_level = PS_LOG_DEBUG; break;
+    }
+}
+
+static void parse_args(int argc, char **argv, ps_config *cfg, struct opts *o)
+{
     int c;
 
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":l:m:w:q:p:b:d:ui:vhV", opts, NULL)) != -1) {
-        switch (c) {
-        case 'l':
-            if (ps_addr_parse(optarg, &ss, &len, &err) < 0)
-                die_usage("invalid --listen address: %s%s", err.msg, "");
-            if (ps_config_add_listen(cfg, optarg) < 0)
-                die_usage("too many --listen addresses (at most %s)%s", "16", "");
-            break;
-        case 'm':
-            if (strcmp(optarg, "event") != 0 && strcmp(optarg, "blocking") != 0)
-                die_usage("invalid --mode '%s': expected event or blocking%s", optarg, "");
-            *event_style = strcmp(optarg, "event") == 0;
-            break;
-        case 'w': cfg->workers = parse_int("--workers", optarg, 1, 1024); break;
-        case 'q': cfg->queue_capacity = parse_int("--queue", optarg, 1, 1 << 20); break;
-        case 'b': cfg->backlog = parse_int("--backlog", optarg, 1, 1 << 20); break;
-        case 'd': cfg->drain_timeout_ms = parse_int("--drain-timeout", optarg, -1, INT_MAX); break;
-        case 'p':
-            if (ps_policy_parse(optarg, &cfg->policy) < 0)
-                die_usage("invalid --policy '%s': expected block or reject%s", optarg, "");
-            break;
-        case 'u': cfg->udp_same_port = true; break;
-        case 'i': cfg->idle_timeout_ms = parse_int("--idle-timeout", optarg, 0, INT_MAX); break;
-        case 'v': cfg->log_level = PS_LOG_DEBUG; break;
-        case 'h': usage(stdout); exit(0);
-        case 'V': printf(PROG " %s\n", ps_version()); exit(0);
-        case ':': die_usage("option '%s' needs a value%s", argv[optind - 1], "");
-        default: die_usage("unknown option '%s'%s", argv[optind - 1], "");
+    while ((c = getopt_long(argc, argv, ":l:m:w:q:p:b:ud:i:vhV", long_opts, NULL)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            exit(0);
         }
+        if (c == 'V') {
+            printf(PROG " %s\n", ps_version());
+            exit(0);
+        }
+        if (c == ':')
+            die_usage("option '%s' needs a value%s", argv[optind - 1], "");
+        if (c == '?')
+            die_usage("unknown option '%s'%s", argv[optind - 1], "");
+        parse_one(c, optarg, cfg, o);
     }
     if (optind < argc)
         die_usage("unexpected argument '%s'%s", argv[optind], "");
+    if (o->systemd) {
+        int n = ps_config_add_systemd_listeners(cfg);
+        if (n <= 0) {
+            fprintf(stderr, PROG ": --systemd: %s\n",
+                    n == 0 ? "no sockets passed (LISTEN_PID/LISTEN_FDS not set for this process)"
+                           : "malformed LISTEN_FDS, or too many sockets");
+            exit(2);
+        }
+        unsetenv("LISTEN_PID");
+        unsetenv("LISTEN_FDS");
+        unsetenv("LISTEN_FDNAMES");
+    }
     if (cfg->nlisten == 0)
         ps_config_add_listen(cfg, DEFAULT_LISTEN);
+}
+
+/* ------------------------------------------------------------ signals */
+
+struct sigctx {
+    ps_server *srv;
+    int interval; /* seconds, 0 = off */
+    sigset_t set;
+    atomic_bool done;
+};
+
+static void log_stats(ps_server *s, const char *why)
+{
+    char line[1024];
+    ps_stats st;
+
+    ps_server_stats(s, &st);
+    ps_stats_format(&st, PS_STATS_TEXT, NULL, line, sizeof line);
+    fprintf(stderr, PROG ": stats (%s): %s\n", why, line);
+}
+
+static void *signal_thread(void *arg)
+{
+    struct sigctx *sc = arg;
+    int stops = 0;
+
+    while (!atomic_load(&sc->done)) {
+        struct timespec ts = {.tv_sec = sc->interval};
+        int sig = sc->interval > 0 ? sigtimedwait(&sc->set, NULL, &ts) : sigwaitinfo(&sc->set, NULL);
+        if (sig == SIGINT || sig == SIGTERM) {
+            fprintf(stderr, PROG ": %s: %s\n", strsignal(sig),
+                    stops++ ? "stopping now" : "draining (signal again to stop now)");
+            ps_server_stop(sc->srv);
+        } else if (sig == SIGUSR1) {
+            log_stats(sc->srv, "SIGUSR1");
+        } else if (sig < 0 && errno == EAGAIN) {
+            log_stats(sc->srv, "interval");
+        }
+    }
+    return NULL;
 }
 
 static void print_listeners(ps_server *s)
@@ -162,41 +314,60 @@ int main(int argc, char **argv)
     ps_handler h;
     ps_stats st;
     ps_err err;
-    bool event_style = true;
-    struct sigaction sa;
-    int rc;
+    struct opts o = {.event_style = true};
+    struct sigctx sc = {0};
+    ps_server *admin = NULL;
+    pthread_t sig_tid;
 
     ps_config_init(&cfg);
     cfg.log = log_stderr;
     cfg.log_level = PS_LOG_WARN;
-    parse_args(argc, argv, &cfg, &event_style);
-    echo_handler_init(&h, event_style);
+    parse_args(argc, argv, &cfg, &o);
+    echo_handler_init(&h, o.event_style);
     h.busy_msg = BUSY_MSG;
     h.busy_len = strlen(BUSY_MSG);
 
-    g_server = ps_server_new(&cfg, &h, NULL, &err);
-    if (!g_server) {
+    /* Block the signals before any thread exists; signal_thread takes them. */
+    sigemptyset(&sc.set);
+    sigaddset(&sc.set, SIGINT);
+    sigaddset(&sc.set, SIGTERM);
+    sigaddset(&sc.set, SIGUSR1);
+    sigaddset(&sc.set, SIGUSR2); /* internal: wakes signal_thread to exit */
+    pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
+
+    sc.srv = ps_server_new(&cfg, &h, NULL, &err);
+    if (!sc.srv) {
         fprintf(stderr, PROG ": %s\n", err.msg);
         return 2;
     }
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-
-    if ((rc = ps_server_start(g_server, &err)) < 0) {
+    if (ps_server_start(sc.srv, &err) < 0) {
         fprintf(stderr, PROG ": %s\n", err.msg);
-        ps_server_free(g_server);
+        ps_server_free(sc.srv);
         return 1;
     }
-    print_listeners(g_server);
-    ps_server_wait(g_server);
-    ps_server_stats(g_server, &st);
+    if (o.admin && !(admin = admin_start(o.admin, sc.srv, "poolsrv_echo", &err))) {
+        fprintf(stderr, PROG ": --admin: %s\n", err.msg);
+        ps_server_free(sc.srv);
+        return 1;
+    }
+    print_listeners(sc.srv);
+    if (admin)
+        printf("admin on %s\n", ps_server_listen_name(admin, 0));
+    fflush(stdout);
+    sc.interval = o.stats_interval;
+    pthread_create(&sig_tid, NULL, signal_thread, &sc);
+
+    ps_server_wait(sc.srv);
+    atomic_store(&sc.done, true);
+    pthread_kill(sig_tid, SIGUSR2);
+    pthread_join(sig_tid, NULL);
+    ps_server_free(admin);
+
+    ps_server_stats(sc.srv, &st);
     fprintf(stderr,
             PROG ": stopped: %llu connections accepted, %llu rejected, %llu bytes echoed\n",
-            (unsigned long long)st.accepted, (unsigned long long)st.rejected,
+            (unsigned long long)st.accepted, (unsigned long long)(st.rejected + st.limit_refused),
             (unsigned long long)st.bytes_out);
-    ps_server_free(g_server);
+    ps_server_free(sc.srv);
     return 0;
 }

@@ -933,6 +933,124 @@ START_TEST(test_second_stop_forces)
 }
 END_TEST
 
+/* ======================================================= inherited sockets */
+
+/* "fd:N" adopts a socket made elsewhere (a bound TCP socket not yet
+ * listening, and a UDP one); the systemd helper reads LISTEN_PID/FDS. */
+START_TEST(test_inherited_fd)
+{
+    struct sockaddr_in sin = loopback(0);
+    socklen_t len = sizeof sin;
+    char a1[32], a2[32], reply[8];
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    int tfd, ufd, port, fd;
+
+    tfd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_eq(bind(tfd, (struct sockaddr *)&sin, sizeof sin), 0);
+    getsockname(tfd, (struct sockaddr *)&sin, &len);
+    port = ntohs(sin.sin_port);
+    ufd = socket(AF_INET, SOCK_DGRAM, 0);
+    ck_assert_int_eq(bind(ufd, (struct sockaddr *)&sin, sizeof sin), 0);
+    snprintf(a1, sizeof a1, "fd:%d", tfd);
+    snprintf(a2, sizeof a2, "fd:%d", ufd);
+    ps_config_init(&cfg);
+    ps_config_add_listen(&cfg, a1);
+    ps_config_add_listen(&cfg, a2);
+    echo_handler_init(&h, true);
+    s = tu_server_start(&cfg, &h, NULL, NULL);
+    ck_assert_int_eq(ps_server_port(s, 0), port);
+    ck_assert_ptr_nonnull(strstr(ps_server_listen_name(s, 1), "udp:127.0.0.1:"));
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_eq(tu_echo(fd, "inherited", 9, true, tu_ms(2000), NULL), 0);
+    close(fd);
+    fd = udp_socket(tu_ms(2000));
+    ck_assert_int_eq(udp_roundtrip(fd, port, "dgram", 5, reply, sizeof reply), 5);
+    close(fd);
+    ps_server_free(s); /* closes the adopted descriptors */
+    ck_assert_int_eq(fcntl(tfd, F_GETFD), -1);
+}
+END_TEST
+
+START_TEST(test_systemd_env)
+{
+    ps_config cfg;
+    char pid[32];
+    ps_err err;
+    ps_handler h = {.serve = echo_serve};
+
+    ps_config_init(&cfg);
+    unsetenv("LISTEN_PID");
+    ck_assert_int_eq(ps_config_add_systemd_listeners(&cfg), 0);
+    snprintf(pid, sizeof pid, "%d", (int)getpid() + 1);
+    setenv("LISTEN_PID", pid, 1);
+    setenv("LISTEN_FDS", "2", 1);
+    ck_assert_int_eq(ps_config_add_systemd_listeners(&cfg), 0); /* another process's */
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    setenv("LISTEN_PID", pid, 1);
+    ck_assert_int_eq(ps_config_add_systemd_listeners(&cfg), 2);
+    ck_assert_int_eq(cfg.nlisten, 2);
+    ck_assert_str_eq(cfg.listen[0], "fd:3");
+    ck_assert_str_eq(cfg.listen[1], "fd:4");
+    setenv("LISTEN_FDS", "x", 1);
+    ck_assert_int_eq(ps_config_add_systemd_listeners(&cfg), -EINVAL);
+    setenv("LISTEN_FDS", "20", 1);
+    ck_assert_int_eq(ps_config_add_systemd_listeners(&cfg), -ENOSPC);
+    ps_config_init(&cfg);
+    ps_config_add_listen(&cfg, "fd:x");
+    ck_assert_int_eq(ps_config_validate(&cfg, &h, &err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "fd:N"));
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+}
+END_TEST
+
+/* Two servers share one port with SO_REUSEPORT. */
+START_TEST(test_reuseport)
+{
+    ps_config cfg;
+    ps_handler h;
+    ps_server *a, *b;
+    char addr[32];
+    int port, i;
+
+    tu_config(&cfg);
+    cfg.reuseport = true;
+    echo_handler_init(&h, true);
+    a = tu_server_start(&cfg, &h, NULL, &port);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    cfg.listen[0] = addr;
+    b = tu_server_start(&cfg, &h, NULL, NULL);
+    ck_assert_int_eq(ps_server_port(b, 0), port);
+    for (i = 0; i < 20; i++) {
+        int fd = tu_connect(port, tu_ms(2000));
+        ck_assert_int_eq(tu_echo(fd, "r", 1, true, tu_ms(2000), NULL), 0);
+        close(fd);
+    }
+    ck_assert_uint_eq(stats_of(a).accepted + stats_of(b).accepted, 20);
+    ps_server_free(a);
+    ps_server_free(b);
+}
+END_TEST
+
+START_TEST(test_stats_format)
+{
+    ps_stats st = {.accepted = 12, .active = 3, .bytes_in = 99};
+    char buf[4096], small[16];
+
+    ck_assert_int_gt(ps_stats_format(&st, PS_STATS_TEXT, NULL, buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(strstr(buf, "accepted=12 "));
+    ck_assert_ptr_nonnull(strstr(buf, "active=3 "));
+    ck_assert_int_gt(ps_stats_format(&st, PS_STATS_PROMETHEUS, "x", buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(strstr(buf, "# TYPE x_accepted_total counter\nx_accepted_total 12\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "# TYPE x_active gauge\nx_active 3\n"));
+    ck_assert_int_eq(ps_stats_format(&st, PS_STATS_TEXT, NULL, small, sizeof small), -ENOSPC);
+    ck_assert_uint_eq(strlen(small), sizeof small - 1);
+    ck_assert_int_eq(ps_stats_format(&st, (ps_stats_format_kind)7, NULL, buf, sizeof buf), -EINVAL);
+}
+END_TEST
+
 Suite *features_suite(void)
 {
     Suite *s = suite_create("features");
@@ -962,6 +1080,10 @@ Suite *features_suite(void)
     tcase_add_test(udp, test_udp_flood_full_queue);
     tcase_add_test(udp, test_udp_oversized);
     tcase_add_test(udp, test_udp_config_errors);
+    tcase_add_test(udp, test_inherited_fd);
+    tcase_add_test(udp, test_systemd_env);
+    tcase_add_test(udp, test_reuseport);
+    tcase_add_test(udp, test_stats_format);
     tcase_set_timeout(udp, 20);
     suite_add_tcase(s, timeouts);
     suite_add_tcase(s, flow);

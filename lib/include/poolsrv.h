@@ -155,8 +155,9 @@ typedef enum ps_policy {
 PS_EXTERN int ps_policy_parse(const char *text, ps_policy *out);
 
 typedef struct ps_config {
-    const char *listen[PS_MAX_LISTEN]; /* addresses (see ps_addr_parse), or "udp:" + an
-                                          IP address for datagrams; strings are copied */
+    const char *listen[PS_MAX_LISTEN]; /* addresses (see ps_addr_parse), "udp:" + an IP
+                                          address for datagrams, or "fd:N" for an
+                                          inherited socket; strings are copied */
     int nlisten;                       /* how many of listen[] are used (>= 1) */
     int backlog;            /* listen(2) backlog; default 4096 */
     int workers;            /* pool size, 1..1024; default 4 */
@@ -192,6 +193,8 @@ typedef struct ps_config {
     int max_per_client;        /* open connections per client IP address at most
                                   (Unix sockets: not limited); default 0 */
     bool tcp_nodelay;       /* set TCP_NODELAY on accepted sockets; default true */
+    bool reuseport;         /* SO_REUSEPORT on bound sockets, so several processes
+                               can share a port; default false */
     bool udp_same_port;     /* also receive datagrams (on_datagram) on every TCP
                                listener's address and port; default false */
     size_t max_datagram;    /* larger datagrams are dropped; default 65535 */
@@ -212,6 +215,15 @@ PS_EXTERN void ps_config_init(ps_config *cfg);
 /* Append an address to cfg->listen (the string is not copied until
  * ps_server_new).  Returns 0, or -ENOSPC past PS_MAX_LISTEN. */
 PS_EXTERN int ps_config_add_listen(ps_config *cfg, const char *addr);
+
+/* systemd socket activation (sd_listen_fds without libsystemd): if
+ * LISTEN_PID is this process, append "fd:3" .. "fd:(3+LISTEN_FDS-1)" to
+ * cfg->listen.  Returns how many were added (0 when not activated),
+ * -EINVAL for a malformed LISTEN_FDS, -ENOSPC past PS_MAX_LISTEN.  The
+ * environment is left alone (unset LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES
+ * yourself before starting children).  Reads the environment: call it
+ * before creating threads that change it. */
+PS_EXTERN int ps_config_add_systemd_listeners(ps_config *cfg);
 
 /* Check cfg and handler without creating anything.  Returns 0, or -EINVAL
  * with err->msg naming the field and the reason.  Any thread. */
@@ -289,6 +301,19 @@ typedef struct ps_stats {
 } ps_stats;
 
 PS_EXTERN void ps_server_stats(const ps_server *s, ps_stats *out);
+
+typedef enum ps_stats_format_kind {
+    PS_STATS_TEXT = 0,       /* one line: "accepted=12 rejected=0 ..." */
+    PS_STATS_PROMETHEUS = 1, /* exposition format 0.0.4: HELP, TYPE, sample per
+                                field; counters get a _total suffix */
+} ps_stats_format_kind;
+
+/* Format *st into buf (always NUL-terminated when cap > 0), metric names
+ * starting with prefix (NULL: "poolsrv").  Returns the length, -ENOSPC if
+ * cap was too small (the text is cut), -EINVAL for an unknown kind.  Any
+ * thread. */
+PS_EXTERN int ps_stats_format(const ps_stats *st, ps_stats_format_kind kind, const char *prefix,
+                              char *buf, size_t cap);
 
 /* ------------------------------------------------------------ connections
  *

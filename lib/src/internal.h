@@ -122,6 +122,7 @@ typedef struct ps_listener {
     int fd;
     int type;          /* SOCK_STREAM or SOCK_DGRAM */
     bool unlink_path;  /* a Unix socket file we created */
+    bool reuseport;
     socklen_t len;
     struct sockaddr_storage addr; /* as bound (port filled in) */
     char name[80];
@@ -229,6 +230,7 @@ int ps__thread_create(pthread_t *tid, void *(*fn)(void *), void *arg);
 int ps__listeners_open(ps_server *s, ps_err *err);
 void ps__listeners_close(ps_server *s, int type);
 int ps__listen_split(const char *text, int *type, const char **rest);
+int ps__listen_fd(const char *text);
 
 /* acceptor.c */
 void ps__listeners_enable(ps_server *s, bool on);

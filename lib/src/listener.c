@@ -6,7 +6,10 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -63,6 +66,10 @@ static int bind_one(ps_listener *l, int type, const char *text, int backlog, ps_
         return ps__set_err(err, -errno, "listen %s: socket: %s", text, ps_strerror(errno));
     if (l->addr.ss_family != AF_UNIX)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (l->reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+        e = ps__set_err(err, -errno, "listen %s: SO_REUSEPORT: %s", text, ps_strerror(errno));
+        goto out_close;
+    }
     if (l->addr.ss_family == AF_INET6) /* [::]:N is IPv6 only; list 0.0.0.0:N too for both */
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (l->addr.ss_family == AF_UNIX &&
@@ -155,6 +162,58 @@ static int open_pair(ps_server *s, const char *text, ps_err *err)
     return rc;
 }
 
+/* "fd:N" -> N, or -1 if text is not of that form. */
+int ps__listen_fd(const char *text)
+{
+    char *end;
+    long n;
+
+    if (!text || strncmp(text, "fd:", 3) != 0 || text[3] < '0' || text[3] > '9')
+        return -1;
+    n = strtol(text + 3, &end, 10);
+    return (*end || n > 65535) ? -1 : (int)n;
+}
+
+/* Adopt an inherited socket (systemd socket activation, or a parent's):
+ * its type and address come from the socket itself; a stream socket not yet
+ * listening is put in listening state.  The file of an inherited Unix
+ * socket belongs to whoever created it and is not removed. */
+static int adopt_fd(ps_server *s, ps_listener *l, int fd, const char *text, ps_err *err)
+{
+    int type, listening = 0, fl;
+    socklen_t len = sizeof type;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+        return ps__set_err(err, -errno, "listen %s: not a socket: %s", text, ps_strerror(errno));
+    if (type != SOCK_STREAM && type != SOCK_DGRAM)
+        return ps__set_err(err, -EINVAL, "listen %s: socket type %d is neither stream nor datagram",
+                           text, type);
+    if (type == SOCK_DGRAM ? !s->h.on_datagram : !(s->h.serve || s->h.on_data))
+        return ps__set_err(err, -EINVAL, "listen %s: a %s socket, and the handler has no %s", text,
+                           type == SOCK_DGRAM ? "datagram" : "stream",
+                           type == SOCK_DGRAM ? "on_datagram" : "serve or on_data");
+    len = sizeof listening;
+    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len);
+    if (type == SOCK_STREAM && !listening && listen(fd, s->cfg.backlog) < 0)
+        return ps__set_err(err, -errno, "listen %s: listen: %s", text, ps_strerror(errno));
+    fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+        return ps__set_err(err, -errno, "listen %s: fcntl: %s", text, ps_strerror(errno));
+    l->len = sizeof l->addr;
+    if (getsockname(fd, (struct sockaddr *)&l->addr, &l->len) < 0)
+        return ps__set_err(err, -errno, "listen %s: getsockname: %s", text, ps_strerror(errno));
+    ps_addr_format((struct sockaddr *)&l->addr, l->len, l->name, sizeof l->name);
+    if (type == SOCK_DGRAM && strlen(l->name) + 4 < sizeof l->name) {
+        memmove(l->name + 4, l->name, strlen(l->name) + 1);
+        memcpy(l->name, "udp:", 4);
+    }
+    l->kind = PS_KIND_LISTENER;
+    l->type = type;
+    l->fd = fd;
+    l->unlink_path = false;
+    return 0;
+}
+
 /* Bind every configured address; on failure close what was opened. */
 int ps__listeners_open(ps_server *s, ps_err *err)
 {
@@ -163,8 +222,14 @@ int ps__listeners_open(ps_server *s, ps_err *err)
     for (i = 0; i < s->cfg.nlisten && rc == 0; i++) {
         const char *text = s->cfg.listen[i], *rest;
         ps_listener *l = &s->ls[s->nls];
-        int type;
+        int type, fd = ps__listen_fd(text);
 
+        l->reuseport = s->cfg.reuseport;
+        if (fd >= 0) {
+            if ((rc = adopt_fd(s, l, fd, text, err)) == 0)
+                s->nls++;
+            continue;
+        }
         ps__listen_split(text, &type, &rest);
         if ((rc = ps_addr_parse(rest, &l->addr, &l->len, err)) < 0)
             break;

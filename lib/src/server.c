@@ -39,6 +39,33 @@ int ps_config_add_listen(ps_config *cfg, const char *addr)
     return 0;
 }
 
+/* Descriptor names for ps_config_add_systemd_listeners: string constants,
+ * since ps_config holds pointers until ps_server_new copies them. */
+static const char *const fd_names[PS_MAX_LISTEN] = {
+    "fd:3",  "fd:4",  "fd:5",  "fd:6",  "fd:7",  "fd:8",  "fd:9",  "fd:10",
+    "fd:11", "fd:12", "fd:13", "fd:14", "fd:15", "fd:16", "fd:17", "fd:18",
+};
+
+int ps_config_add_systemd_listeners(ps_config *cfg)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    char *end;
+    long n, i;
+
+    if (!pid || !fds)
+        return 0;
+    if (strtol(pid, &end, 10) != (long)getpid() || *end)
+        return 0; /* meant for another process */
+    n = strtol(fds, &end, 10);
+    if (*end || n < 0)
+        return -EINVAL;
+    if (cfg->nlisten + n > PS_MAX_LISTEN)
+        return -ENOSPC;
+    for (i = 0; i < n; i++)
+        cfg->listen[cfg->nlisten++] = fd_names[i];
+    return (int)n;
+}
+
 static int check_range(ps_err *err, const char *field, long v, long lo, long hi)
 {
     if (v < lo || v > hi)
@@ -54,6 +81,8 @@ static int validate_handler(const ps_config *cfg, const ps_handler *h, ps_err *e
     for (i = 0; i < cfg->nlisten; i++) {
         int type;
         const char *rest;
+        if (ps__listen_fd(cfg->listen[i]) >= 0)
+            continue; /* type known at start (listener.c checks it there) */
         ps__listen_split(cfg->listen[i], &type, &rest);
         if (type == SOCK_DGRAM)
             dgram = true;
@@ -91,6 +120,11 @@ int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
         ps_err e;
         if (!cfg->listen[i])
             return ps__set_err(err, -EINVAL, "listen: address %d is NULL", i);
+        if (ps__listen_fd(cfg->listen[i]) >= 0)
+            continue; /* inherited: checked at start, when it is looked at */
+        if (strncmp(cfg->listen[i], "fd:", 3) == 0)
+            return ps__set_err(err, -EINVAL, "listen: '%s': expected fd:N with N a descriptor",
+                               cfg->listen[i]);
         ps__listen_split(cfg->listen[i], &type, &rest);
         if (ps_addr_parse(rest, &ss, &len, &e) < 0)
             return ps__set_err(err, -EINVAL, "listen: %s", e.msg);

@@ -1,0 +1,16 @@
+/*
+ * admin.h - a tiny admin listener for the bundled servers: a second
+ * ps_server in the same process answering "GET /metrics" with the main
+ * server's counters in Prometheus text format (and "GET /stats" with one
+ * text line).  Two servers in one process, as the library allows.
+ */
+#ifndef PS_ADMIN_H
+#define PS_ADMIN_H
+
+#include "poolsrv.h"
+
+/* Start an admin server on addr reporting on `target`.  Returns NULL and
+ * fills *err on failure.  Free with ps_server_free. */
+ps_server *admin_start(const char *addr, ps_server *target, const char *prefix, ps_err *err);
+
+#endif

@@ -1,0 +1,206 @@
+/* common.c - shared command line, run loop and output batcher (see common.h). */
+#include "common.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static ps_server *g_server; /* for the signal handler only */
+
+static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
+{
+    fprintf(f,
+            "Usage: %s [options]\n"
+            "%s\n"
+            "\n"
+            "  -l, --listen ADDR      listen address (repeatable): 127.0.0.1:8080, [::1]:8080,\n"
+            "                         0.0.0.0:0 (port 0 = ephemeral); default %s\n"
+            "  -w, --workers N        worker threads, 1..1024 (default %d)\n"
+            "  -i, --idle-timeout MS  close connections idle this long (default %d, 0 = never)\n"
+            "  -h, --help             this text\n"
+            "  -V, --version          print the version\n"
+            "%s"
+            "\n"
+            "Prints 'listening on ADDR' per listener once ready.  SIGINT or SIGTERM stops\n"
+            "gracefully.  Exit status: 0 after a clean stop, 1 if the server could not\n"
+            "start, 2 for bad usage.\n",
+            p->name, p->summary, p->default_listen, cfg->workers, cfg->idle_timeout_ms,
+            p->extra_help ? p->extra_help : "");
+}
+
+static _Noreturn void die_usage(const ex_prog *p, const char *msg, const char *val)
+{
+    fprintf(stderr, "%s: %s%s%s\n", p->name, msg, val ? val : "", val ? "'" : "");
+    fprintf(stderr, "Try '%s --help' for more information.\n", p->name);
+    exit(2);
+}
+
+/* Strict integer in [lo, hi]; exits with a usage error naming flag and value. */
+static int parse_int(const ex_prog *p, const char *flag, const char *v, long lo, long hi)
+{
+    char *end;
+    long n;
+
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (errno || end == v || *end != '\0' || n < lo || n > hi) {
+        fprintf(stderr, "%s: invalid %s value '%s': expected an integer from %ld to %ld\n",
+                p->name, flag, v, lo, hi);
+        fprintf(stderr, "Try '%s --help' for more information.\n", p->name);
+        exit(2);
+    }
+    return (int)n;
+}
+
+void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, 0, 'l'},       {"workers", required_argument, 0, 'w'},
+        {"idle-timeout", required_argument, 0, 'i'}, {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},            {0, 0, 0, 0},
+    };
+    struct sockaddr_storage ss;
+    socklen_t len;
+    ps_err err;
+    char msg[320];
+    int c;
+
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":l:w:i:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l':
+            if (ps_addr_parse(optarg, &ss, &len, &err) < 0) {
+                snprintf(msg, sizeof msg, "invalid --listen address: %s", err.msg);
+                die_usage(p, msg, NULL);
+            }
+            if (ps_config_add_listen(cfg, optarg) < 0)
+                die_usage(p, "too many --listen addresses (at most 16)", NULL);
+            break;
+        case 'w': cfg->workers = parse_int(p, "--workers", optarg, 1, 1024); break;
+        case 'i': cfg->idle_timeout_ms = parse_int(p, "--idle-timeout", optarg, 0, INT_MAX); break;
+        case 'h': usage(p, cfg, stdout); exit(0);
+        case 'V': printf("%s %s\n", p->name, ps_version()); exit(0);
+        case ':': die_usage(p, "option needs a value: '", argv[optind - 1]);
+        default: die_usage(p, "unknown option '", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        die_usage(p, "unexpected argument '", argv[optind]);
+    if (cfg->nlisten == 0)
+        ps_config_add_listen(cfg, p->default_listen);
+}
+
+static void log_stderr(ps_log_level level, const char *msg, void *user)
+{
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    const ex_prog *p = user;
+    char ts[32];
+    struct timespec now;
+    struct tm tm;
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    fprintf(stderr, "%s.%03ldZ %s %s: %s\n", ts, now.tv_nsec / 1000000, p->name, names[level],
+            msg);
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    ps_server_stop(g_server); /* async-signal-safe */
+}
+
+int ex_run(const ex_prog *p, const ps_config *cfg_in, const ps_handler *h, void *user)
+{
+    ps_config cfg = *cfg_in;
+    struct sigaction sa;
+    ps_err err;
+    int i;
+
+    if (!cfg.log) {
+        cfg.log = log_stderr;
+        cfg.log_user = (void *)p;
+        cfg.log_level = PS_LOG_WARN;
+    }
+    g_server = ps_server_new(&cfg, h, user, &err);
+    if (!g_server) {
+        fprintf(stderr, "%s: %s\n", p->name, err.msg);
+        return 2;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    if (ps_server_start(g_server, &err) < 0) {
+        fprintf(stderr, "%s: %s\n", p->name, err.msg);
+        ps_server_free(g_server);
+        return 1;
+    }
+    for (i = 0; i < ps_server_nlisteners(g_server); i++)
+        printf("listening on %s\n", ps_server_listen_name(g_server, i));
+    fflush(stdout);
+    ps_server_wait(g_server);
+    ps_server_free(g_server);
+    g_server = NULL;
+    return 0;
+}
+
+/* ------------------------------------------------------------ ex_out */
+
+void ex_out_init(ex_out *o, ps_conn *c)
+{
+    o->conn = c;
+    o->len = 0;
+    o->err = 0;
+}
+
+int ex_out_flush(ex_out *o)
+{
+    int rc;
+
+    if (o->len > 0 && o->err == 0) {
+        rc = ps_conn_send(o->conn, o->buf, o->len);
+        if (rc < 0)
+            o->err = rc;
+    }
+    o->len = 0;
+    return o->err;
+}
+
+void ex_out_put(ex_out *o, const void *data, size_t len)
+{
+    int rc;
+
+    if (len <= EX_OUT_CAP - o->len) {
+        memcpy(o->buf + o->len, data, len);
+        o->len += len;
+        return;
+    }
+    ex_out_flush(o);
+    if (len <= EX_OUT_CAP) {
+        memcpy(o->buf, data, len);
+        o->len = len;
+    } else if (o->err == 0 && (rc = ps_conn_send(o->conn, data, len)) < 0) {
+        o->err = rc;
+    }
+}
+
+char *ex_out_reserve(ex_out *o, size_t n)
+{
+    if (n > EX_OUT_CAP - o->len)
+        ex_out_flush(o);
+    return o->buf + o->len;
+}
+
+void ex_out_commit(ex_out *o, size_t n)
+{
+    o->len += n;
+}

@@ -1,0 +1,61 @@
+/*
+ * common.h - what the two example programs share: the command line of
+ * poolsrv-echo (--listen, --workers, --idle-timeout, --help, --version), the
+ * run loop with graceful stop on SIGINT/SIGTERM, and a small output batcher.
+ *
+ * Only lib/include/poolsrv.h is used: these files are written the way an
+ * outside program embeds the library.
+ */
+#ifndef EXAMPLES_COMMON_H
+#define EXAMPLES_COMMON_H
+
+#include "poolsrv.h"
+
+#include <stddef.h>
+
+typedef struct ex_prog {
+    const char *name;           /* "poolsrv-http" */
+    const char *summary;        /* one line for --help */
+    const char *default_listen; /* used when no --listen is given */
+    const char *extra_help;     /* further --help text, or NULL */
+} ex_prog;
+
+/* Parse the shared flags into cfg (which the caller has initialised with its
+ * own defaults).  Prints and exits 0 for --help / --version; exits 2 with a
+ * one-line message naming the bad value on a usage error.  Main thread. */
+void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg);
+
+/* Create and start the server, print "listening on ADDR" per listener
+ * (flushed), serve until SIGINT or SIGTERM, then drain and free it.
+ * Returns the process exit status: 0 after a clean stop, 1 if the server
+ * could not start, 2 for a configuration the library refused.  Main thread,
+ * once per process (the signal handler needs one server to stop). */
+int ex_run(const ex_prog *p, const ps_config *cfg, const ps_handler *h, void *user);
+
+/*
+ * An output batcher for event handlers: replies produced by one on_data call
+ * are gathered here (on the worker's stack) and handed to ps_conn_send in as
+ * few calls as possible, so a pipelined burst of N requests costs one send(2)
+ * rather than N.  ps_conn_send never blocks and copies what the socket does
+ * not take, so nothing here outlives the on_data call.
+ */
+#define EX_OUT_CAP 16384
+
+typedef struct ex_out {
+    ps_conn *conn;
+    size_t len;
+    int err; /* first ps_conn_send error (-EPIPE, -ENOMEM), or 0 */
+    char buf[EX_OUT_CAP];
+} ex_out;
+
+void ex_out_init(ex_out *o, ps_conn *c);
+/* Append len bytes (any size: large items bypass the batch). */
+void ex_out_put(ex_out *o, const void *data, size_t len);
+/* Room for at least n contiguous bytes (n <= EX_OUT_CAP): flushes if needed
+ * and returns where to write; commit with ex_out_commit. */
+char *ex_out_reserve(ex_out *o, size_t n);
+void ex_out_commit(ex_out *o, size_t n);
+/* Hand everything batched to ps_conn_send.  Returns 0 or the first error. */
+int ex_out_flush(ex_out *o);
+
+#endif

@@ -1,0 +1,62 @@
+# server/examples/examples.mk - the embedding examples poolsrv-http and
+# poolsrv-kv, their tests and fuzz targets; included by the top Makefile.
+# Both programs use only the public header lib/include/poolsrv.h.
+#
+#   make server/examples/poolsrv-http server/examples/poolsrv-kv
+#   make test-examples     tests/examples/run.sh (HTTP over raw sockets, KV with
+#                          redis-cli, parser split tests, docs/embedding.md listings)
+#   make fuzz-examples     libFuzzer binaries for both parsers (needs clang)
+
+EX_DIR   := server/examples
+EX_HTTP  := $(O)$(EX_DIR)/poolsrv-http
+EX_KV    := $(O)$(EX_DIR)/poolsrv-kv
+EX_SPLIT := $(B)/tests/examples/parser-split
+
+EX_COMMON_OBJ := $(B)/$(EX_DIR)/common.o
+EX_HTTP_OBJ   := $(B)/$(EX_DIR)/http_hello/http_main.o $(B)/$(EX_DIR)/http_hello/http_parser.o
+EX_KV_OBJ     := $(B)/$(EX_DIR)/kv/kv_main.o $(B)/$(EX_DIR)/kv/resp.o $(B)/$(EX_DIR)/kv/store.o
+
+PROGRAMS += $(EX_HTTP) $(EX_KV)
+
+.PHONY: test-examples fuzz-examples
+
+$(EX_HTTP): $(EX_HTTP_OBJ) $(EX_COMMON_OBJ) $(LIBA)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
+
+$(EX_KV): $(EX_KV_OBJ) $(EX_COMMON_OBJ) $(LIBA)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
+
+# The parser unit test: its own rule, so that the tests/%.o rule of the top
+# Makefile (which brings in Check) does not apply.
+$(B)/tests/examples/%.o: tests/examples/%.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CPPFLAGS) -I$(EX_DIR)/http_hello -I$(EX_DIR)/kv $(ALL_CFLAGS) -c $< -o $@
+
+$(EX_SPLIT): $(B)/tests/examples/parser_split.o $(B)/$(EX_DIR)/http_hello/http_parser.o \
+		$(B)/$(EX_DIR)/kv/resp.o
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
+
+test-examples: $(EX_HTTP) $(EX_KV) $(EX_SPLIT) $(LIBA)
+	HTTP_BIN=$(EX_HTTP) KV_BIN=$(EX_KV) SPLIT_BIN=$(EX_SPLIT) LIBA=$(LIBA) \
+		tests/examples/run.sh
+
+test-extra:: test-examples
+
+# libFuzzer targets (not part of `all`): build/fuzz-examples/fuzz-{http,resp}.
+FUZZ_CC    ?= clang
+FUZZ_FLAGS ?= -g -O1 -fsanitize=fuzzer,address,undefined
+fuzz-examples: build/fuzz-examples/fuzz-http build/fuzz-examples/fuzz-resp
+
+build/fuzz-examples/fuzz-http: $(EX_DIR)/http_hello/fuzz_http.c $(EX_DIR)/http_hello/http_parser.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -D_GNU_SOURCE -I$(EX_DIR)/http_hello -o $@ $^
+
+build/fuzz-examples/fuzz-resp: $(EX_DIR)/kv/fuzz_resp.c $(EX_DIR)/kv/resp.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -D_GNU_SOURCE -I$(EX_DIR)/kv -o $@ $^

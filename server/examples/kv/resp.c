@@ -1,0 +1,298 @@
+/* resp.c - incremental RESP2 request parser (see resp.h). */
+#include "resp.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+void resp_parser_init(resp_parser *p)
+{
+    memset(p, 0, sizeof *p);
+    p->want = -1;
+    p->bulk = -1;
+    p->cap = sizeof p->small_off / sizeof p->small_off[0];
+    p->off = p->small_off;
+    p->argv = p->small_argv;
+}
+
+static void free_arrays(resp_parser *p)
+{
+    if (p->off != p->small_off)
+        free(p->off);
+    if (p->argv != p->small_argv)
+        free(p->argv);
+    p->cap = sizeof p->small_off / sizeof p->small_off[0];
+    p->off = p->small_off;
+    p->argv = p->small_argv;
+}
+
+void resp_parser_free(resp_parser *p)
+{
+    free_arrays(p);
+    free(p->line);
+    p->line = NULL;
+    p->line_cap = 0;
+}
+
+/* Forget the finished command; large buffers are given back so an idle
+ * connection keeps only the parser itself. */
+static void reset(resp_parser *p)
+{
+    if (p->cap > 64)
+        free_arrays(p);
+    if (p->line_cap > 4096) {
+        free(p->line);
+        p->line = NULL;
+        p->line_cap = 0;
+    }
+    p->pos = 0;
+    p->want = -1;
+    p->bulk = -1;
+    p->argc = 0;
+}
+
+/* Room for n arguments in off[] and argv[]. */
+static int reserve(resp_parser *p, size_t n)
+{
+    size_t cap = p->cap;
+    size_t(*off)[2];
+    resp_str *argv;
+
+    if (n <= p->cap)
+        return 0;
+    while (cap < n)
+        cap *= 2;
+    off = malloc(cap * sizeof *off);
+    argv = malloc(cap * sizeof *argv);
+    if (!off || !argv) {
+        free(off);
+        free(argv);
+        return RESP_ERR_NOMEM;
+    }
+    memcpy(off, p->off, p->argc * sizeof *off);
+    free_arrays(p);
+    p->off = off;
+    p->argv = argv;
+    p->cap = cap;
+    return 0;
+}
+
+/* A decimal line "<prefix><digits>\r\n" starting at buf[pos].  Returns 1 and
+ * sets *val and *next, 0 if the line is incomplete, or -1 if it is not a
+ * plain integer. */
+static int read_number_line(const char *buf, size_t len, size_t pos, long long *val, size_t *next)
+{
+    const char *cr = memchr(buf + pos, '\r', len - pos);
+    size_t i = pos + 1, end;
+    long long v = 0;
+    bool neg = false;
+
+    if (!cr) /* a count line is short: a long one without CR is garbage */
+        return len - pos > 32 ? -1 : 0;
+    end = (size_t)(cr - buf);
+    if (end + 1 >= len)
+        return 0; /* the LF has not arrived */
+    if (buf[end + 1] != '\n' || end - i > 20)
+        return -1;
+    if (i < end && buf[i] == '-') {
+        neg = true;
+        i++;
+    }
+    if (i == end)
+        return -1;
+    for (; i < end; i++) {
+        if (buf[i] < '0' || buf[i] > '9' || v > (1LL << 40))
+            return -1;
+        v = v * 10 + (buf[i] - '0');
+    }
+    *val = neg ? -v : v;
+    *next = end + 2;
+    return 1;
+}
+
+static int parse_multibulk(resp_parser *p, const char *buf, size_t len, size_t *consumed)
+{
+    long long v;
+    size_t next, i;
+    int rc;
+
+    if (p->want < 0) {
+        rc = read_number_line(buf, len, 0, &v, &next);
+        if (rc <= 0)
+            return rc < 0 ? RESP_ERR_MULTIBULK : RESP_NEED_MORE;
+        if (v > (long long)RESP_MAX_ARGS)
+            return RESP_ERR_MULTIBULK;
+        p->pos = next;
+        p->want = v < 0 ? 0 : v;
+    }
+    while ((long long)p->argc < p->want) {
+        if (p->bulk < 0) {
+            if (p->pos >= len)
+                return RESP_NEED_MORE;
+            if (buf[p->pos] != '$')
+                return RESP_ERR_DOLLAR;
+            rc = read_number_line(buf, len, p->pos, &v, &next);
+            if (rc <= 0)
+                return rc < 0 ? RESP_ERR_BULK : RESP_NEED_MORE;
+            if (v < 0 || v > (long long)RESP_MAX_BULK)
+                return RESP_ERR_BULK;
+            if (next + (size_t)v + 2 > RESP_MAX_COMMAND)
+                return RESP_ERR_TOO_BIG;
+            p->pos = next;
+            p->bulk = v;
+        }
+        if (len - p->pos < (size_t)p->bulk + 2)
+            return RESP_NEED_MORE;
+        if (buf[p->pos + (size_t)p->bulk] != '\r' || buf[p->pos + (size_t)p->bulk + 1] != '\n')
+            return RESP_ERR_CRLF;
+        if (reserve(p, p->argc + 1) < 0)
+            return RESP_ERR_NOMEM;
+        p->off[p->argc][0] = p->pos;
+        p->off[p->argc][1] = (size_t)p->bulk;
+        p->argc++;
+        p->pos += (size_t)p->bulk + 2;
+        p->bulk = -1;
+    }
+    for (i = 0; i < p->argc; i++) {
+        p->argv[i].p = buf + p->off[i][0];
+        p->argv[i].n = p->off[i][1];
+    }
+    *consumed = p->pos;
+    return RESP_COMMAND;
+}
+
+static int hex_val(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* One quoted word starting at s[*i] (the quote); unquoted text goes to out.
+ * As redis-cli: "..." knows \n \r \t \b \a \\ \" \xHH, '...' knows \';
+ * the closing quote must be followed by a blank or the end. */
+static int unquote(const char *s, size_t n, size_t *i, char *out, size_t *olen)
+{
+    char q = s[(*i)++];
+    size_t k = *olen;
+
+    for (;;) {
+        if (*i >= n)
+            return RESP_ERR_QUOTES;
+        if (s[*i] == q) {
+            (*i)++;
+            if (*i < n && s[*i] != ' ' && s[*i] != '\t')
+                return RESP_ERR_QUOTES;
+            *olen = k;
+            return 0;
+        }
+        if (s[*i] == '\\' && *i + 1 < n) {
+            char e = s[*i + 1];
+            if (q == '\'') {
+                out[k++] = e == '\'' ? '\'' : '\\';
+                *i += e == '\'' ? 2 : 1;
+                continue;
+            }
+            if (e == 'x' && *i + 3 < n && hex_val(s[*i + 2]) >= 0 && hex_val(s[*i + 3]) >= 0) {
+                out[k++] = (char)(hex_val(s[*i + 2]) * 16 + hex_val(s[*i + 3]));
+                *i += 4;
+                continue;
+            }
+            out[k++] = e == 'n' ? '\n' : e == 'r' ? '\r' : e == 't' ? '\t' : e == 'b' ? '\b'
+                     : e == 'a' ? '\a' : e;
+            *i += 2;
+            continue;
+        }
+        out[k++] = s[(*i)++];
+    }
+}
+
+static int parse_inline(resp_parser *p, const char *buf, size_t len, size_t *consumed)
+{
+    size_t view = len < RESP_MAX_INLINE ? len : RESP_MAX_INLINE;
+    const char *nl = memchr(buf + p->pos, '\n', view - p->pos);
+    size_t n, i = 0, olen = 0, start;
+    int rc;
+
+    if (!nl) {
+        p->pos = view;
+        return len >= RESP_MAX_INLINE ? RESP_ERR_INLINE_TOO_BIG : RESP_NEED_MORE;
+    }
+    n = (size_t)(nl - buf);
+    *consumed = n + 1;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    if (n + 1 > p->line_cap) {
+        char *line = realloc(p->line, n + 1);
+        if (!line)
+            return RESP_ERR_NOMEM;
+        p->line = line;
+        p->line_cap = n + 1;
+    }
+    p->argc = 0;
+    for (;;) {
+        while (i < n && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r'))
+            i++;
+        if (i >= n)
+            break;
+        if (reserve(p, p->argc + 1) < 0)
+            return RESP_ERR_NOMEM;
+        start = olen;
+        if (buf[i] == '"' || buf[i] == '\'') {
+            if ((rc = unquote(buf, n, &i, p->line, &olen)) < 0)
+                return rc;
+        } else {
+            while (i < n && buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\r')
+                p->line[olen++] = buf[i++];
+        }
+        p->argv[p->argc].p = p->line + start;
+        p->argv[p->argc].n = olen - start;
+        p->argc++;
+    }
+    return RESP_COMMAND;
+}
+
+int resp_parse(resp_parser *p, const char *buf, size_t len, size_t *consumed, size_t *argc,
+               resp_str **argv)
+{
+    int rc;
+
+    if (p->done) { /* the previous command's argv is no longer needed */
+        reset(p);
+        p->done = false;
+    }
+    *consumed = 0;
+    if (len == 0)
+        return RESP_NEED_MORE;
+    /* The first byte decides the kind; it is the same on every call until
+     * the command completes, since unconsumed bytes are presented again. */
+    if (buf[0] == '*')
+        rc = parse_multibulk(p, buf, len, consumed);
+    else
+        rc = parse_inline(p, buf, len, consumed);
+    if (rc != RESP_COMMAND)
+        return rc;
+    p->done = true;
+    *argc = p->argc;
+    *argv = p->argv;
+    return RESP_COMMAND;
+}
+
+const char *resp_strerror(int code)
+{
+    switch (code) {
+    case RESP_ERR_MULTIBULK: return "Protocol error: invalid multibulk length";
+    case RESP_ERR_BULK: return "Protocol error: invalid bulk length";
+    case RESP_ERR_DOLLAR: return "Protocol error: expected '$'";
+    case RESP_ERR_INLINE_TOO_BIG: return "Protocol error: too big inline request";
+    case RESP_ERR_QUOTES: return "Protocol error: unbalanced quotes in request";
+    case RESP_ERR_TOO_BIG: return "Protocol error: command too large";
+    case RESP_ERR_NOMEM: return "out of memory";
+    case RESP_ERR_CRLF: return "Protocol error: expected CRLF after bulk data";
+    default: return "Protocol error";
+    }
+}
