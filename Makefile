@@ -58,7 +58,8 @@ TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 # and may add recipes to the double-colon rules test-extra, install-extra,
 # uninstall-extra and clean-extra.
 PROGRAMS := $(ECHO)
--include client/client.mk bench/bench.mk server/examples/examples.mk docs/docs.mk fuzz/fuzz.mk
+-include client/client.mk bench/bench.mk server/examples/examples.mk docs/docs.mk fuzz/fuzz.mk \
+	tests/hostile/hostile.mk
 
 all: $(LIBA) $(LIBSO) $(PROGRAMS) $(O)lib/poolsrv.pc
 
