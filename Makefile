@@ -50,7 +50,7 @@ TESTBIN := $(B)/tests/run-tests
 TEST_SRC := $(wildcard tests/check_*.c) tests/test_util.c tests/run_tests.c
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 
-.PHONY: all run test check unit test-extra asan tsan clean install uninstall deps \
+.PHONY: all run test check unit test-extra asan tsan valgrind clean install uninstall deps \
 	install-extra uninstall-extra clean-extra
 .DEFAULT_GOAL := all
 
@@ -152,6 +152,14 @@ asan:
 tsan:
 	TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1 \
 	$(MAKE) --no-print-directory B=build/tsan O=build/tsan/ SAN="$(TSAN_FLAGS)" CFLAGS="-O1 -g" unit
+
+# Memcheck over the Check suite (each forked test child is checked; a
+# definite leak or an invalid access fails that test).
+VALGRIND ?= valgrind
+valgrind: $(TESTBIN)
+	CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-10} $(VALGRIND) -q --error-exitcode=99 \
+		--leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+		$(TESTBIN)
 
 # ------------------------------------------------------------------ install
 install: all

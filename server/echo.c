@@ -288,8 +288,11 @@ static void *signal_thread(void *arg)
         int sig = sc->interval > 0 ? sigtimedwait(&sc->set, NULL, &ts) : sigwaitinfo(&sc->set, NULL);
         if (sig == SIGINT || sig == SIGTERM) {
             fprintf(stderr, PROG ": %s: %s\n", strsignal(sig),
-                    stops++ ? "stopping now" : "draining (signal again to stop now)");
-            ps_server_stop(sc->srv);
+                    stops ? "stopping now" : "draining (signal again to stop now)");
+            if (stops++)
+                ps_server_stop_now(sc->srv);
+            else
+                ps_server_stop(sc->srv);
         } else if (sig == SIGUSR1) {
             log_stats(sc->srv, "SIGUSR1");
         } else if (sig < 0 && errno == EAGAIN) {

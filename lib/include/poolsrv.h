@@ -246,10 +246,13 @@ PS_EXTERN int ps_server_start(ps_server *s, ps_err *err);
 
 /* Ask the server to stop: stop accepting, let queued and in-service
  * connections finish, shut down the stragglers when the drain deadline
- * passes.  A second call ends the drain at once (the "press Ctrl-C twice"
- * convention).  Returns at once.  Async-signal-safe and callable from any
+ * passes.  Returns at once.  Async-signal-safe and callable from any
  * thread, including handlers, any number of times; a no-op before start. */
 PS_EXTERN void ps_server_stop(ps_server *s);
+
+/* As ps_server_stop, but end the drain now: open connections are shut down
+ * at once (for a second Ctrl-C).  Same calling rules. */
+PS_EXTERN void ps_server_stop_now(ps_server *s);
 
 /* Wait until a stopped server's threads have all finished and joined.
  * Returns 0, or -EINVAL if the server was never started.  Not from a

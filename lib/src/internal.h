@@ -138,7 +138,7 @@ struct ps_server {
     atomic_int state;      /* PS_STATE_* */
     atomic_int_least64_t coarse_now; /* ms, refreshed by the reactor each loop */
     atomic_bool stopping;  /* ps_server_stop was called */
-    atomic_int stop_calls; /* ... this many times: 2 or more forces the drain */
+    atomic_bool stop_now;  /* ps_server_stop_now: end the drain at once */
     enum ps_kind wake_kind; /* epoll tag for wakefd */
     int wakefd;            /* eventfd: stop, queue space, drain progress */
     int epfd;
@@ -176,7 +176,10 @@ struct ps_server {
     int scan_period;         /* ms */
 };
 
-enum { PS_STATE_NEW = 0, PS_STATE_STARTED = 1, PS_STATE_JOINED = 2 };
+/* NEW -> STARTING (start is binding) -> STARTED -> JOINED (wait returned).
+ * STARTED is stored with release once listeners and threads exist, so a
+ * thread that reads it with acquire may read the listeners. */
+enum { PS_STATE_NEW = 0, PS_STATE_STARTING, PS_STATE_STARTED, PS_STATE_JOINED };
 
 /* log.c */
 void ps__log(const ps_server *s, ps_log_level level, const char *fmt, ...)

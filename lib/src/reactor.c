@@ -155,9 +155,8 @@ static void *reactor_main(void *arg)
         flush_pending(s);
         if (!s->draining && atomic_load_explicit(&s->stopping, memory_order_acquire))
             begin_drain(s);
-        if (s->draining && !s->forced &&
-            atomic_load_explicit(&s->stop_calls, memory_order_relaxed) >= 2)
-            s->drain_deadline = 0; /* asked twice: stop now */
+        if (s->draining && !s->forced && atomic_load_explicit(&s->stop_now, memory_order_relaxed))
+            s->drain_deadline = 0;
         on_timers(s, ps__now_ms());
         if (s->draining && !s->pend_head && ps__registry_count(s) == 0)
             break;

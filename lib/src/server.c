@@ -233,7 +233,7 @@ int ps_server_start(ps_server *s, ps_err *err)
     int expect = PS_STATE_NEW;
     int rc;
 
-    if (!atomic_compare_exchange_strong(&s->state, &expect, PS_STATE_STARTED))
+    if (!atomic_compare_exchange_strong(&s->state, &expect, PS_STATE_STARTING))
         return ps__set_err(err, -EALREADY, "server already started");
     s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (!s->dgram_buf && s->h.on_datagram &&
@@ -248,9 +248,12 @@ out_fail:
         s->nls = 0;
         ps__queue_free(s->q);
         s->q = NULL;
+        atomic_store(&s->stopping, false);
+        atomic_store(&s->stop_now, false);
         atomic_store(&s->state, PS_STATE_NEW);
         return rc;
     }
+    atomic_store_explicit(&s->state, PS_STATE_STARTED, memory_order_release);
     ps__log(s, PS_LOG_INFO, "serving on %s (%d workers, queue %d, %s style, policy %s)",
             s->ls[0].name, s->cfg.workers, s->cfg.queue_capacity,
             s->event_style ? "event" : "blocking",
@@ -258,20 +261,31 @@ out_fail:
     return 0;
 }
 
-void ps_server_stop(ps_server *s)
+static void request_stop(ps_server *s, bool now)
 {
-    if (!s || atomic_load(&s->state) != PS_STATE_STARTED)
+    if (!s || atomic_load(&s->state) == PS_STATE_NEW)
         return;
-    atomic_fetch_add_explicit(&s->stop_calls, 1, memory_order_relaxed);
+    if (now)
+        atomic_store_explicit(&s->stop_now, true, memory_order_relaxed);
     atomic_store_explicit(&s->stopping, true, memory_order_release);
     ps__reactor_wake(s);
+}
+
+void ps_server_stop(ps_server *s)
+{
+    request_stop(s, false);
+}
+
+void ps_server_stop_now(ps_server *s)
+{
+    request_stop(s, true);
 }
 
 int ps_server_wait(ps_server *s)
 {
     int st = atomic_load(&s->state);
 
-    if (st == PS_STATE_NEW)
+    if (st == PS_STATE_NEW || st == PS_STATE_STARTING)
         return -EINVAL;
     if (st == PS_STATE_JOINED)
         return 0;
@@ -310,14 +324,23 @@ void ps_server_free(ps_server *s)
     free(s);
 }
 
+/* Listeners may be read once start has finished (acquire pairs with the
+ * release store of STARTED). */
+static bool listeners_ready(const ps_server *s)
+{
+    int st = atomic_load_explicit(&((ps_server *)s)->state, memory_order_acquire);
+
+    return st == PS_STATE_STARTED || st == PS_STATE_JOINED;
+}
+
 int ps_server_nlisteners(const ps_server *s)
 {
-    return s->nls;
+    return listeners_ready(s) ? s->nls : 0;
 }
 
 int ps_server_listen_addr(const ps_server *s, int i, struct sockaddr_storage *ss, socklen_t *len)
 {
-    if (atomic_load(&((ps_server *)s)->state) == PS_STATE_NEW || i < 0 || i >= s->nls)
+    if (!listeners_ready(s) || i < 0 || i >= s->nls)
         return -EINVAL;
     memcpy(ss, &s->ls[i].addr, s->ls[i].len);
     *len = s->ls[i].len;
@@ -326,7 +349,7 @@ int ps_server_listen_addr(const ps_server *s, int i, struct sockaddr_storage *ss
 
 const char *ps_server_listen_name(const ps_server *s, int i)
 {
-    if (atomic_load(&((ps_server *)s)->state) == PS_STATE_NEW || i < 0 || i >= s->nls)
+    if (!listeners_ready(s) || i < 0 || i >= s->nls)
         return NULL;
     return s->ls[i].name;
 }
@@ -373,13 +396,13 @@ void ps_server_stats(const ps_server *cs, ps_stats *out)
 
     memset(out, 0, sizeof *out);
     add_counters(out, &s->rst);
-    if (s->workers)
+    if (listeners_ready(s) && s->workers) /* the array exists once started */
         for (i = 0; i < s->cfg.workers; i++)
             add_counters(out, &s->workers[i].st);
     pthread_mutex_lock(&s->reg_lock);
     out->active = s->reg_count;
     pthread_mutex_unlock(&s->reg_lock);
-    if (s->q) {
+    if (listeners_ready(s) && s->q) {
         out->queued = ps__queue_len(s->q);
         out->queue_high_water = ps__queue_high_water(s->q);
     }

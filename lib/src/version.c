@@ -2,6 +2,7 @@
  * error texts. */
 #include "internal.h"
 
+#include <limits.h>
 #include <string.h>
 
 #ifndef PS_VERSION_STRING
@@ -17,7 +18,7 @@ const char *ps_strerror(int err)
 {
     /* strerror() is not thread-safe and strerror_r() needs a buffer; the
      * glibc descriptions table behind strerrordesc_np is static. */
-    const char *s = strerrordesc_np(err < 0 ? -err : err);
+    const char *s = err == INT_MIN ? NULL : strerrordesc_np(err < 0 ? -err : err);
 
     return s ? s : "Unknown error";
 }

@@ -9,7 +9,7 @@
  * pipelining (answers leave in request order: one connection's callbacks
  * never run concurrently), Content-Length bodies read and discarded.  Errors
  * (400, 413, 414, 431, 501, 505) are answered with "Connection: close" and
- * the connection is closed.
+ * the connection is closed once the rest of the bad head has arrived.
  *
  * Each connection's parser state is allocated in on_open, kept with
  * ps_conn_set_data and freed in on_close.
@@ -34,11 +34,42 @@ typedef struct http_app {
     atomic_uint_least64_t errors;   /* ... of which 4xx/5xx that closed the connection */
 } http_app;
 
+/* After an error answer, input is discarded until the end of the offending
+ * head has arrived (or this much more input), and only then is the
+ * connection closed: closing a socket with unread input makes the kernel
+ * send RST, which can destroy the answer before the client reads it.  An
+ * early error (say 505 on the request line) would otherwise race the rest of
+ * the head.  A body sent after an error head can still meet a RST: poolsrv
+ * offers no lingering close (half-close, drain, then close) to event
+ * handlers yet. */
+#define HTTP_ERROR_DRAIN (64u << 10)
+
 /* Per-connection state. */
 typedef struct http_conn {
     http_parser parser;
-    bool closing; /* answered a non-keep-alive request: discard its body, then close */
+    bool closing;       /* answered a non-keep-alive request: discard its body, then close */
+    bool draining;      /* answered an error: discard to the end of the head, then close */
+    unsigned char eol;  /* blank-line scanner: 0, 1 after LF, 2 after LF CR */
+    size_t drain_left;  /* bytes still allowed to be discarded */
 } http_conn;
+
+/* Scan for the blank line that ends a head ("\n\n" or "\n\r\n"), carrying
+ * the state across calls.  Returns true once it is seen. */
+static bool scan_head_end(http_conn *hc, const char *p, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (p[i] == '\n') {
+            if (hc->eol != 0)
+                return true;
+            hc->eol = 1;
+        } else {
+            hc->eol = p[i] == '\r' && hc->eol == 1 ? 2 : 0;
+        }
+    }
+    return false;
+}
 
 /* The Date header value, formatted at most once a second per worker thread. */
 static const char *http_date(void)
@@ -173,6 +204,9 @@ static int http_on_open(ps_conn *c, void *user)
         return -1; /* closes the connection; on_close still runs */
     http_parser_init(&hc->parser, app->max_head, app->max_body);
     hc->closing = false;
+    hc->draining = false;
+    hc->eol = 0;
+    hc->drain_left = HTTP_ERROR_DRAIN;
     ps_conn_set_data(c, hc);
     return 0;
 }
@@ -184,14 +218,19 @@ static size_t http_on_data(ps_conn *c, const char *data, size_t len, void *user)
     http_request req;
     ex_out o;
     size_t off = 0, used;
+    bool close = false;
     int rc;
 
     ex_out_init(&o, c);
+    if (hc->draining) {
+        close = scan_head_end(hc, data, len) || len >= hc->drain_left;
+        hc->drain_left -= close ? 0 : len;
+        off = len;
+    }
     while (off < len) {
         if (hc->closing) { /* discard the last body, then close */
             http_skip_body(&hc->parser, len - off);
-            if (!http_body_pending(&hc->parser))
-                ps_conn_close(c);
+            close = !http_body_pending(&hc->parser);
             off = len;
             break;
         }
@@ -201,7 +240,10 @@ static size_t http_on_data(ps_conn *c, const char *data, size_t len, void *user)
             atomic_fetch_add_explicit(&app->errors, 1, memory_order_relaxed);
             respond(&o, -rc, "text/plain", status_text(-rc), strlen(status_text(-rc)), true,
                     false, 1);
-            ps_conn_close(c);
+            /* The head in error starts at data + off (unconsumed input
+             * always starts at a head): has all of it arrived? */
+            hc->draining = true;
+            close = scan_head_end(hc, data + off, len - off);
             off = len; /* the rest is never read */
             break;
         }
@@ -212,12 +254,14 @@ static size_t http_on_data(ps_conn *c, const char *data, size_t len, void *user)
         if (!req.keep_alive) {
             hc->closing = true;
             if (!http_body_pending(&hc->parser)) {
-                ps_conn_close(c);
+                close = true;
                 off = len;
             }
         }
     }
-    if (ex_out_flush(&o) < 0)
+    /* Flush first: ps_conn_send refuses output once the close is requested
+     * (ps_conn_close itself flushes what was sent before it). */
+    if (ex_out_flush(&o) < 0 || close)
         ps_conn_close(c);
     return off;
 }

@@ -368,7 +368,7 @@ static size_t kv_on_data(ps_conn *c, const char *data, size_t len, void *user)
             snprintf(msg, sizeof msg, "%s %s", rc == RESP_ERR_NOMEM ? "OOM" : "ERR",
                      resp_strerror(rc));
             reply_err(&x, msg);
-            ps_conn_close(c);
+            x.quit = true;
             off = len;
             break;
         }
@@ -377,12 +377,13 @@ static size_t kv_on_data(ps_conn *c, const char *data, size_t len, void *user)
             continue; /* empty line or "*0": Redis ignores it */
         dispatch(&x);
         if (x.quit) {
-            ps_conn_close(c);
             off = len;
             break;
         }
     }
-    if (ex_out_flush(&out) < 0)
+    /* Flush first: ps_conn_send refuses output once the close is requested
+     * (ps_conn_close itself flushes what was sent before it). */
+    if (ex_out_flush(&out) < 0 || x.quit)
         ps_conn_close(c);
     return off;
 }
