@@ -1063,6 +1063,102 @@ START_TEST(test_stats_format)
 }
 END_TEST
 
+/* ========================================================= PROXY protocol */
+
+static int peer_on_open(ps_conn *c, void *user)
+{
+    char line[128];
+    int n = snprintf(line, sizeof line, "peer %s\n", ps_conn_peer_str(c));
+
+    (void)user;
+    return ps_conn_send(c, line, (size_t)n);
+}
+
+static void peer_serve(ps_conn *c, void *user)
+{
+    char line[128];
+    int n = snprintf(line, sizeof line, "peer %s\n", ps_conn_peer_str(c));
+
+    if (ps_conn_write_all(c, line, (size_t)n) == 0)
+        echo_serve(c, user);
+}
+
+/* The handler sees the address the PROXY header names and only the bytes
+ * after it, even when the header arrives a byte at a time together with
+ * data; v1 and v2; a malformed header closes before any callback. */
+START_TEST(test_proxy_listener)
+{
+    bool event = _i == 1;
+    static const unsigned char v2[] = {
+        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, /* signature */
+        0x21, 0x11, 0x00, 0x0C,                                                 /* PROXY TCP4 12 */
+        192, 0, 2, 7, 127, 0, 0, 1, 0x1F, 0x90, 0x00, 0x50,                     /* 192.0.2.7:8080 */
+    };
+    const char *v1 = "PROXY TCP4 203.0.113.9 127.0.0.1 5555 80\r\nhello";
+    ps_config cfg;
+    ps_handler h = {0};
+    ps_server *s;
+    int port, fd;
+    char line[128], buf[8];
+    uint64_t last;
+
+    ps_config_init(&cfg);
+    ps_config_add_listen(&cfg, "proxy:127.0.0.1:0");
+    if (event) {
+        h.on_open = peer_on_open;
+        h.on_data = echo_on_data;
+    } else {
+        h.serve = peer_serve;
+    }
+    s = tu_server_start(&cfg, &h, NULL, &port);
+
+    fd = tu_connect(port, tu_ms(2000));
+    for (size_t i = 0; i < strlen(v1); i++) /* a byte at a time */
+        ck_assert_int_eq(tu_write_all(fd, v1 + i, 1, tu_ms(1000)), 0);
+    ck_assert_int_gt(tu_read_line(fd, line, sizeof line, tu_ms(2000)), 0);
+    ck_assert_str_eq(line, "peer 203.0.113.9:5555\n");
+    ck_assert_int_eq(tu_read_exact(fd, buf, 5, tu_ms(2000)), 5);
+    ck_assert(memcmp(buf, "hello", 5) == 0);
+    close(fd);
+
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_eq(tu_write_all(fd, v2, sizeof v2, tu_ms(1000)), 0);
+    ck_assert_int_gt(tu_read_line(fd, line, sizeof line, tu_ms(2000)), 0);
+    ck_assert_str_eq(line, "peer 192.0.2.7:8080\n");
+    ck_assert_int_eq(tu_echo(fd, "v2 data", 7, true, tu_ms(2000), NULL), 0);
+    close(fd);
+
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_eq(tu_write_all(fd, "GET / HTTP/1.0\r\n\r\n", 18, tu_ms(1000)), 0);
+    ck_assert_int_eq(tu_expect_eof(fd, tu_ms(2000)), 0);
+    close(fd);
+    ck_assert(TU_STAT_EQ(s, proxy_errors, 1, tu_ms(2000), &last));
+    ps_server_free(s);
+}
+END_TEST
+
+/* A peer that never finishes its header is cut at header_timeout_ms. */
+START_TEST(test_proxy_header_timeout)
+{
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    int port, fd;
+
+    ps_config_init(&cfg);
+    ps_config_add_listen(&cfg, "proxy:127.0.0.1:0");
+    cfg.header_timeout_ms = tu_ms(200);
+    echo_handler_init(&h, true);
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_eq(tu_write_all(fd, "PROXY TCP4 ", 11, tu_ms(1000)), 0);
+    ck_assert_int_eq(tu_expect_eof(fd, tu_ms(3000)), 0);
+    close(fd);
+    ck_assert_uint_ge(stats_of(s).timeouts, 1);
+    ps_server_free(s);
+}
+END_TEST
+
 Suite *features_suite(void)
 {
     Suite *s = suite_create("features");
@@ -1096,6 +1192,8 @@ Suite *features_suite(void)
     tcase_add_test(udp, test_systemd_env);
     tcase_add_test(udp, test_reuseport);
     tcase_add_test(udp, test_stats_format);
+    tcase_add_loop_test(udp, test_proxy_listener, 0, 2);
+    tcase_add_test(udp, test_proxy_header_timeout);
     tcase_set_timeout(udp, 20);
     suite_add_tcase(s, timeouts);
     suite_add_tcase(s, flow);

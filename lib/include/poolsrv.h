@@ -155,9 +155,15 @@ typedef enum ps_policy {
 PS_EXTERN int ps_policy_parse(const char *text, ps_policy *out);
 
 typedef struct ps_config {
-    const char *listen[PS_MAX_LISTEN]; /* addresses (see ps_addr_parse), "udp:" + an IP
-                                          address for datagrams, or "fd:N" for an
-                                          inherited socket; strings are copied */
+    /* Listen addresses (strings are copied): an address as ps_addr_parse
+     * takes it; "udp:" + an IP address, for datagrams; "fd:N", an inherited
+     * socket (its type is read from it).  A "proxy:" prefix on a stream
+     * listener ("proxy:127.0.0.1:7000", "proxy:fd:3") expects a PROXY
+     * protocol v1 or v2 header (HAProxy send-proxy / send-proxy-v2) first
+     * on every connection: handlers see the client address it names (from
+     * ps_conn_peer) and only the bytes after it; a malformed header closes
+     * the connection before any callback (stats.proxy_errors). */
+    const char *listen[PS_MAX_LISTEN];
     int nlisten;                       /* how many of listen[] are used (>= 1) */
     int backlog;            /* listen(2) backlog; default 4096 */
     int workers;            /* pool size, 1..1024; default 4 */
@@ -187,6 +193,8 @@ typedef struct ps_config {
                                   event style closes, blocking ps_conn_write_all
                                   returns -ETIMEDOUT; default 60000 */
     int max_lifetime_ms;       /* close connections older than this; default 0 */
+    int header_timeout_ms;     /* "proxy:" listeners: the PROXY header must be
+                                  complete this long after accept; default 5000 */
     int max_connections;       /* open connections at most; more are refused
                                   like the reject policy (busy_msg, close);
                                   default 0 = unlimited */
@@ -301,6 +309,7 @@ typedef struct ps_stats {
     uint64_t datagrams;        /* datagrams received and queued */
     uint64_t datagrams_dropped;   /* ... dropped: the work queue was full */
     uint64_t datagrams_truncated; /* ... dropped: larger than max_datagram */
+    uint64_t proxy_errors;     /* connections closed for a malformed PROXY header */
 } ps_stats;
 
 PS_EXTERN void ps_server_stats(const ps_server *s, ps_stats *out);

@@ -51,7 +51,8 @@ static void refuse(ps_server *s, ps_conn *c)
 }
 
 /* Admit an accepted socket: queue it, or apply the full-queue policy. */
-static void admit(ps_server *s, int fd, const struct sockaddr_storage *peer, socklen_t len)
+static void admit(ps_server *s, ps_listener *l, int fd, const struct sockaddr_storage *peer,
+                  socklen_t len)
 {
     ps_conn *c;
     int one = 1;
@@ -64,6 +65,10 @@ static void admit(ps_server *s, int fd, const struct sockaddr_storage *peer, soc
         ps__count(&s->rst.accept_errors, 1);
         ps__log(s, PS_LOG_WARN, "accept: out of memory, connection dropped");
         return;
+    }
+    if (l->proxy) {
+        c->flags |= PS_CF_PROXY;
+        atomic_store_explicit(&c->header_pending, true, memory_order_relaxed);
     }
     if (ps__registry_add(s, c) < 0) { /* max_connections, max_per_client */
         ps__count(&s->rst.limit_refused, 1); /* before the client can see it */
@@ -119,7 +124,7 @@ void ps__accept_ready(ps_server *s, ps_listener *l)
         socklen_t len = sizeof peer;
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            admit(s, fd, &peer, len);
+            admit(s, l, fd, &peer, len);
             continue;
         }
         switch (errno) {

@@ -42,6 +42,10 @@ void ps__conn_destroy(struct ps_worker *w, ps_conn *c)
 {
     ps_server *s = c->srv;
 
+    /* Counters first: a client may look at them as soon as it sees EOF. */
+    if (atomic_load_explicit(&c->forced, memory_order_relaxed))
+        ps__count(&w->st.forced_closes, 1);
+    ps__count(&w->st.closed, 1);
     ps__registry_remove(s, c);
     /* A pause/resume from another thread may still hold the lock. */
     pthread_mutex_lock(&c->lock);
@@ -50,9 +54,6 @@ void ps__conn_destroy(struct ps_worker *w, ps_conn *c)
     if (c->flags & PS_CF_REGISTERED)
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL); /* in case a fork kept the fd open */
     close(c->fd);
-    if (atomic_load_explicit(&c->forced, memory_order_relaxed))
-        ps__count(&w->st.forced_closes, 1);
-    ps__count(&w->st.closed, 1);
     ps__buf_free(&c->in);
     ps__buf_free(&c->out);
     free(c->peer_str);
@@ -277,6 +278,15 @@ static int wait_writable(ps_conn *c)
 
 ssize_t ps_conn_read(ps_conn *c, void *buf, size_t len)
 {
+    if (c->in.len > 0) { /* bytes that came with the PROXY header */
+        size_t n = len < c->in.len ? len : c->in.len;
+        memcpy(buf, c->in.data + c->in.off, n);
+        c->in.off += n;
+        c->in.len -= n;
+        if (c->in.len == 0)
+            ps__buf_free(&c->in);
+        return (ssize_t)n;
+    }
     for (;;) {
         ssize_t n = recv(c->fd, buf, len, 0);
         int rc;

@@ -125,7 +125,8 @@ static void deliver(struct ps_worker *w, ps_conn *c, const char *data, size_t le
     size_t used;
 
     if (c->in.len > 0) {
-        keep_input(c, data, len);
+        if (len > 0)
+            keep_input(c, data, len);
         if (c->flags & (PS_CF_OVERFLOW | PS_CF_FATAL))
             return;
         used = s->h.on_data(c, c->in.data + c->in.off, c->in.len, s->user);
@@ -207,6 +208,11 @@ void ps__event_turn(struct ps_worker *w, ps_conn *c)
         c->flags |= PS_CF_OPENED;
         if (s->h.on_open && s->h.on_open(c, s->user) != 0)
             c->flags |= PS_CF_CLOSING;
+    }
+    if ((c->flags & PS_CF_IN_UNSEEN) && !(c->flags & PS_CF_CLOSING)) {
+        /* bytes that came with the PROXY header */
+        c->flags &= ~(unsigned)PS_CF_IN_UNSEEN;
+        deliver(w, c, NULL, 0);
     }
     if (c->out.len > 0)
         flush_out(c);

@@ -42,6 +42,8 @@ enum {
     PS_CF_FATAL = 1u << 5,      /* I/O error: close without flushing */
     PS_CF_OVERFLOW = 1u << 6,   /* input bound exceeded */
     PS_CF_BACKPRESSURE = 1u << 7, /* output above high water: not reading */
+    PS_CF_PROXY = 1u << 8,        /* PROXY protocol header not yet read */
+    PS_CF_IN_UNSEEN = 1u << 9,    /* event: c->in holds bytes on_data has not seen */
 };
 
 struct ps_worker;
@@ -71,6 +73,7 @@ struct ps_conn {
     atomic_bool user_paused;               /* ps_conn_pause_read */
     atomic_bool forced;                    /* shut down at the drain deadline */
     atomic_bool timed_out;                 /* shut down by a timeout (timeouts.c) */
+    atomic_bool header_pending;            /* PROXY header still expected */
     /* Written by the owning worker, read by the timeout scan (coarse ms). */
     atomic_int_least64_t last_active;      /* last I/O */
     atomic_uint_least64_t total_in;        /* bytes received, ever */
@@ -100,7 +103,7 @@ typedef struct ps_counters {
     atomic_uint_least64_t accepted, rejected, limit_refused, accept_errors, accept_emfile;
     atomic_uint_least64_t queue_full_waits;
     atomic_uint_least64_t closed, bytes_in, bytes_out, timeouts, io_errors, forced_closes;
-    atomic_uint_least64_t datagrams, datagrams_dropped, datagrams_truncated;
+    atomic_uint_least64_t datagrams, datagrams_dropped, datagrams_truncated, proxy_errors;
 } ps_counters;
 
 static inline void ps__count(atomic_uint_least64_t *c, uint64_t n)
@@ -123,6 +126,7 @@ typedef struct ps_listener {
     int type;          /* SOCK_STREAM or SOCK_DGRAM */
     bool unlink_path;  /* a Unix socket file we created */
     bool reuseport;
+    bool proxy;        /* connections start with a PROXY protocol header */
     socklen_t len;
     struct sockaddr_storage addr; /* as bound (port filled in) */
     char name[80];
@@ -216,6 +220,9 @@ static inline void ps__conn_got(ps_conn *c, uint64_t n)
 void ps__buf_free(ps_buf *b);
 int ps__buf_append(ps_buf *b, const void *data, size_t len);
 
+/* proxy_conn.c */
+bool ps__proxy_step(struct ps_worker *w, ps_conn *c);
+
 /* event.c */
 void ps__event_turn(struct ps_worker *w, ps_conn *c);
 
@@ -230,10 +237,17 @@ void ps__blocking_turn(struct ps_worker *w, ps_conn *c);
 int ps__thread_create(pthread_t *tid, void *(*fn)(void *), void *arg);
 
 /* listener.c */
+/* A listen string, taken apart: ["proxy:"] ("udp:" ADDR | "fd:" N | ADDR). */
+typedef struct ps_listen_spec {
+    int type;     /* SOCK_STREAM or SOCK_DGRAM; 0 for fd:N (read from the socket) */
+    int fd;       /* fd:N, else -1 */
+    bool proxy;   /* expect a PROXY protocol header on each connection */
+    socklen_t len;
+    struct sockaddr_storage addr; /* unless fd:N */
+} ps_listen_spec;
+int ps__listen_spec(const char *text, ps_listen_spec *sp, ps_err *err);
 int ps__listeners_open(ps_server *s, ps_err *err);
 void ps__listeners_close(ps_server *s, int type);
-int ps__listen_split(const char *text, int *type, const char **rest);
-int ps__listen_fd(const char *text);
 
 /* acceptor.c */
 void ps__listeners_enable(ps_server *s, bool on);

@@ -17,16 +17,50 @@
 
 #define PS_PORT_PAIR_TRIES 32 /* udp_same_port with port 0: rebind attempts */
 
-/* "udp:ADDR" -> SOCK_DGRAM and ADDR; anything else is a stream address. */
-int ps__listen_split(const char *text, int *type, const char **rest)
+/* "fd:N" -> N, or -1 if text is not of that form. */
+static int parse_fd(const char *text)
 {
-    if (text && strncmp(text, "udp:", 4) == 0) {
-        *type = SOCK_DGRAM;
-        *rest = text + 4;
-    } else {
-        *type = SOCK_STREAM;
-        *rest = text;
+    char *end;
+    long n;
+
+    if (strncmp(text, "fd:", 3) != 0 || text[3] < '0' || text[3] > '9')
+        return -1;
+    n = strtol(text + 3, &end, 10);
+    return (*end || n > 65535) ? -1 : (int)n;
+}
+
+int ps__listen_spec(const char *text, ps_listen_spec *sp, ps_err *err)
+{
+    const char *t = text;
+
+    memset(sp, 0, sizeof *sp);
+    sp->fd = -1;
+    if (!t)
+        return ps__set_err(err, -EINVAL, "listen: missing address");
+    if (strncmp(t, "proxy:", 6) == 0) {
+        sp->proxy = true;
+        t += 6;
     }
+    if (strncmp(t, "fd:", 3) == 0) {
+        if ((sp->fd = parse_fd(t)) < 0)
+            return ps__set_err(err, -EINVAL, "listen: '%s': expected fd:N with N a descriptor",
+                               text);
+        return 0;
+    }
+    sp->type = SOCK_STREAM;
+    if (strncmp(t, "udp:", 4) == 0) {
+        if (sp->proxy)
+            return ps__set_err(err, -EINVAL, "listen: '%s': PROXY headers are for streams", text);
+        sp->type = SOCK_DGRAM;
+        t += 4;
+    }
+    if (ps_addr_parse(t, &sp->addr, &sp->len, err) < 0) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+        return ps__set_err(err, -EINVAL, "listen: %s", msg);
+    }
+    if (sp->type == SOCK_DGRAM && sp->addr.ss_family == AF_UNIX)
+        return ps__set_err(err, -EINVAL, "listen: '%s': udp needs an IP address", text);
     return 0;
 }
 
@@ -149,6 +183,7 @@ static int open_pair(ps_server *s, const char *text, ps_err *err)
             return rc;
         ul->addr = tl->addr;
         ul->len = tl->len;
+        ul->proxy = false;
         rc = bind_one(ul, SOCK_DGRAM, text, 0, err);
         if (rc == 0) {
             s->nls += 2;
@@ -160,18 +195,6 @@ static int open_pair(ps_server *s, const char *text, ps_err *err)
         set_port(&want, 0);
     }
     return rc;
-}
-
-/* "fd:N" -> N, or -1 if text is not of that form. */
-int ps__listen_fd(const char *text)
-{
-    char *end;
-    long n;
-
-    if (!text || strncmp(text, "fd:", 3) != 0 || text[3] < '0' || text[3] > '9')
-        return -1;
-    n = strtol(text + 3, &end, 10);
-    return (*end || n > 65535) ? -1 : (int)n;
 }
 
 /* Adopt an inherited socket (systemd socket activation, or a parent's):
@@ -188,6 +211,8 @@ static int adopt_fd(ps_server *s, ps_listener *l, int fd, const char *text, ps_e
     if (type != SOCK_STREAM && type != SOCK_DGRAM)
         return ps__set_err(err, -EINVAL, "listen %s: socket type %d is neither stream nor datagram",
                            text, type);
+    if (type == SOCK_DGRAM && l->proxy)
+        return ps__set_err(err, -EINVAL, "listen %s: PROXY headers are for stream sockets", text);
     if (type == SOCK_DGRAM ? !s->h.on_datagram : !(s->h.serve || s->h.on_data))
         return ps__set_err(err, -EINVAL, "listen %s: a %s socket, and the handler has no %s", text,
                            type == SOCK_DGRAM ? "datagram" : "stream",
@@ -220,22 +245,24 @@ int ps__listeners_open(ps_server *s, ps_err *err)
     int i, rc = 0;
 
     for (i = 0; i < s->cfg.nlisten && rc == 0; i++) {
-        const char *text = s->cfg.listen[i], *rest;
+        const char *text = s->cfg.listen[i];
         ps_listener *l = &s->ls[s->nls];
-        int type, fd = ps__listen_fd(text);
+        ps_listen_spec sp;
 
+        if ((rc = ps__listen_spec(text, &sp, err)) < 0)
+            break;
         l->reuseport = s->cfg.reuseport;
-        if (fd >= 0) {
-            if ((rc = adopt_fd(s, l, fd, text, err)) == 0)
+        l->proxy = sp.proxy;
+        if (sp.fd >= 0) {
+            if ((rc = adopt_fd(s, l, sp.fd, text, err)) == 0)
                 s->nls++;
             continue;
         }
-        ps__listen_split(text, &type, &rest);
-        if ((rc = ps_addr_parse(rest, &l->addr, &l->len, err)) < 0)
-            break;
-        if (type == SOCK_STREAM && s->cfg.udp_same_port && l->addr.ss_family != AF_UNIX) {
+        l->addr = sp.addr;
+        l->len = sp.len;
+        if (sp.type == SOCK_STREAM && s->cfg.udp_same_port && l->addr.ss_family != AF_UNIX) {
             rc = open_pair(s, text, err);
-        } else if ((rc = bind_one(l, type, text, s->cfg.backlog, err)) == 0) {
+        } else if ((rc = bind_one(l, sp.type, text, s->cfg.backlog, err)) == 0) {
             s->nls++;
         }
     }

@@ -40,6 +40,8 @@ static void run_item(struct ps_worker *w, void *item)
         return;
     }
     c->w = w;
+    if ((c->flags & PS_CF_PROXY) && !ps__proxy_step(w, c))
+        return;
     if (w->srv->event_style)
         ps__event_turn(w, c);
     else

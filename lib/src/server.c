@@ -28,6 +28,7 @@ void ps_config_init(ps_config *cfg)
     cfg->out_low_water = 256u << 10;
     cfg->max_datagram = 65535;
     cfg->write_timeout_ms = 60000;
+    cfg->header_timeout_ms = 5000;
     cfg->log_level = PS_LOG_INFO;
 }
 
@@ -79,12 +80,10 @@ static int validate_handler(const ps_config *cfg, const ps_handler *h, ps_err *e
     int i;
 
     for (i = 0; i < cfg->nlisten; i++) {
-        int type;
-        const char *rest;
-        if (ps__listen_fd(cfg->listen[i]) >= 0)
-            continue; /* type known at start (listener.c checks it there) */
-        ps__listen_split(cfg->listen[i], &type, &rest);
-        if (type == SOCK_DGRAM)
+        ps_listen_spec sp;
+        if (ps__listen_spec(cfg->listen[i], &sp, NULL) < 0 || sp.fd >= 0)
+            continue; /* fd:N: its type is known at start (listener.c checks it there) */
+        if (sp.type == SOCK_DGRAM)
             dgram = true;
         else
             stream = true;
@@ -113,24 +112,9 @@ int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
         return ps__set_err(err, -EINVAL, "listen: %d addresses given, need 1..%d", cfg->nlisten,
                            PS_MAX_LISTEN);
     for (i = 0; i < cfg->nlisten; i++) {
-        struct sockaddr_storage ss;
-        socklen_t len;
-        const char *rest;
-        int type;
-        ps_err e;
-        if (!cfg->listen[i])
-            return ps__set_err(err, -EINVAL, "listen: address %d is NULL", i);
-        if (ps__listen_fd(cfg->listen[i]) >= 0)
-            continue; /* inherited: checked at start, when it is looked at */
-        if (strncmp(cfg->listen[i], "fd:", 3) == 0)
-            return ps__set_err(err, -EINVAL, "listen: '%s': expected fd:N with N a descriptor",
-                               cfg->listen[i]);
-        ps__listen_split(cfg->listen[i], &type, &rest);
-        if (ps_addr_parse(rest, &ss, &len, &e) < 0)
-            return ps__set_err(err, -EINVAL, "listen: %s", e.msg);
-        if (type == SOCK_DGRAM && ss.ss_family == AF_UNIX)
-            return ps__set_err(err, -EINVAL, "listen: '%s': udp needs an IP address",
-                               cfg->listen[i]);
+        ps_listen_spec sp;
+        if ((rc = ps__listen_spec(cfg->listen[i], &sp, err)) < 0)
+            return rc;
     }
     if ((rc = check_range(err, "backlog", cfg->backlog, 1, 1 << 20)) < 0 ||
         (rc = check_range(err, "workers", cfg->workers, 1, 1024)) < 0 ||
@@ -145,6 +129,7 @@ int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
         (rc = check_range(err, "min_rate", cfg->min_rate, 0, INT32_MAX)) < 0 ||
         (rc = check_range(err, "write_timeout_ms", cfg->write_timeout_ms, 0, INT32_MAX)) < 0 ||
         (rc = check_range(err, "max_lifetime_ms", cfg->max_lifetime_ms, 0, INT32_MAX)) < 0 ||
+        (rc = check_range(err, "header_timeout_ms", cfg->header_timeout_ms, 0, INT32_MAX)) < 0 ||
         (rc = check_range(err, "max_connections", cfg->max_connections, 0, INT32_MAX)) < 0 ||
         (rc = check_range(err, "max_per_client", cfg->max_per_client, 0, INT32_MAX)) < 0 ||
         (rc = check_range(err, "log_level", cfg->log_level, PS_LOG_ERROR, PS_LOG_DEBUG)) < 0)
@@ -387,6 +372,7 @@ static void add_counters(ps_stats *o, const ps_counters *c)
     o->datagrams += LOAD(c->datagrams);
     o->datagrams_dropped += LOAD(c->datagrams_dropped);
     o->datagrams_truncated += LOAD(c->datagrams_truncated);
+    o->proxy_errors += LOAD(c->proxy_errors);
 }
 
 void ps_server_stats(const ps_server *cs, ps_stats *out)

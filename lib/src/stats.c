@@ -27,7 +27,8 @@
     X(forced_closes, counter, "Connections shut down at the drain deadline")             \
     X(datagrams, counter, "Datagrams received and queued")                               \
     X(datagrams_dropped, counter, "Datagrams dropped: work queue full")                  \
-    X(datagrams_truncated, counter, "Datagrams dropped: larger than max_datagram")
+    X(datagrams_truncated, counter, "Datagrams dropped: larger than max_datagram")          \
+    X(proxy_errors, counter, "Connections closed for a malformed PROXY header")
 
 /* snprintf that tracks the total and never writes past cap. */
 static void put(char *buf, size_t cap, size_t *n, const char *fmt, ...)

@@ -38,6 +38,9 @@ void ps__timeouts_init(ps_server *s)
     p = min_pos(p, s->event_style ? c->request_timeout_ms : 0);
     p = min_pos(p, s->event_style ? c->write_timeout_ms : 0);
     p = min_pos(p, c->max_lifetime_ms);
+    for (int i = 0; i < s->nls; i++)
+        if (s->ls[i].proxy)
+            p = min_pos(p, c->header_timeout_ms);
     if (p <= 0) {
         s->next_scan = 0;
         return;
@@ -71,6 +74,9 @@ static bool expired(ps_server *s, ps_conn *c, int64_t now)
         return true;
     if (cfg->max_lifetime_ms > 0 && now - c->accepted_at >= cfg->max_lifetime_ms)
         return true;
+    if (LD(c->header_pending) && cfg->header_timeout_ms > 0 &&
+        now - c->accepted_at >= cfg->header_timeout_ms)
+        return true;
     if (!s->event_style)
         return false;
     since = LD(c->partial_since);
@@ -91,12 +97,12 @@ void ps__timeouts_scan(ps_server *s, int64_t now)
         if (LD(c->timed_out) || !expired(s, c, now))
             continue;
         atomic_store_explicit(&c->timed_out, true, memory_order_relaxed);
+        ps__count(&s->rst.timeouts, 1); /* counted before the peer can notice */
         shutdown(c->fd, SHUT_RDWR);
         n++;
     }
     pthread_mutex_unlock(&s->reg_lock);
     if (n) {
-        ps__count(&s->rst.timeouts, n);
         ps__log(s, PS_LOG_DEBUG, "timeouts: shutting down %llu connection(s)",
                 (unsigned long long)n);
     }

@@ -1,0 +1,82 @@
+/*
+ * proxy_conn.c - reading the PROXY protocol header of a connection that
+ * came through a load balancer (listeners marked "proxy:"), on a worker,
+ * before the handler sees the connection.
+ *
+ * The header is read (not peeked: unread bytes would keep a level-triggered
+ * poller firing) into the connection's input buffer, at most
+ * PS__PROXY_MAX_LEN bytes, across as many readiness events as it takes.
+ * Bytes after the header stay in that buffer for the handler: event style
+ * gets them in its first on_data, blocking style in its first
+ * ps_conn_read.  A malformed header closes the connection before any
+ * callback runs, counted in proxy_errors.  A peer that never completes its
+ * header is cut by the timeout scan (header_timeout_ms).
+ */
+#include "internal.h"
+#include "proxy.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+static void drop(struct ps_worker *w, ps_conn *c, bool bad)
+{
+    if (bad) {
+        ps__count(&w->st.proxy_errors, 1);
+        ps__log(c->srv, PS_LOG_DEBUG, "connection %llu from %s: malformed PROXY header",
+                (unsigned long long)c->id, ps_conn_peer_str(c));
+    }
+    ps__conn_destroy(w, c);
+}
+
+/* Returns true when the header is complete and the turn may go on; false
+ * when the connection was re-armed to wait for more, or closed. */
+bool ps__proxy_step(struct ps_worker *w, ps_conn *c)
+{
+    struct sockaddr_storage src;
+    socklen_t srclen = 0;
+    char buf[PS__PROXY_MAX_LEN];
+    size_t room = PS__PROXY_MAX_LEN - c->in.len;
+    ssize_t n;
+    int rc;
+
+    do
+        n = recv(c->fd, buf, room, 0);
+    while (n < 0 && errno == EINTR);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        drop(w, c, false); /* gone before the header: nothing to tell the handler */
+        return false;
+    }
+    if (n > 0) {
+        ps__conn_got(c, (uint64_t)n);
+        if (ps__buf_append(&c->in, buf, (size_t)n) < 0) {
+            drop(w, c, false);
+            return false;
+        }
+    }
+    rc = ps__proxy_parse(c->in.data + c->in.off, c->in.len, &src, &srclen);
+    if (rc < 0) {
+        drop(w, c, true);
+        return false;
+    }
+    if (rc == 0) {
+        ps__conn_arm(c, EPOLLIN);
+        return false;
+    }
+    if (srclen > 0) {
+        memcpy(&c->peer, &src, srclen);
+        c->peerlen = srclen;
+        free(c->peer_str);
+        c->peer_str = NULL;
+    }
+    c->in.off += (size_t)rc;
+    c->in.len -= (size_t)rc;
+    if (c->in.len == 0)
+        ps__buf_free(&c->in);
+    else
+        c->flags |= PS_CF_IN_UNSEEN;
+    c->flags &= ~(unsigned)PS_CF_PROXY;
+    atomic_store_explicit(&c->header_pending, false, memory_order_relaxed);
+    return true;
+}
