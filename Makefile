@@ -169,7 +169,9 @@ install: all
 	install -m 755 $(LIBSO_REAL) $(DESTDIR)$(LIBDIR)/libpoolsrv.so.$(VERSION)
 	ln -sf libpoolsrv.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpoolsrv.so.$(MAJOR)
 	ln -sf libpoolsrv.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpoolsrv.so
-	install -m 644 lib/poolsrv.pc $(DESTDIR)$(PCDIR)/poolsrv.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+		-e 's|@VERSION@|$(VERSION)|' lib/poolsrv.pc.in > $(DESTDIR)$(PCDIR)/poolsrv.pc
+	chmod 644 $(DESTDIR)$(PCDIR)/poolsrv.pc
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
 	$(MAKE) --no-print-directory install-extra
 

@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,8 +43,9 @@ static void usage(FILE *f)
             "Echo every byte back to each client, on a fixed pool of worker threads.\n"
             "\n"
             "  -l, --listen ADDR        listen address (repeatable): 127.0.0.1:7000, [::1]:7000,\n"
-            "                           0.0.0.0:0 (port 0 = ephemeral), unix:/path/to.sock;\n"
-            "                           default " DEFAULT_LISTEN "\n"
+            "                           0.0.0.0:0 (port 0 = ephemeral), unix:/path/to.sock,\n"
+            "                           udp:ADDR, fd:N (inherited); a proxy: prefix expects a\n"
+            "                           PROXY v1/v2 header per connection; default " DEFAULT_LISTEN "\n"
             "  -m, --mode MODE          event (default) or blocking handler style\n"
             "  -w, --workers N          worker threads, 1..1024 (default 4)\n"
             "  -q, --queue N            work queue capacity, 1..1048576 (default 1024)\n"
@@ -161,14 +163,10 @@ static ps_log_level parse_level(const char *v)
     die_usage("invalid --log-level '%s': expected error, warn, info or debug%s", v, "");
 }
 
+/* Addresses are checked with the rest of the configuration, by the library
+ * (ps_config_validate), which knows every form: udp:, fd:N, proxy:. */
 static void parse_listen(ps_config *cfg, const char *v)
 {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    ps_err err;
-
-    if (ps_addr_parse(v, &ss, &len, &err) < 0)
-        die_usage("invalid --listen address: %s%s", err.msg, "");
     if (ps_config_add_listen(cfg, v) < 0)
         die_usage("too many --listen addresses (at most %s)%s", "16", "");
 }
@@ -259,6 +257,15 @@ static void parse_args(int argc, char **argv, ps_config *cfg, struct opts *o)
         ps_config_add_listen(cfg, DEFAULT_LISTEN);
 }
 
+/* Usage errors the library finds (addresses, ranges): exit 2 like ours. */
+static void validate(const ps_config *cfg, const ps_handler *h)
+{
+    ps_err err;
+
+    if (ps_config_validate(cfg, h, &err) < 0)
+        die_usage("%s%s", err.msg, "");
+}
+
 /* ------------------------------------------------------------ signals */
 
 struct sigctx {
@@ -268,6 +275,19 @@ struct sigctx {
     atomic_bool done;
 };
 
+/* Program messages take the same form as the library's log lines. */
+static void say(ps_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(ps_log_level level, const char *fmt, ...)
+{
+    char msg[1200];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_stderr(level, msg, NULL);
+}
+
 static void log_stats(ps_server *s, const char *why)
 {
     char line[1024];
@@ -275,7 +295,7 @@ static void log_stats(ps_server *s, const char *why)
 
     ps_server_stats(s, &st);
     ps_stats_format(&st, PS_STATS_TEXT, NULL, line, sizeof line);
-    fprintf(stderr, PROG ": stats (%s): %s\n", why, line);
+    say(PS_LOG_INFO, "stats (%s): %s", why, line);
 }
 
 static void *signal_thread(void *arg)
@@ -287,8 +307,8 @@ static void *signal_thread(void *arg)
         struct timespec ts = {.tv_sec = sc->interval};
         int sig = sc->interval > 0 ? sigtimedwait(&sc->set, NULL, &ts) : sigwaitinfo(&sc->set, NULL);
         if (sig == SIGINT || sig == SIGTERM) {
-            fprintf(stderr, PROG ": %s: %s\n", strsignal(sig),
-                    stops ? "stopping now" : "draining (signal again to stop now)");
+            say(PS_LOG_INFO, "%s: %s", strsignal(sig),
+                stops ? "stopping now" : "draining (signal again to stop now)");
             if (stops++)
                 ps_server_stop_now(sc->srv);
             else
@@ -338,10 +358,11 @@ int main(int argc, char **argv)
     sigaddset(&sc.set, SIGUSR2); /* internal: wakes signal_thread to exit */
     pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
 
+    validate(&cfg, &h);
     sc.srv = ps_server_new(&cfg, &h, NULL, &err);
     if (!sc.srv) {
         fprintf(stderr, PROG ": %s\n", err.msg);
-        return 2;
+        return 1;
     }
     if (ps_server_start(sc.srv, &err) < 0) {
         fprintf(stderr, PROG ": %s\n", err.msg);
@@ -367,10 +388,9 @@ int main(int argc, char **argv)
     ps_server_free(admin);
 
     ps_server_stats(sc.srv, &st);
-    fprintf(stderr,
-            PROG ": stopped: %llu connections accepted, %llu rejected, %llu bytes echoed\n",
-            (unsigned long long)st.accepted, (unsigned long long)(st.rejected + st.limit_refused),
-            (unsigned long long)st.bytes_out);
+    say(PS_LOG_INFO, "stopped: %llu connections accepted, %llu rejected, %llu bytes echoed",
+        (unsigned long long)st.accepted, (unsigned long long)(st.rejected + st.limit_refused),
+        (unsigned long long)st.bytes_out);
     ps_server_free(sc.srv);
     return 0;
 }

@@ -102,6 +102,8 @@ typedef enum ps_close_reason {
     PS_CLOSE_TIMEOUT = 5,  /* one of the timeouts in ps_config expired */
 } ps_close_reason;
 
+/* "eof", "local", "error", "overflow", "shutdown", "timeout" (or "unknown").
+ * Static storage; any thread. */
 PS_EXTERN const char *ps_close_reason_str(ps_close_reason why);
 
 /*
@@ -151,7 +153,7 @@ typedef enum ps_policy {
     PS_POLICY_REJECT = 1, /* accept, write handler->busy_msg, close at once */
 } ps_policy;
 
-/* Parse "block" / "reject".  Returns 0 or -EINVAL. */
+/* Parse "block" / "reject".  Returns 0 or -EINVAL.  Any thread. */
 PS_EXTERN int ps_policy_parse(const char *text, ps_policy *out);
 
 typedef struct ps_config {
@@ -165,7 +167,8 @@ typedef struct ps_config {
      * the connection before any callback (stats.proxy_errors). */
     const char *listen[PS_MAX_LISTEN];
     int nlisten;                       /* how many of listen[] are used (>= 1) */
-    int backlog;            /* listen(2) backlog; default 4096 */
+    int backlog;            /* listen(2) backlog, 1..1048576 (the kernel caps it at
+                               net.core.somaxconn); default 4096 */
     int workers;            /* pool size, 1..1024; default 4 */
     int queue_capacity;     /* work queue slots, 1..1048576; default 1024 */
     ps_policy policy;       /* default PS_POLICY_BLOCK */
@@ -205,13 +208,15 @@ typedef struct ps_config {
                                can share a port; default false */
     bool udp_same_port;     /* also receive datagrams (on_datagram) on every TCP
                                listener's address and port; default false */
-    size_t max_datagram;    /* larger datagrams are dropped; default 65535 */
+    size_t max_datagram;    /* larger datagrams are dropped, 1..65535; default 65535 */
     size_t read_budget;     /* event style: bytes read per connection per turn
-                               before it yields to others; default 65536 */
-    size_t max_input;       /* event style: bound on unconsumed input; default 1 MiB */
+                               before it yields to others, >= 1; default 65536 */
+    size_t max_input;       /* event style: bound on unconsumed input, >= 1;
+                               default 1 MiB */
     size_t out_high_water;  /* event style: stop reading a peer whose pending
                                output exceeds this; default 1 MiB */
-    size_t out_low_water;   /* ... and resume below this; default 256 KiB */
+    size_t out_low_water;   /* ... and resume below this (<= out_high_water);
+                               default 256 KiB */
     ps_log_fn log;          /* optional */
     void *log_user;
     ps_log_level log_level; /* messages above this level are not formatted; default INFO */
@@ -221,7 +226,8 @@ typedef struct ps_config {
 PS_EXTERN void ps_config_init(ps_config *cfg);
 
 /* Append an address to cfg->listen (the string is not copied until
- * ps_server_new).  Returns 0, or -ENOSPC past PS_MAX_LISTEN. */
+ * ps_server_new).  Returns 0, or -ENOSPC past PS_MAX_LISTEN.  The thread
+ * that owns cfg. */
 PS_EXTERN int ps_config_add_listen(ps_config *cfg, const char *addr);
 
 /* systemd socket activation (sd_listen_fds without libsystemd): if
@@ -241,7 +247,9 @@ PS_EXTERN int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_e
 
 /* Create a server: validates and copies cfg and *h (neither is referenced
  * afterwards); binds nothing yet.  Returns NULL and fills *err (if not NULL)
- * on a bad configuration (-EINVAL) or no memory (-ENOMEM). */
+ * on a bad configuration (-EINVAL), no memory (-ENOMEM), or the eventfd(2)
+ * error (-EMFILE, ...).  Any thread; the server is then used from one
+ * thread at a time except where a function says otherwise. */
 PS_EXTERN ps_server *ps_server_new(const ps_config *cfg, const ps_handler *h, void *user,
                                    ps_err *err);
 
@@ -274,10 +282,12 @@ PS_EXTERN int ps_server_run(ps_server *s, ps_err *err);
  * a handler. */
 PS_EXTERN void ps_server_free(ps_server *s);
 
-/* After start: the number of listeners, and the bound address / port of
+/* After start: the number of listeners (0 before; with udp_same_port each
+ * TCP address counts twice, TCP then UDP), and the bound address / port of
  * listener i (useful when the configured port was 0).  Any thread.
- * ps_server_port returns the port, or -EINVAL for a bad index or before
- * start. */
+ * ps_server_listen_addr returns 0, or -EINVAL for a bad index or before
+ * start.  ps_server_port returns the port, or -EINVAL for a bad index,
+ * before start, or for a Unix socket listener. */
 PS_EXTERN int ps_server_nlisteners(const ps_server *s);
 PS_EXTERN int ps_server_port(const ps_server *s, int i);
 PS_EXTERN int ps_server_listen_addr(const ps_server *s, int i, struct sockaddr_storage *ss,
@@ -359,7 +369,8 @@ PS_EXTERN ps_server *ps_conn_server(const ps_conn *c);
  * ps_conn_set_timeout: per-call timeout in ms for later reads and writes
  *   (-1 = none).  A timeout bounds each wait for the socket, so a trickling
  *   peer can stretch a large read_exact or write_all beyond it.
- * ps_conn_shutdown_write: half-close (send FIN); reads still work.
+ * ps_conn_shutdown_write: half-close (send FIN); reads still work.  Returns
+ *   0 or -errno (-ENOTCONN if the peer is gone).
  * ps_conn_park: once serve returns, hand the connection back to the poller
  *   instead of closing it; serve is called again (on any worker) when it is
  *   readable or the peer closed.  Use it between requests of a keep-alive
