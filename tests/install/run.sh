@@ -58,12 +58,14 @@ pass() {
 
 # fail NAME [DETAIL...]: details are printed indented under the name.
 fail() {
-    local line
+    local line l
     FAILED=$((FAILED + 1))
     echo "FAIL $1"
     shift
     for line in "$@"; do
-        printf '     %s\n' "$line"
+        while IFS= read -r l; do
+            printf '     %s\n' "$l"
+        done <<<"$line"
     done
 }
 
@@ -206,6 +208,10 @@ for f in "${EXPECTED[@]}"; do
 done
 for f in "$BIN/poolsrv-echo" "$BIN/poolsrv-client" "$BIN/poolsrv-bench"; do
     check "executable ${f#"$DEST"}" test -x "$f"
+done
+# Informational: programs installed without a man page of their own.
+for f in "$BIN"/*; do
+    [[ -e $MAN/man1/${f##*/}.1 ]] || echo "note ${f#"$DEST"} has no man page"
 done
 check "installed header is lib/include/poolsrv.h" cmp -s "$INC/poolsrv.h" lib/include/poolsrv.h
 
