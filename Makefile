@@ -140,6 +140,15 @@ test check: all
 
 test-extra::
 
+# poolsrv-echo behind HAProxy (send-proxy-v2): verified load, real client
+# addresses, drain of one backend.  Needs the haproxy package.
+.PHONY: test-haproxy
+test-haproxy: $(ECHO) $(O)bench/poolsrv-bench $(O)client/poolsrv-client $(B)/tests/client/echo-helper
+	ECHO=$(ECHO) BENCH=$(O)bench/poolsrv-bench CLIENT=$(O)client/poolsrv-client \
+		HELPER=$(B)/tests/client/echo-helper tests/integration/haproxy/run.sh
+
+test-extra:: test-haproxy
+
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 TSAN_FLAGS := -fsanitize=thread
 

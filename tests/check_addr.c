@@ -2,6 +2,7 @@
  * version. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -89,24 +90,24 @@ START_TEST(test_parse_localhost)
 END_TEST
 
 static const char *const bad_inputs[] = {
-    "",               /* empty */
-    "127.0.0.1",      /* no port */
-    "127.0.0.1:",     /* empty port */
-    "1.2.3.4:",       /* empty port */
-    "[::1]",          /* no port */
+    "",           /* empty */
+    "127.0.0.1",  /* no port */
+    "127.0.0.1:", /* empty port */
+    "1.2.3.4:",   /* empty port */
+    "[::1]",      /* no port */
     "127.0.0.1:65536",
     "127.0.0.1:99999999999999999999", /* overflows any integer */
-    "abc:1",          /* not numeric, not localhost: no DNS */
+    "abc:1",                          /* not numeric, not localhost: no DNS */
     "example.com:80",
-    "[::1:80",        /* unclosed bracket */
-    "[::1]80",        /* no colon after the bracket */
-    "127.0.0.1:+80",  /* sign */
+    "[::1:80",       /* unclosed bracket */
+    "[::1]80",       /* no colon after the bracket */
+    "127.0.0.1:+80", /* sign */
     "127.0.0.1:-1",
-    "127.0.0.1:8a",   /* letters */
+    "127.0.0.1:8a", /* letters */
     "127.0.0.1:0x50",
     "127.0.0.1: 80",
     "127.0.0.1:80 ",
-    "300.1.1.1:80",   /* octet out of range */
+    "300.1.1.1:80", /* octet out of range */
     "[zz::1]:80",
 };
 
@@ -131,10 +132,10 @@ START_TEST(test_parse_msg_names_part)
     static const struct {
         const char *text, *part;
     } cases[] = {
-        { "abc:1", "abc" },
-        { "127.0.0.1:65536", "65536" },
-        { "300.1.1.1:80", "300.1.1.1" },
-        { "127.0.0.1:8a", "8a" },
+        {"abc:1", "abc"},
+        {"127.0.0.1:65536", "65536"},
+        {"300.1.1.1:80", "300.1.1.1"},
+        {"127.0.0.1:8a", "8a"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct sockaddr_storage ss;
@@ -151,8 +152,8 @@ END_TEST
 START_TEST(test_format_roundtrip)
 {
     static const char *const texts[] = {
-        "127.0.0.1:7000", "0.0.0.0:0", "255.255.255.255:65535",
-        "[::1]:7000",     "[::]:0",    "[2001:db8::1]:80", "[fe80::1:2]:1",
+        "127.0.0.1:7000", "0.0.0.0:0",        "255.255.255.255:65535", "[::1]:7000",
+        "[::]:0",         "[2001:db8::1]:80", "[fe80::1:2]:1",         "[::ffff:1.2.3.4]:80",
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         struct sockaddr_storage ss;
@@ -214,6 +215,8 @@ START_TEST(test_strerror)
     ck_assert_str_ne(ps_strerror(-ETIMEDOUT), ps_strerror(-EPIPE));
     ck_assert_ptr_nonnull(ps_strerror(0));
     ck_assert_ptr_nonnull(ps_strerror(-987654));
+    ck_assert_ptr_nonnull(ps_strerror(INT_MIN)); /* no overflow negating it */
+    ck_assert_ptr_nonnull(ps_strerror(INT_MAX));
     ck_assert_uint_gt(strlen(ps_strerror(-987654)), 0);
 }
 END_TEST

@@ -50,7 +50,7 @@ START_TEST(test_server_half_close)
     ps_config cfg;
     ps_handler h;
     ps_server *s;
-    char buf[8] = { 0 };
+    char buf[8] = {0};
     int port, fd;
 
     memset(&hc, 0, sizeof hc);
@@ -155,7 +155,8 @@ END_TEST
 /* ===================================================== blocking: timeouts */
 
 struct tmo {
-    int variant; /* 0: set_timeout + read, 1: io_timeout_ms + read, 2: read_exact */
+    int variant; /* 0: set_timeout + read, 1: io_timeout_ms + read, 2: read_exact,
+                    3: write_all to a peer that does not read */
     tu_latch done;
     ssize_t rc;
     int64_t elapsed_ms;
@@ -170,15 +171,24 @@ static void tmo_serve(ps_conn *c, void *user)
     if (t->variant != 1)
         ps_conn_set_timeout(c, 100);
     t0 = tu_now_ms();
-    if (t->variant == 2)
+    if (t->variant == 3) {
+        enum { BIG = 32 << 20 };
+        char *big = calloc(1, BIG);
+
+        t->rc = big ? ps_conn_write_all(c, big, BIG) : -ENOMEM;
+        free(big);
+    } else if (t->variant == 2) {
         t->rc = ps_conn_read_exact(c, buf, sizeof buf);
-    else
+    } else {
         t->rc = ps_conn_read(c, buf, sizeof buf);
+    }
     t->elapsed_ms = tu_now_ms() - t0;
     tu_latch_add(&t->done, 1);
 }
 
-START_TEST(test_read_timeout)
+/* Per-call timeouts: a silent peer, a trickling peer, a peer that never
+ * reads: -ETIMEDOUT after about 100 ms, counted in stats.timeouts. */
+START_TEST(test_io_timeout)
 {
     struct tmo t;
     ps_config cfg;
@@ -205,7 +215,8 @@ START_TEST(test_read_timeout)
     ck_assert_int_ge(t.elapsed_ms, 90);
     ck_assert_int_lt(t.elapsed_ms, tu_ms(2000));
     /* serve returned: the framework closes the connection */
-    ck_assert_int_eq(tu_expect_eof(fd, tu_ms(3000)), 0);
+    if (t.variant != 3)
+        ck_assert_int_eq(tu_expect_eof(fd, tu_ms(3000)), 0);
     close(fd);
     tu_assert_all_closed(s, 1);
     ck_assert_uint_ge(tu_stats(s).timeouts, 1);
@@ -256,7 +267,7 @@ static void park_serve(ps_conn *c, void *user)
 START_TEST(test_park)
 {
     enum { ROUNDS = 5 };
-    struct park p = { 0 };
+    struct park p = {0};
     ps_config cfg;
     ps_handler h;
     ps_server *s;
@@ -317,11 +328,11 @@ static void parkclose_serve(ps_conn *c, void *user)
 
 START_TEST(test_park_then_close)
 {
-    struct parkclose pc = { 0 };
+    struct parkclose pc = {0};
     ps_config cfg;
     ps_handler h;
     ps_server *s;
-    char buf[4] = { 0 };
+    char buf[4] = {0};
     int port, fd;
 
     tu_config(&cfg);
@@ -419,7 +430,7 @@ Suite *blocking_suite(void)
     tcase_set_timeout(tc, 15);
     tcase_add_test(tc, test_server_half_close);
     tcase_add_loop_test(tc, test_epipe, 0, 2);
-    tcase_add_loop_test(tc, test_read_timeout, 0, 3);
+    tcase_add_loop_test(tc, test_io_timeout, 0, 4);
     tcase_add_test(tc, test_park);
     tcase_add_test(tc, test_park_then_close);
     tcase_add_test(tc, test_conn_accessors);

@@ -126,8 +126,8 @@ START_TEST(test_validate_bad)
     rc = ps_config_validate(&cfg, &h, &err);
     ck_assert_msg(rc == -EINVAL, "case %d (%s): validate = %d", _i, word, rc);
     ck_assert_int_eq(err.code, -EINVAL);
-    ck_assert_msg(strstr(err.msg, word) != NULL, "case %d: message \"%s\" does not name \"%s\"",
-                  _i, err.msg, word);
+    ck_assert_msg(strstr(err.msg, word) != NULL, "case %d: message \"%s\" does not name \"%s\"", _i,
+                  err.msg, word);
 }
 END_TEST
 
@@ -143,8 +143,8 @@ START_TEST(test_new_bad)
     s = ps_server_new(&cfg, &h, NULL, &err);
     ck_assert_ptr_null(s);
     ck_assert_int_eq(err.code, -EINVAL);
-    ck_assert_msg(strstr(err.msg, word) != NULL, "case %d: message \"%s\" does not name \"%s\"",
-                  _i, err.msg, word);
+    ck_assert_msg(strstr(err.msg, word) != NULL, "case %d: message \"%s\" does not name \"%s\"", _i,
+                  err.msg, word);
     /* err is optional */
     ck_assert_ptr_null(ps_server_new(&cfg, &h, NULL, NULL));
 }
@@ -198,6 +198,7 @@ START_TEST(test_lifecycle_edges)
     ps_server_stop(s);
     ps_server_stop(s); /* any number of times */
     ck_assert_int_eq(ps_server_wait(s), 0);
+    ck_assert_int_eq(ps_server_start(s, &err), -EALREADY); /* no restart */
     ps_server_free(s);
 }
 END_TEST
@@ -299,8 +300,7 @@ START_TEST(test_port_in_use)
     rc = ps_server_start(b, &err);
     ck_assert_int_eq(rc, -EADDRINUSE);
     ck_assert_int_eq(err.code, -EADDRINUSE);
-    ck_assert_msg(strstr(err.msg, addr) != NULL, "message \"%s\" does not name %s", err.msg,
-                  addr);
+    ck_assert_msg(strstr(err.msg, addr) != NULL, "message \"%s\" does not name %s", err.msg, addr);
     ps_server_free(b);
     ck_assert_int_eq(tu_count_fds(), fds_before);
 

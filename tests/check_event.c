@@ -30,6 +30,8 @@ static size_t ldz(atomic_size_t *p)
     return atomic_load(p);
 }
 
+/* on_close exactly once per connection, reason EOF for a client that
+ * closed, ERROR for a client that reset. */
 START_TEST(test_on_close_once)
 {
     enum { N = 20, NRST = 4 };
@@ -117,7 +119,7 @@ START_TEST(test_no_overlap)
     tu_rec_handler(&h);
     s = tu_server_start(&cfg, &h, &r, &port);
     for (int i = 0; i < OVL_CLIENTS; i++) {
-        oc[i] = (struct ovl_client){ .port = port, .data = data };
+        oc[i] = (struct ovl_client){.port = port, .data = data};
         ck_assert_int_eq(pthread_create(&oc[i].th, NULL, ovl_client_main, &oc[i]), 0);
     }
     for (int i = 0; i < OVL_CLIENTS; i++)
@@ -167,7 +169,7 @@ START_TEST(test_event_partial_consume)
 {
     static const char input[] = "hello world\nsecond line\n\nx\nthe last line is longer\n";
     static const char want[] = "[hello world]\n[second line]\n[]\n[x]\n[the last line is longer]\n";
-    struct lines l = { 0 };
+    struct lines l = {0};
     ps_config cfg;
     ps_handler h;
     ps_server *s;
@@ -415,7 +417,7 @@ static void of_close(ps_conn *c, ps_close_reason why, void *user)
  * runs exactly once. */
 START_TEST(test_event_open_fails)
 {
-    struct openfail o = { 0 };
+    struct openfail o = {0};
     ps_config cfg;
     ps_handler h;
     ps_server *s;

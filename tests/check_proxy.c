@@ -13,6 +13,8 @@
 
 Suite *proxy_suite(void);
 
+/* Byte tables read best one field a literal: not reflowed. */
+/* clang-format off */
 /* A byte string that may hold NULs: the literal and its length. */
 typedef struct bytes {
     const char *b;
@@ -30,6 +32,7 @@ typedef struct bytes {
 #define V6_BLOCK V6_SRC V6_DST "\xD4\x31" "\x01\xBB"
 /* ALPN "h2", AUTHORITY "example.com", an empty NOOP: 5 + 14 + 3 = 22 bytes */
 #define TLVS "\x01\x00\x02" "h2" "\x02\x00\x0B" "example.com" "\x04\x00\x00"
+/* clang-format on */
 
 static const char PAYLOAD[] = "GET / HTTP/1.1\r\n\r\n";
 
@@ -82,8 +85,8 @@ START_TEST(test_v1_tcp4)
 
     parse_with_payload((bytes)B("PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"), &ss, &sl);
     assert_addr(&ss, sl, AF_INET, "192.168.0.1", 56324);
-    parse_with_payload((bytes)B("PROXY TCP4 255.255.255.255 255.255.255.255 65535 65535\r\n"),
-                       &ss, &sl);
+    parse_with_payload((bytes)B("PROXY TCP4 255.255.255.255 255.255.255.255 65535 65535\r\n"), &ss,
+                       &sl);
     assert_addr(&ss, sl, AF_INET, "255.255.255.255", 65535);
     parse_with_payload((bytes)B("PROXY TCP4 0.0.0.0 0.0.0.0 0 0\r\n"), &ss, &sl);
     assert_addr(&ss, sl, AF_INET, "0.0.0.0", 0);
@@ -108,6 +111,7 @@ END_TEST
 
 START_TEST(test_v1_unknown)
 {
+    /* clang-format off */
     static const bytes ok[] = {
         B("PROXY UNKNOWN\r\n"),
         B("PROXY UNKNOWN ffff:f::f:ffff ffff:f::f:ffff 65535 65535\r\n"),
@@ -118,6 +122,7 @@ START_TEST(test_v1_unknown)
           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
           "\r\n"),
     };
+    /* clang-format on */
     struct sockaddr_storage ss;
     socklen_t sl;
     size_t i;
@@ -161,6 +166,7 @@ END_TEST
 START_TEST(test_v2_addressless)
 {
     char unix_block[16 + 216];
+    /* clang-format off */
     const bytes ok[] = {
         B(SIG "\x20\x00\x00\x00"),                  /* LOCAL, as HAProxy health checks send */
         B(SIG "\x20\x11\x00\x0C" V4_BLOCK),         /* LOCAL with a block: skipped */
@@ -171,6 +177,7 @@ START_TEST(test_v2_addressless)
         B(SIG "\x21\x22\x00\x24" V6_BLOCK),         /* UDP over IPv6 */
         {unix_block, sizeof unix_block},            /* UNIX stream */
     };
+    /* clang-format on */
     struct sockaddr_storage ss;
     socklen_t sl;
     size_t i;
@@ -188,6 +195,7 @@ END_TEST
 
 /* ------------------------------------------------------ prefixes, bounds */
 
+/* clang-format off */
 static const bytes valid[] = {
     B("PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"),
     B("PROXY TCP6 2001:db8::1 ::1 1234 80\r\n"),
@@ -201,6 +209,7 @@ static const bytes valid[] = {
     B(SIG "\x20\x00\x00\x00"),
     B(SIG "\x20\x00\x00\x04" "\x04\x00\x01z"),
 };
+/* clang-format on */
 
 START_TEST(test_every_prefix_needs_more)
 {
@@ -237,6 +246,7 @@ END_TEST
 
 /* ------------------------------------------------------------ malformed */
 
+/* clang-format off */
 static const bytes bad[] = {
     /* not PROXY at all */
     B("GET / HTTP/1.1\r\n"),
@@ -331,6 +341,7 @@ static const bytes bad[] = {
     B(SIG "\x21\x11\x0F\xF1"),
     B(SIG "\x20\x00\xFF\xFF"),
 };
+/* clang-format on */
 
 START_TEST(test_malformed)
 {
@@ -388,7 +399,10 @@ START_TEST(test_random_input)
         switch (i % 4) { /* steer a share of the cases past the first byte */
         case 1: memcpy(buf, "PROXY TCP4 ", 11); break;
         case 2: memcpy(buf, SIG "\x21", 13); break;
-        case 3: memcpy(buf, SIG "\x21\x11", 14); buf[14] = 0; break;
+        case 3:
+            memcpy(buf, SIG "\x21\x11", 14);
+            buf[14] = 0;
+            break;
         default: break;
         }
         rc = parse(buf, n, &ss, &sl);

@@ -142,7 +142,7 @@ static void on_space(void *arg)
 
 START_TEST(test_on_space)
 {
-    struct space_ctx sc = { 0 };
+    struct space_ctx sc = {0};
     ps_queue *q = ps__queue_new(2, on_space, &sc);
     void *it;
 
@@ -345,7 +345,7 @@ static void *mpmc_producer(void *arg)
 static void *mpmc_consumer(void *arg)
 {
     struct mpmc_thread *t = arg;
-    uintptr_t last[NPROD] = { 0 };
+    uintptr_t last[NPROD] = {0};
     uint64_t sum = 0;
     int count = 0;
     void *it;
@@ -372,7 +372,7 @@ static void *mpmc_consumer(void *arg)
 
 START_TEST(test_mpmc)
 {
-    struct mpmc m = { 0 };
+    struct mpmc m = {0};
     struct mpmc_thread prod[NPROD], cons[NCONS];
     uint64_t want_sum = (uint64_t)NITEMS * (NITEMS + 1) / 2;
     int missing = 0, dup = 0;
@@ -382,11 +382,11 @@ START_TEST(test_mpmc)
     m.seen = calloc(NITEMS, sizeof *m.seen);
     ck_assert_ptr_nonnull(m.seen);
     for (int i = 0; i < NCONS; i++) {
-        cons[i] = (struct mpmc_thread){ .m = &m, .idx = i };
+        cons[i] = (struct mpmc_thread){.m = &m, .idx = i};
         ck_assert_int_eq(pthread_create(&cons[i].th, NULL, mpmc_consumer, &cons[i]), 0);
     }
     for (int i = 0; i < NPROD; i++) {
-        prod[i] = (struct mpmc_thread){ .m = &m, .idx = i };
+        prod[i] = (struct mpmc_thread){.m = &m, .idx = i};
         ck_assert_int_eq(pthread_create(&prod[i].th, NULL, mpmc_producer, &prod[i]), 0);
     }
     for (int i = 0; i < NPROD; i++)

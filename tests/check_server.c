@@ -122,6 +122,7 @@ START_TEST(test_concurrent_echo)
                       STYLE_NAME(ev), i, ps_strerror(cl[i].rc), cl[i].failed_len, cl[i].bad_at);
         total += cl[i].bytes;
     }
+    ck_assert_uint_ge(total, (uint64_t)NCLIENTS * MAX_PAYLOAD); /* each sent 1 MiB and more */
     tu_assert_all_closed(s, NCLIENTS);
     st = tu_stats(s);
     ck_assert_uint_eq(st.accepted, NCLIENTS);
@@ -189,10 +190,11 @@ END_TEST
 
 /* ===================================================== queue full */
 
-/* A blocking handler that holds its worker until the test releases it,
- * then echoes. */
+/* Handlers that hold their worker until the test releases it, then echo:
+ * blocking (serve) or event style (the first on_data of each connection
+ * waits). */
 struct hold {
-    tu_latch entered; /* serve calls started */
+    tu_latch entered; /* connections that reached the handler */
     tu_latch release; /* >= 1: let them go */
 };
 
@@ -205,9 +207,21 @@ static void hold_serve(ps_conn *c, void *user)
     echo_serve(c, NULL);
 }
 
+static size_t hold_on_data(ps_conn *c, const char *data, size_t len, void *user)
+{
+    struct hold *h = user;
+
+    if (!ps_conn_data(c)) {
+        ps_conn_set_data(c, h);
+        tu_latch_add(&h->entered, 1);
+        tu_latch_wait(&h->release, 1, tu_ms(15000));
+    }
+    return echo_on_data(c, data, len, NULL);
+}
+
 static const char busy[] = "BUSY try later\n";
 
-static ps_server *hold_server(struct hold *hd, ps_policy policy, int *port, int drain_ms)
+static ps_server *hold_server(struct hold *hd, ps_policy policy, int *port, int drain_ms, bool ev)
 {
     ps_config cfg;
     ps_handler h;
@@ -220,7 +234,10 @@ static ps_server *hold_server(struct hold *hd, ps_policy policy, int *port, int 
     cfg.policy = policy;
     cfg.drain_timeout_ms = drain_ms;
     memset(&h, 0, sizeof h);
-    h.serve = hold_serve;
+    if (ev)
+        h.on_data = hold_on_data;
+    else
+        h.serve = hold_serve;
     h.busy_msg = busy;
     h.busy_len = sizeof busy - 1;
     return tu_server_start(&cfg, &h, hd, port);
@@ -245,7 +262,7 @@ START_TEST(test_queue_full_reject)
     uint64_t last;
     char buf[64];
 
-    s = hold_server(&hd, PS_POLICY_REJECT, &port, 5000);
+    s = hold_server(&hd, PS_POLICY_REJECT, &port, 5000, _i);
     /* 0 occupies the only worker, 1 the only queue slot */
     fd[0] = tu_connect(port, tu_ms(2000));
     ck_assert_int_ge(fd[0], 0);
@@ -262,8 +279,7 @@ START_TEST(test_queue_full_reject)
         fd[k] = tu_connect(port, tu_ms(2000));
         ck_assert_int_ge(fd[k], 0);
         memset(buf, 0, sizeof buf);
-        ck_assert_int_eq(tu_read_exact(fd[k], buf, sizeof busy - 1, tu_ms(3000)),
-                         sizeof busy - 1);
+        ck_assert_int_eq(tu_read_exact(fd[k], buf, sizeof busy - 1, tu_ms(3000)), sizeof busy - 1);
         ck_assert_str_eq(buf, busy);
         ck_assert_int_eq(tu_expect_eof(fd[k], tu_ms(3000)), 0);
         close(fd[k]);
@@ -295,7 +311,7 @@ START_TEST(test_queue_full_block)
     int port, fd[N];
     uint64_t last;
 
-    s = hold_server(&hd, PS_POLICY_BLOCK, &port, 5000);
+    s = hold_server(&hd, PS_POLICY_BLOCK, &port, 5000, _i);
     fd[0] = tu_connect(port, tu_ms(2000));
     ck_assert_int_ge(fd[0], 0);
     ck_assert_int_eq(tu_write_all(fd[0], "A", 1, tu_ms(1000)), 0);
@@ -312,8 +328,8 @@ START_TEST(test_queue_full_block)
         ck_assert_int_ge(fd[k], 0);
         ck_assert_int_eq(tu_write_all(fd[k], &c, 1, tu_ms(1000)), 0);
     }
-    ck_assert_msg(TU_STAT_GE(s, queue_full_waits, 1, tu_ms(3000), &last),
-                  "queue_full_waits = %llu", (unsigned long long)last);
+    ck_assert_msg(TU_STAT_GE(s, queue_full_waits, 1, tu_ms(3000), &last), "queue_full_waits = %llu",
+                  (unsigned long long)last);
     ck_assert_uint_eq(tu_stats(s).rejected, 0);
     ck_assert_int_eq(tu_latch_get(&hd.entered), 1);
 
@@ -365,7 +381,7 @@ END_TEST
 /* Two listeners, IPv4 and IPv6 loopback, one server. */
 static int connect6(int port)
 {
-    struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port) };
+    struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
     int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
     if (fd < 0)
@@ -631,7 +647,7 @@ START_TEST(test_stop_while_full)
     int port, fd[N], rc;
     uint64_t last;
 
-    s = hold_server(&hd, PS_POLICY_BLOCK, &port, 200);
+    s = hold_server(&hd, PS_POLICY_BLOCK, &port, 200, false);
     for (int k = 0; k < N; k++) {
         char c = (char)('A' + k);
 
@@ -687,7 +703,7 @@ static bool has_port(void *arg)
 
 START_TEST(test_server_run)
 {
-    struct runner r = { 0 };
+    struct runner r = {0};
     ps_config cfg;
     ps_handler h;
     ps_err err;
@@ -733,7 +749,7 @@ START_TEST(test_stop_from_handler)
     ps_config cfg;
     ps_handler h;
     ps_server *s;
-    char buf[4] = { 0 };
+    char buf[4] = {0};
     int port, fd;
 
     tu_config(&cfg);
@@ -791,9 +807,11 @@ END_TEST
 
 /* ===================================================== lifecycle loop */
 
+/* A thousand create/start/stop/free cycles (the issue's TSan criterion:
+ * make tsan runs this too), with some connections open at stop. */
 START_TEST(test_lifecycle_loop)
 {
-    enum { ITER = 200 };
+    enum { ITER = 1000 };
     int fds_before = tu_count_fds();
 
     for (int i = 0; i < ITER; i++) {
@@ -807,11 +825,11 @@ START_TEST(test_lifecycle_loop)
         cfg.drain_timeout_ms = 100;
         echo_handler_init(&h, i & 1);
         s = tu_server_start(&cfg, &h, NULL, &port);
-        if (i % 20 == 0) {
+        if (i % 50 == 0) {
             int fd = tu_connect(port, tu_ms(2000));
 
             ck_assert_int_ge(fd, 0);
-            ck_assert_int_eq(tu_echo(fd, "ping", 4, i % 40 == 0, tu_ms(2000), NULL), 0);
+            ck_assert_int_eq(tu_echo(fd, "ping", 4, i % 100 == 0, tu_ms(2000), NULL), 0);
             close(fd); /* some still open at stop */
         }
         if (i % 3 == 0) {
@@ -838,7 +856,7 @@ START_TEST(test_accept_emfile)
     ps_handler h;
     ps_server *s;
     struct rlimit old, lim;
-    struct sockaddr_in sin = { .sin_family = AF_INET };
+    struct sockaddr_in sin = {.sin_family = AF_INET};
     int port, cl[NWAIT], *fill = calloc(MAXFILL, sizeof *fill), nfill = 0, maxfd = 0, rc;
     uint64_t last;
 
@@ -997,8 +1015,8 @@ Suite *server_suite(void)
     suite_add_tcase(s, echo);
 
     tcase_set_timeout(full, 15);
-    tcase_add_test(full, test_queue_full_reject);
-    tcase_add_test(full, test_queue_full_block);
+    tcase_add_loop_test(full, test_queue_full_reject, 0, 2);
+    tcase_add_loop_test(full, test_queue_full_block, 0, 2);
     suite_add_tcase(s, full);
 
     tcase_set_timeout(server, 15);
@@ -1026,4 +1044,3 @@ Suite *server_suite(void)
     suite_add_tcase(s, slow);
     return s;
 }
-

@@ -14,6 +14,7 @@
  *                                        blocking features)
  *   CK_RUN_CASE=stop                     only the test cases named "stop"
  *   CK_VERBOSITY=verbose                 print every test, not just failures
+ *   CK_XML_LOG_FILE_NAME=/tmp/ck.xml     per-test results with durations
  *   CK_TIMEOUT_MULTIPLIER=4              stretch every timeout (slow machines;
  *                                        set to 5 here by default under TSan,
  *                                        3 under ASan)

@@ -45,7 +45,7 @@ int tu_ms(int ms)
 
 static void sleep_ns(int64_t ns)
 {
-    struct timespec ts = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
+    struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
 
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
@@ -90,7 +90,7 @@ static bool stat_pred(void *arg)
 bool tu_wait_stat(ps_server *s, size_t offset, int cmp, uint64_t want, int timeout_ms,
                   uint64_t *last)
 {
-    struct stat_wait w = { s, offset, cmp, want, 0 };
+    struct stat_wait w = {s, offset, cmp, want, 0};
     bool ok = tu_wait_until(stat_pred, &w, timeout_ms);
 
     if (last)
@@ -222,7 +222,7 @@ ps_server *tu_server_start(const ps_config *cfg, const ps_handler *h, void *user
 static int wait_fd(int fd, short events, int64_t deadline_ms)
 {
     for (;;) {
-        struct pollfd p = { .fd = fd, .events = events };
+        struct pollfd p = {.fd = fd, .events = events};
         int64_t left = deadline_ms - tu_now_ms();
         int n;
 
@@ -240,7 +240,7 @@ static int wait_fd(int fd, short events, int64_t deadline_ms)
 
 int tu_connect(int port, int timeout_ms)
 {
-    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     int64_t deadline = tu_now_ms() + timeout_ms;
     int fd, one = 1, soerr = 0, rc;
     socklen_t sl = sizeof soerr;
@@ -375,7 +375,7 @@ int tu_echo_chunked(int fd, const void *data, size_t len, size_t chunk, bool shu
         return -ENOMEM;
     for (;;) {
         bool want_write = sent < len || (shut_wr && !shut_done);
-        struct pollfd p = { .fd = fd, .events = POLLIN };
+        struct pollfd p = {.fd = fd, .events = POLLIN};
         int64_t left;
         int n;
 
@@ -455,7 +455,7 @@ int tu_echo_chunked(int fd, const void *data, size_t len, size_t chunk, bool shu
 
 void tu_close_rst(int fd)
 {
-    struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     close(fd);
@@ -688,7 +688,7 @@ static bool closes_reached(void *arg)
 
 void tu_rec_wait_closes(tu_rec *r, int n)
 {
-    struct closes_at_least w = { r, n };
+    struct closes_at_least w = {r, n};
 
     ck_assert_msg(tu_wait_until(closes_reached, &w, tu_ms(5000)), "on_close ran %d times, want %d",
                   atomic_load(&r->closes), n);
@@ -713,9 +713,6 @@ void tu_rec_assert_clean(tu_rec *r, int n)
     }
     pthread_mutex_unlock(&r->mu);
 }
-
-/* on_close exactly once per connection, reason EOF for a client that
- * closed, ERROR for a client that reset. */
 
 ps_stats tu_stats(ps_server *s)
 {

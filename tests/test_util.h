@@ -48,9 +48,9 @@ bool tu_wait_until(bool (*pred)(void *), void *arg, int timeout_ms);
 enum { TU_EQ, TU_GE };
 bool tu_wait_stat(ps_server *s, size_t offset, int cmp, uint64_t want, int timeout_ms,
                   uint64_t *last);
-#define TU_STAT_EQ(s, field, v, ms, last) \
+#define TU_STAT_EQ(s, field, v, ms, last)                                                          \
     tu_wait_stat((s), offsetof(ps_stats, field), TU_EQ, (v), (ms), (last))
-#define TU_STAT_GE(s, field, v, ms, last) \
+#define TU_STAT_GE(s, field, v, ms, last)                                                          \
     tu_wait_stat((s), offsetof(ps_stats, field), TU_GE, (v), (ms), (last))
 
 /* ------------------------------------------------------------- latch */
@@ -145,12 +145,12 @@ int tu_gettid(void);
 enum { TU_REC_MAX_CONNS = 4096 };
 
 typedef struct tu_rec {
-    bool spin;      /* yield inside callbacks */
-    bool pattern;   /* input is tu_pattern_byte(0), tu_pattern_byte(1), ... */
+    bool spin;    /* yield inside callbacks */
+    bool pattern; /* input is tu_pattern_byte(0), tu_pattern_byte(1), ... */
     atomic_int opens, closes, datas;
     atomic_int overlaps, no_open, order_errors, send_errors;
     atomic_int reasons[8]; /* by ps_close_reason */
-    pthread_mutex_t mu; /* guards ids, nids, nclose */
+    pthread_mutex_t mu;    /* guards ids, nids, nclose */
     uint64_t ids[TU_REC_MAX_CONNS];
     int nclose[TU_REC_MAX_CONNS];
     int nids;

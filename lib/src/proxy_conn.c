@@ -70,6 +70,8 @@ bool ps__proxy_step(struct ps_worker *w, ps_conn *c)
         free(c->peer_str);
         c->peer_str = NULL;
     }
+    ps__log(c->srv, PS_LOG_DEBUG, "connection %llu: PROXY header: client %s",
+            (unsigned long long)c->id, ps_conn_peer_str(c));
     c->in.off += (size_t)rc;
     c->in.len -= (size_t)rc;
     if (c->in.len == 0)
