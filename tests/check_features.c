@@ -765,6 +765,41 @@ START_TEST(test_first_byte_timeout)
 }
 END_TEST
 
+
+/* A connection whose bytes wait unread because every worker is busy is not
+ * "silent": the first-byte timeout cuts the silent peer holding the only
+ * worker, and the queued one that did send is then served. */
+START_TEST(test_first_byte_spares_queued)
+{
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    int port, silent, queued;
+
+    tu_config(&cfg);
+    cfg.workers = 1;
+    cfg.first_byte_timeout_ms = tu_ms(300);
+    echo_handler_init(&h, false);
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    silent = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(silent, 0);
+    ck_assert(TU_STAT_EQ(s, queued, 0, tu_ms(2000), NULL)); /* the worker holds it */
+    queued = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(queued, 0);
+    ck_assert_int_eq(tu_write_all(queued, "waiting", 7, tu_ms(1000)), 0);
+    ck_assert_int_eq(tu_expect_eof(silent, tu_ms(3000)), 0);
+    {
+        char buf[8] = {0};
+        ck_assert_int_eq(tu_read_exact(queued, buf, 7, tu_ms(3000)), 7);
+        ck_assert_str_eq(buf, "waiting");
+    }
+    ck_assert_int_eq(tu_echo(queued, " served", 7, true, tu_ms(3000), NULL), 0);
+    close(silent);
+    close(queued);
+    ps_server_free(s);
+}
+END_TEST
+
 /* A peer that never reads while the server has output for it: event style
  * closes it after write_timeout_ms, blocking write_all returns -ETIMEDOUT.
  * Either way the worker is not pinned: another client is served. */
@@ -1170,6 +1205,7 @@ Suite *features_suite(void)
     tcase_add_loop_test(timeouts, test_idle_timeout, 0, 2);
     tcase_add_loop_test(timeouts, test_request_timeout_min_rate, 0, 2);
     tcase_add_loop_test(timeouts, test_first_byte_timeout, 0, 2);
+    tcase_add_test(timeouts, test_first_byte_spares_queued);
     tcase_add_loop_test(timeouts, test_write_timeout, 0, 2);
     tcase_add_test(timeouts, test_max_lifetime);
     tcase_add_loop_test(timeouts, test_connection_limits, 0, 2);

@@ -14,6 +14,7 @@
  */
 #include "internal.h"
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #define PS_SCAN_MIN_MS 10
@@ -62,29 +63,47 @@ static int64_t request_allowance(const ps_config *cfg, uint64_t got)
     return t;
 }
 
-static bool expired(ps_server *s, ps_conn *c, int64_t now)
+/* Input waiting in the kernel means the peer did its part and the server
+ * is behind (say, every worker busy and the connection still queued): the
+ * input-side timeouts must not blame the peer for that. */
+static bool input_waiting(const ps_conn *c)
+{
+    int n = 0;
+
+    return ioctl(c->fd, FIONREAD, &n) == 0 && n > 0;
+}
+
+/* Input-side: idle, first byte, PROXY header, request/min-rate. */
+static bool input_expired(ps_server *s, ps_conn *c, int64_t now)
 {
     const ps_config *cfg = &s->cfg;
-    int64_t since;
+    int64_t since = LD(c->partial_since);
 
     if (cfg->idle_timeout_ms > 0 && now - LD(c->last_active) >= cfg->idle_timeout_ms)
         return true;
     if (cfg->first_byte_timeout_ms > 0 && LD(c->total_in) == 0 &&
         now - c->accepted_at >= cfg->first_byte_timeout_ms)
         return true;
-    if (cfg->max_lifetime_ms > 0 && now - c->accepted_at >= cfg->max_lifetime_ms)
-        return true;
     if (LD(c->header_pending) && cfg->header_timeout_ms > 0 &&
         now - c->accepted_at >= cfg->header_timeout_ms)
         return true;
-    if (!s->event_style)
-        return false;
-    since = LD(c->partial_since);
-    if (cfg->request_timeout_ms > 0 && since &&
-        now - since >= request_allowance(cfg, LD(c->total_in) - LD(c->partial_base)))
+    return s->event_style && cfg->request_timeout_ms > 0 && since &&
+           now - since >= request_allowance(cfg, LD(c->total_in) - LD(c->partial_base));
+}
+
+static bool expired(ps_server *s, ps_conn *c, int64_t now)
+{
+    const ps_config *cfg = &s->cfg;
+    int64_t since;
+
+    if (cfg->max_lifetime_ms > 0 && now - c->accepted_at >= cfg->max_lifetime_ms)
         return true;
     since = LD(c->out_stall_since);
-    return cfg->write_timeout_ms > 0 && since && now - since >= cfg->write_timeout_ms;
+    if (s->event_style && cfg->write_timeout_ms > 0 && since &&
+        now - since >= cfg->write_timeout_ms)
+        return true;
+    /* the syscall only for connections that look expired */
+    return input_expired(s, c, now) && !input_waiting(c);
 }
 
 void ps__timeouts_scan(ps_server *s, int64_t now)
