@@ -50,7 +50,7 @@ TESTBIN := $(B)/tests/run-tests
 TEST_SRC := $(wildcard tests/check_*.c) tests/test_util.c tests/run_tests.c
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 
-.PHONY: all run test check unit test-extra asan tsan valgrind clean install uninstall deps \
+.PHONY: all run test check unit test-extra asan tsan valgrind lint clean install uninstall deps \
 	install-extra uninstall-extra clean-extra
 .DEFAULT_GOAL := all
 
@@ -169,6 +169,11 @@ valgrind: $(TESTBIN)
 	CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-10} $(VALGRIND) -q --error-exitcode=99 \
 		--leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite \
 		$(TESTBIN)
+
+# cppcheck and clang-tidy with the checked-in configuration (.clang-tidy,
+# .cppcheck-suppressions); libFuzzer targets: make fuzz (fuzz/fuzz.mk).
+lint:
+	tools/lint.sh
 
 # ------------------------------------------------------------------ install
 install: all

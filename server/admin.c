@@ -47,8 +47,10 @@ static void admin_serve(ps_conn *c, void *user)
         reply(c, "200 OK", "text/plain; version=0.0.4", body);
     } else if (strncmp(req, "GET /stats ", 11) == 0) {
         int n = ps_stats_format(&st, PS_STATS_TEXT, a->prefix, body, sizeof body - 1);
-        if (n >= 0)
-            strcat(body, "\n");
+        if (n >= 0) {
+            body[n] = '\n';
+            body[n + 1] = '\0';
+        }
         reply(c, "200 OK", "text/plain", body);
     } else {
         reply(c, "404 Not Found", "text/plain", "try GET /metrics or GET /stats\n");

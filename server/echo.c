@@ -389,7 +389,7 @@ int main(int argc, char **argv)
 
     ps_server_stats(sc.srv, &st);
     say(PS_LOG_INFO, "stopped: %llu connections accepted, %llu rejected, %llu bytes echoed",
-        (unsigned long long)st.accepted, (unsigned long long)(st.rejected + st.limit_refused),
+        (unsigned long long)st.accepted, (unsigned long long)st.rejected + st.limit_refused,
         (unsigned long long)st.bytes_out);
     ps_server_free(sc.srv);
     return 0;

@@ -47,6 +47,7 @@ int main(void)
     srunner_add_suite(sr, event_suite());
     srunner_add_suite(sr, blocking_suite());
     srunner_add_suite(sr, features_suite());
+    srunner_add_suite(sr, proxy_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

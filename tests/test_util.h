@@ -27,6 +27,7 @@ Suite *server_suite(void);
 Suite *event_suite(void);
 Suite *blocking_suite(void);
 Suite *features_suite(void);
+Suite *proxy_suite(void);
 
 /* ------------------------------------------------------------- time */
 

@@ -120,7 +120,9 @@ void ps__accept_ready(ps_server *s, ps_listener *l)
     int i;
 
     for (i = 0; i < PS_ACCEPT_BATCH && !s->accept_paused && s->backoff_until == 0; i++) {
-        struct sockaddr_storage peer;
+        struct sockaddr_storage peer = {.ss_family = AF_UNSPEC}; /* glibc's transparent-
+                                                                  union accept4 hides the
+                                                                  write from analyzers */
         socklen_t len = sizeof peer;
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {

@@ -103,7 +103,7 @@ int ps__registry_init(ps_server *s)
 {
     pthread_mutex_init(&s->reg_lock, NULL);
     if (s->cfg.max_per_client > 0) {
-        s->clients = calloc(PS_CLIENT_BUCKETS, sizeof *s->clients);
+        s->clients = calloc(PS_CLIENT_BUCKETS, sizeof(struct ps_client *));
         if (!s->clients)
             return -ENOMEM;
     }

@@ -76,7 +76,8 @@ static int check_range(ps_err *err, const char *field, long v, long lo, long hi)
 
 static int validate_handler(const ps_config *cfg, const ps_handler *h, ps_err *err)
 {
-    bool stream = cfg->udp_same_port, dgram = cfg->udp_same_port;
+    bool stream = cfg->udp_same_port;
+    bool dgram = stream;
     int i;
 
     for (i = 0; i < cfg->nlisten; i++) {

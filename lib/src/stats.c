@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -30,6 +31,19 @@
     X(datagrams_truncated, counter, "Datagrams dropped: larger than max_datagram")          \
     X(proxy_errors, counter, "Connections closed for a malformed PROXY header")
 
+/* One row per field: its name, whether it is a counter (else a gauge),
+ * its help text and where it sits in ps_stats. */
+static const struct field {
+    const char *name;
+    bool counter;
+    const char *help;
+    size_t off;
+} fields[] = {
+#define ROW(f, type, help) {#f, #type[0] == 'c', help, offsetof(ps_stats, f)},
+    FIELDS(ROW)
+#undef ROW
+};
+
 /* snprintf that tracks the total and never writes past cap. */
 static void put(char *buf, size_t cap, size_t *n, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -45,31 +59,31 @@ static void put(char *buf, size_t cap, size_t *n, const char *fmt, ...)
         *n += (size_t)k;
 }
 
+static void put_field(char *buf, size_t cap, size_t *n, const ps_stats *st, const struct field *f,
+                      ps_stats_format_kind kind, const char *prefix)
+{
+    unsigned long long v = *(const uint64_t *)((const char *)st + f->off);
+    const char *sfx = f->counter ? "_total" : "";
+
+    if (kind == PS_STATS_TEXT) {
+        put(buf, cap, n, "%s%s=%llu", *n ? " " : "", f->name, v);
+        return;
+    }
+    put(buf, cap, n, "# HELP %s_%s%s %s\n", prefix, f->name, sfx, f->help);
+    put(buf, cap, n, "# TYPE %s_%s%s %s\n", prefix, f->name, sfx, f->counter ? "counter" : "gauge");
+    put(buf, cap, n, "%s_%s%s %llu\n", prefix, f->name, sfx, v);
+}
+
 int ps_stats_format(const ps_stats *st, ps_stats_format_kind kind, const char *prefix, char *buf,
                     size_t cap)
 {
-    size_t n = 0;
+    size_t n = 0, i;
 
-    if (!prefix)
-        prefix = "poolsrv";
+    if (kind != PS_STATS_TEXT && kind != PS_STATS_PROMETHEUS)
+        return -EINVAL;
     if (cap > 0)
         buf[0] = '\0';
-#define TEXT(f, type, help) put(buf, cap, &n, "%s%s=%llu", n ? " " : "", #f, \
-                                (unsigned long long)st->f);
-#define PROM(f, type, help)                                                               \
-    put(buf, cap, &n, "# HELP %s_%s%s %s\n# TYPE %s_%s%s %s\n%s_%s%s %llu\n", prefix, #f,  \
-        #type[0] == 'c' ? "_total" : "", help, prefix, #f, #type[0] == 'c' ? "_total" : "", \
-        #type, prefix, #f, #type[0] == 'c' ? "_total" : "", (unsigned long long)st->f);
-    if (kind == PS_STATS_TEXT) {
-        FIELDS(TEXT)
-    } else if (kind == PS_STATS_PROMETHEUS) {
-        FIELDS(PROM)
-    } else {
-        return -EINVAL;
-    }
-#undef TEXT
-#undef PROM
-    if (n >= cap)
-        return -ENOSPC;
-    return (int)n;
+    for (i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        put_field(buf, cap, &n, st, &fields[i], kind, prefix ? prefix : "poolsrv");
+    return n >= cap ? -ENOSPC : (int)n;
 }
