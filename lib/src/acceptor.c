@@ -75,17 +75,18 @@ static void admit(ps_server *s, ps_listener *l, int fd, const struct sockaddr_st
         refuse(s, c);
         return;
     }
-    if (!s->pend_head && ps__queue_try_push(s->q, c) == 0) {
-        ps__count(&s->rst.accepted, 1);
+    /* Counted before the push: a worker may serve it, and its client see
+     * the result, before this thread runs again. */
+    ps__count(&s->rst.accepted, 1);
+    if (!s->pend_head && ps__queue_try_push(s->q, c) == 0)
         return;
-    }
     if (s->cfg.policy == PS_POLICY_REJECT) {
+        ps__count(&s->rst.accepted, (uint64_t)-1);
         ps__count(&s->rst.rejected, 1);
         ps__registry_remove(s, c);
         refuse(s, c);
         return;
     }
-    ps__count(&s->rst.accepted, 1);
     ps__count(&s->rst.queue_full_waits, 1);
     ps__reactor_dispatch(s, c); /* joins the pending list */
     s->accept_paused = true;
