@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/bench_selftest.sh - proves that poolsrv-bench passes a correct echo
 # server and catches broken ones: a byte-flipping server (mismatch), a
-# stalling server (timeout), a closed port (refused), and bad flags (exit 2).
+# stalling server (timeout), a closed port (refused), the same over UDP, and
+# bad flags (exit 2).
 # Uses only bench/refs/tpc-echo and bench/refs/bad-echo.  About 6 seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +46,7 @@ expect_usage "--duration with --messages" -t 1 -m 10 127.0.0.1:1
 
 # A correct server passes: otherwise the failures below would prove nothing.
 srv_start "$REFS_DIR/tpc-echo" 127.0.0.1:0
-run_bench -c 4 -p 4 -t 1 "$SRV_ADDR"
+run_bench -c 4 -p 4 -t 0.5 "$SRV_ADDR"
 if [[ $RC == 0 && $(json_get errors_total "$OUT") == 0 && $(json_get messages "$OUT") -gt 0 ]]; then
     pass "correct server: $(json_get messages "$OUT") messages, no errors, exit 0"
 else
@@ -76,7 +77,7 @@ fi
 
 # One flipped bit every 50,000 bytes.
 srv_start "$REFS_DIR/bad-echo" --flip 50000 127.0.0.1:0
-run_bench -c 4 -t 1 "$SRV_ADDR"
+run_bench -c 4 -t 0.5 "$SRV_ADDR"
 if [[ $RC == 1 && $(json_get err_mismatch "$OUT") -gt 0 ]]; then
     pass "flipping server: mismatch=$(json_get err_mismatch "$OUT"), exit 1"
 else
@@ -86,7 +87,7 @@ srv_stop
 
 # Echoes 20,000 bytes, then goes silent with the connections open.
 srv_start "$REFS_DIR/bad-echo" --stall 20000 127.0.0.1:0
-run_bench -c 4 -t 1.5 --timeout 0.5 "$SRV_ADDR"
+run_bench -c 4 -t 1 --timeout 0.4 "$SRV_ADDR"
 if [[ $RC == 1 && $(json_get err_timeout "$OUT") -gt 0 && $(json_get err_mismatch "$OUT") == 0 ]]; then
     pass "stalling server: timeout=$(json_get err_timeout "$OUT"), exit 1"
 else
@@ -100,6 +101,24 @@ if [[ $RC == 0 && $(json_get messages "$OUT") -gt 0 ]]; then
     pass "udp echo"
 else
     fail "udp echo: exit $RC: $OUT"
+fi
+srv_stop
+
+srv_start "$REFS_DIR/bad-echo" --udp --flip 50000 127.0.0.1:0
+run_bench --udp -c 2 -p 2 -t 0.5 "$SRV_ADDR"
+if [[ $RC == 1 && $(json_get err_mismatch "$OUT") -gt 0 ]]; then
+    pass "flipping udp server: mismatch=$(json_get err_mismatch "$OUT"), exit 1"
+else
+    fail "flipping udp server not detected: exit $RC: $OUT"
+fi
+srv_stop
+
+srv_start "$REFS_DIR/bad-echo" --udp --stall 20000 127.0.0.1:0
+run_bench --udp -c 2 -p 2 -t 0.6 --timeout 0.3 "$SRV_ADDR"
+if [[ $RC == 1 && $(json_get err_timeout "$OUT") -gt 0 && $(json_get err_mismatch "$OUT") == 0 ]]; then
+    pass "udp server dropping replies: timeout=$(json_get err_timeout "$OUT"), exit 1"
+else
+    fail "dropped udp replies not detected: exit $RC: $OUT"
 fi
 srv_stop
 

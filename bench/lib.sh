@@ -1,0 +1,97 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # SRV_* are this file's outputs to its callers
+# bench/lib.sh - helpers for the benchmark scripts (sourced, bash).
+#
+# srv_start CMD...   start a server whose stdout announces "listening on
+#                    HOST:PORT"; waits for that line (at most SRV_WAIT s) and
+#                    sets SRV_PID and SRV_ADDR.  Returns 1 if it never came.
+# srv_stop           SIGTERM to SRV_PID, wait at most SRV_WAIT s (then
+#                    SIGKILL); sets SRV_STATUS to the exit status (or
+#                    "killed" / "died:N").
+# json_get KEY LINE  a value from poolsrv-bench's flat --json line.
+
+SRV_WAIT=${SRV_WAIT:-10}
+SRV_TMP=""
+SRV_FD=""
+SRV_PID=""
+SRV_ADDR=""
+SRV_STATUS=""
+
+srv_tmpdir() {
+    if [[ -z $SRV_TMP ]]; then
+        SRV_TMP=$(mktemp -d "${TMPDIR:-/tmp}/poolsrv-bench.XXXXXX")
+    fi
+}
+
+srv_cleanup() {
+    if [[ -n $SRV_PID ]]; then
+        kill -KILL "$SRV_PID" 2>/dev/null || true
+        wait "$SRV_PID" 2>/dev/null || true
+        SRV_PID=""
+    fi
+    if [[ -n $SRV_TMP ]]; then
+        rm -rf "$SRV_TMP"
+        SRV_TMP=""
+    fi
+}
+
+srv_start() {
+    local line deadline
+    srv_tmpdir
+    rm -f "$SRV_TMP/out"
+    mkfifo "$SRV_TMP/out"
+    "$@" >"$SRV_TMP/out" 2>"$SRV_TMP/err" &
+    SRV_PID=$!
+    exec {SRV_FD}<"$SRV_TMP/out"
+    SRV_ADDR=""
+    deadline=$((SECONDS + SRV_WAIT))
+    while ((SECONDS <= deadline)); do
+        if ! IFS= read -r -t "$SRV_WAIT" line <&"$SRV_FD"; then
+            break
+        fi
+        if [[ $line == "listening on "* ]]; then
+            SRV_ADDR=${line#listening on }
+            return 0
+        fi
+    done
+    echo "error: '$*' did not announce 'listening on' within ${SRV_WAIT}s" >&2
+    sed 's/^/  server: /' "$SRV_TMP/err" >&2
+    srv_stop
+    return 1
+}
+
+srv_stop() {
+    local i st
+    SRV_STATUS=""
+    if [[ -z $SRV_PID ]]; then
+        return 0
+    fi
+    kill -TERM "$SRV_PID" 2>/dev/null || true
+    for ((i = 0; i < SRV_WAIT * 20; i++)); do
+        kill -0 "$SRV_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$SRV_PID" 2>/dev/null; then
+        kill -KILL "$SRV_PID" 2>/dev/null || true
+        SRV_STATUS=killed
+    fi
+    st=0
+    wait "$SRV_PID" 2>/dev/null || st=$?
+    if [[ -z $SRV_STATUS ]]; then
+        SRV_STATUS=$st
+    fi
+    if [[ -n $SRV_FD ]]; then
+        exec {SRV_FD}<&-
+        SRV_FD=""
+    fi
+    SRV_PID=""
+}
+
+json_get() {
+    local re="\"$1\":(\"[^\"]*\"|[^,}]*)"
+    if [[ $2 =~ $re ]]; then
+        local v=${BASH_REMATCH[1]}
+        v=${v#\"}
+        printf '%s\n' "${v%\"}"
+    fi
+}

@@ -1,0 +1,171 @@
+/*
+ * bench.h - private declarations of poolsrv-bench, the verifying load
+ * generator.  Depends on libc and pthreads only (not on libpoolsrv), so it
+ * can measure any echo server.
+ *
+ * Threading: main() parses flags, starts nthreads load threads (each with its
+ * own epoll set, connections and histograms, sharing nothing writable but the
+ * atomic phase word and progress counters), drives the phases, then merges
+ * the per-thread results after joining them.
+ */
+#ifndef BENCH_H
+#define BENCH_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* ------------------------------------------------------------- histogram */
+
+/*
+ * Log-linear histogram of nanosecond values (HdrHistogram-style): values
+ * below 256 are exact; above, each power of two is split into 128 buckets,
+ * so a bucket is at most 1/128 of its lower bound wide and the reported
+ * midpoint is within 0.4% of every value in it.  Not thread-safe: one per
+ * thread, merged after the threads are joined.
+ */
+#define HIST_SUB 128
+#define HIST_BUCKETS (57 * HIST_SUB + HIST_SUB) /* shift 0..56, plus exact 0..255 */
+
+struct hist {
+    uint64_t count;
+    uint64_t min, max; /* exact; min is UINT64_MAX while empty */
+    long double sum;
+    uint64_t b[HIST_BUCKETS];
+};
+
+void hist_init(struct hist *h);
+void hist_add(struct hist *h, uint64_t v);
+void hist_merge(struct hist *dst, const struct hist *src);
+/* The value at quantile q (0..1): the midpoint of its bucket, clamped to the
+ * exact min and max.  0 when empty. */
+uint64_t hist_quantile(const struct hist *h, double q);
+double hist_mean(const struct hist *h);
+/* Internal check of the bucket arithmetic; returns 0 or prints and returns 1. */
+int hist_selftest(void);
+
+/* ------------------------------------------------------------ the pattern */
+
+/*
+ * Every connection sends the byte stream pattern_byte(phase + i) for stream
+ * offset i, where phase differs per connection, and checks that the echo is
+ * the same stream.  The pattern repeats with a prime period; pattern_at()
+ * returns a pointer to PATTERN_PERIOD contiguous bytes starting at any phase.
+ */
+#define PATTERN_PERIOD 65521u
+void pattern_init(void);
+const uint8_t *pattern_at(uint64_t off);
+uint32_t pattern_phase(uint32_t conn_id);
+
+/* ------------------------------------------------------------ error kinds */
+
+enum err_kind {
+    ERR_MISMATCH,     /* echoed byte differs from the byte sent */
+    ERR_EXCESS,       /* more bytes echoed than were sent */
+    ERR_REFUSED,      /* ECONNREFUSED */
+    ERR_RESET,        /* ECONNRESET, EPIPE */
+    ERR_TIMEOUT,      /* connect or message got no answer within --timeout */
+    ERR_CLOSED,       /* server closed a connection that had work pending */
+    ERR_ADDRNOTAVAIL, /* EADDRNOTAVAIL: ephemeral ports exhausted */
+    ERR_FDLIMIT,      /* EMFILE/ENFILE in the bench itself */
+    ERR_OTHER,
+    ERR_KINDS
+};
+extern const char *const err_names[ERR_KINDS];
+enum err_kind err_from_errno(int e);
+
+/* -------------------------------------------------------------- settings */
+
+enum mode { MODE_ECHO, MODE_CONNECT_RATE, MODE_HOLD };
+
+struct opts {
+    struct sockaddr_storage target;
+    socklen_t target_len;
+    char target_str[128];
+    int connections;   /* -c */
+    int pipeline;      /* messages in flight per connection */
+    size_t size;       /* -l, bytes per message */
+    double duration;   /* -t seconds; 0 when --messages is used */
+    uint64_t messages; /* total messages; 0 when --duration is used */
+    double rate;       /* total messages/s, 0 = closed loop */
+    enum mode mode;
+    bool udp;
+    int threads;
+    bool json;
+    bool progress;      /* stdout is a tty and not --json, or --progress */
+    double timeout;     /* seconds without an answer before ERR_TIMEOUT */
+    int sources;        /* spread IPv4 loopback clients over 127.0.0.1..N */
+    int max_connecting; /* connects in progress at once, whole run */
+    int pid;            /* --pid: server whose VmRSS --hold reports, or 0 */
+};
+
+/* ---------------------------------------------------------------- phases */
+
+enum phase {
+    PH_CONNECT, /* open connections, send nothing */
+    PH_RUN,     /* send and measure */
+    PH_DRAIN,   /* send nothing new, wait for answers in flight */
+    PH_DONE     /* close everything and return */
+};
+
+/* Everything a load thread writes; read by main only after join, except
+ * the atomics, which main reads for progress and phase decisions. */
+struct tstats {
+    struct hist lat;      /* message latency, ns */
+    struct hist conn_lat; /* connect latency, ns */
+    uint64_t msgs;        /* messages completed during PH_RUN */
+    uint64_t bytes;       /* bytes echoed and verified during PH_RUN */
+    uint64_t errors[ERR_KINDS];
+    uint64_t connects_ok;           /* connections established (all phases) */
+    uint64_t cycles;                /* connect-rate: connect+echo+close cycles in PH_RUN */
+    atomic_uint_fast64_t live_msgs; /* progress: messages, all phases */
+    atomic_uint_fast64_t live_errors;
+    atomic_uint_fast64_t live_connected; /* currently connected */
+    atomic_uint_fast64_t live_settled;   /* connections connected or failed */
+    atomic_bool idle;                    /* nothing in flight and nothing left to send */
+    uint64_t finish_ns;                  /* when idle was first set */
+    bool setup_failed;                   /* out of memory or epoll_create1 failed */
+    uint64_t stall_max_ns;               /* longest time this thread did not run */
+};
+
+struct bench;
+
+struct worker {
+    struct bench *b;
+    int index;
+    int first_conn; /* global id of this thread's first connection */
+    int nconns;
+    uint64_t quota; /* --messages share, 0 = unlimited */
+    struct tstats st;
+};
+
+struct bench {
+    struct opts o;
+    atomic_int phase;
+    uint64_t run_start_ns; /* set by main before PH_RUN is published */
+    atomic_int connecting; /* connects in progress, all threads */
+    struct worker *w;
+};
+
+uint64_t now_ns(void);
+/* Load-thread body (load.c); returns when the phase becomes PH_DONE. */
+void *load_thread(void *arg);
+
+/* Reports: human table to stdout, or one JSON object. */
+struct result {
+    struct tstats *sum; /* merged */
+    double run_secs;
+    double connect_secs;
+    uint64_t connected_at_start; /* connections up when PH_RUN began */
+    uint64_t held_at_end;        /* --hold: connections still up at the end */
+    long server_rss_kb_before;   /* --pid: VmRSS before connecting, or -1 */
+    long server_rss_kb_after;    /* --pid: VmRSS at the end of --hold, or -1 */
+};
+uint64_t errors_total(const struct tstats *s);
+void report_human(const struct bench *b, const struct result *r);
+void report_json(const struct bench *b, const struct result *r);
+bool result_ok(const struct bench *b, const struct result *r);
+
+#endif
