@@ -49,8 +49,8 @@ static int parse_int(const ex_prog *p, const char *flag, const char *v, long lo,
     errno = 0;
     n = strtol(v, &end, 10);
     if (errno || end == v || *end != '\0' || n < lo || n > hi) {
-        fprintf(stderr, "%s: invalid %s value '%s': expected an integer from %ld to %ld\n",
-                p->name, flag, v, lo, hi);
+        fprintf(stderr, "%s: invalid %s value '%s': expected an integer from %ld to %ld\n", p->name,
+                flag, v, lo, hi);
         fprintf(stderr, "Try '%s --help' for more information.\n", p->name);
         exit(2);
     }
@@ -60,9 +60,12 @@ static int parse_int(const ex_prog *p, const char *flag, const char *v, long lo,
 void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
 {
     static const struct option opts[] = {
-        {"listen", required_argument, 0, 'l'},       {"workers", required_argument, 0, 'w'},
-        {"idle-timeout", required_argument, 0, 'i'}, {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},            {0, 0, 0, 0},
+        {"listen", required_argument, 0, 'l'},
+        {"workers", required_argument, 0, 'w'},
+        {"idle-timeout", required_argument, 0, 'i'},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0},
     };
     struct sockaddr_storage ss;
     socklen_t len;
@@ -106,8 +109,7 @@ static void log_stderr(ps_log_level level, const char *msg, void *user)
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03ldZ %s %s: %s\n", ts, now.tv_nsec / 1000000, p->name, names[level],
-            msg);
+    fprintf(stderr, "%s.%03ldZ %s %s: %s\n", ts, now.tv_nsec / 1000000, p->name, names[level], msg);
 }
 
 static void on_signal(int sig)

@@ -43,7 +43,7 @@ $(EX_SPLIT): $(B)/tests/examples/parser_split.o $(B)/$(EX_DIR)/http_hello/http_p
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
 
 test-examples: $(EX_HTTP) $(EX_KV) $(EX_SPLIT) $(LIBA)
-	HTTP_BIN=$(EX_HTTP) KV_BIN=$(EX_KV) SPLIT_BIN=$(EX_SPLIT) LIBA=$(LIBA) \
+	HTTP_BIN=$(EX_HTTP) KV_BIN=$(EX_KV) SPLIT_BIN=$(EX_SPLIT) LIBA=$(LIBA) SAN="$(SAN)" \
 		tests/examples/run.sh
 
 test-extra:: test-examples

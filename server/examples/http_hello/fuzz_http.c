@@ -29,7 +29,8 @@ static void run(const uint8_t *data, size_t size, size_t split, struct trace *t)
     http_parser p;
     http_request req;
     char *pending = malloc(size + 1);
-    size_t have = 0, used, fed = 0, cuts[2] = {split, size}, k;
+    const size_t cuts[2] = {split, size};
+    size_t have = 0, used, fed = 0, k;
     int rc = 0;
 
     if (!pending)

@@ -47,10 +47,10 @@ typedef struct http_app {
 /* Per-connection state. */
 typedef struct http_conn {
     http_parser parser;
-    bool closing;       /* answered a non-keep-alive request: discard its body, then close */
-    bool draining;      /* answered an error: discard to the end of the head, then close */
-    unsigned char eol;  /* blank-line scanner: 0, 1 after LF, 2 after LF CR */
-    size_t drain_left;  /* bytes still allowed to be discarded */
+    bool closing;      /* answered a non-keep-alive request: discard its body, then close */
+    bool draining;     /* answered an error: discard to the end of the head, then close */
+    unsigned char eol; /* blank-line scanner: 0, 1 after LF, 2 after LF CR */
+    size_t drain_left; /* bytes still allowed to be discarded */
 } http_conn;
 
 /* Scan for the blank line that ends a head ("\n\n" or "\n\r\n"), carrying
@@ -129,8 +129,8 @@ static void respond_hello(ex_out *o, bool send_body, bool keep, int minor)
     static const char b[] = "\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n";
     const char *date = http_date();
     size_t dlen = strlen(date);
-    const char *conn = keep ? (minor == 0 ? "Connection: keep-alive\r\n" : "")
-                            : "Connection: close\r\n";
+    const char *conn =
+        keep ? (minor == 0 ? "Connection: keep-alive\r\n" : "") : "Connection: close\r\n";
     size_t clen = strlen(conn);
     size_t total = sizeof a - 1 + dlen + sizeof b - 1 + clen + 2 + (send_body ? 6 : 0);
     char *p = ex_out_reserve(o, total);
@@ -164,9 +164,9 @@ static void respond_stats(ex_out *o, ps_conn *c, http_app *app, bool send_body, 
                  "\nbytes_in %" PRIu64 "\nbytes_out %" PRIu64 "\ntimeouts %" PRIu64
                  "\nio_errors %" PRIu64 "\nforced_closes %" PRIu64 "\nhttp_requests %" PRIu64
                  "\nhttp_errors %" PRIu64 "\n",
-                 st.accepted, st.rejected, st.accept_errors, st.accept_emfile,
-                 st.queue_full_waits, st.closed, st.active, st.queued, st.queue_high_water,
-                 st.bytes_in, st.bytes_out, st.timeouts, st.io_errors, st.forced_closes,
+                 st.accepted, st.rejected, st.accept_errors, st.accept_emfile, st.queue_full_waits,
+                 st.closed, st.active, st.queued, st.queue_high_water, st.bytes_in, st.bytes_out,
+                 st.timeouts, st.io_errors, st.forced_closes,
                  (uint64_t)atomic_load_explicit(&app->requests, memory_order_relaxed),
                  (uint64_t)atomic_load_explicit(&app->errors, memory_order_relaxed));
     respond(o, 200, "text/plain", body, (size_t)n, send_body, keep, minor);
@@ -218,19 +218,19 @@ static size_t http_on_data(ps_conn *c, const char *data, size_t len, void *user)
     http_request req;
     ex_out o;
     size_t off = 0, used;
-    bool close = false;
+    bool close_now = false;
     int rc;
 
     ex_out_init(&o, c);
     if (hc->draining) {
-        close = scan_head_end(hc, data, len) || len >= hc->drain_left;
-        hc->drain_left -= close ? 0 : len;
+        close_now = scan_head_end(hc, data, len) || len >= hc->drain_left;
+        hc->drain_left -= close_now ? 0 : len;
         off = len;
     }
     while (off < len) {
         if (hc->closing) { /* discard the last body, then close */
             http_skip_body(&hc->parser, len - off);
-            close = !http_body_pending(&hc->parser);
+            close_now = !http_body_pending(&hc->parser);
             off = len;
             break;
         }
@@ -238,12 +238,12 @@ static size_t http_on_data(ps_conn *c, const char *data, size_t len, void *user)
         if (rc < 0) {
             atomic_fetch_add_explicit(&app->requests, 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&app->errors, 1, memory_order_relaxed);
-            respond(&o, -rc, "text/plain", status_text(-rc), strlen(status_text(-rc)), true,
-                    false, 1);
+            respond(&o, -rc, "text/plain", status_text(-rc), strlen(status_text(-rc)), true, false,
+                    1);
             /* The head in error starts at data + off (unconsumed input
              * always starts at a head): has all of it arrived? */
             hc->draining = true;
-            close = scan_head_end(hc, data + off, len - off);
+            close_now = scan_head_end(hc, data + off, len - off);
             off = len; /* the rest is never read */
             break;
         }
@@ -254,14 +254,14 @@ static size_t http_on_data(ps_conn *c, const char *data, size_t len, void *user)
         if (!req.keep_alive) {
             hc->closing = true;
             if (!http_body_pending(&hc->parser)) {
-                close = true;
+                close_now = true;
                 off = len;
             }
         }
     }
     /* Flush first: ps_conn_send refuses output once the close is requested
      * (ps_conn_close itself flushes what was sent before it). */
-    if (ex_out_flush(&o) < 0 || close)
+    if (ex_out_flush(&o) < 0 || close_now)
         ps_conn_close(c);
     return off;
 }
@@ -289,6 +289,10 @@ int main(int argc, char **argv)
 
     ps_config_init(&cfg);
     cfg.idle_timeout_ms = 60000; /* like a web server's keep-alive timeout */
+    /* Slowloris: a request (its head and body) must arrive within 20 s,
+     * extended by 1 s per 500 bytes: Apache mod_reqtimeout's defaults. */
+    cfg.request_timeout_ms = 20000;
+    cfg.min_rate = 500;
     ex_parse_args(&prog, argc, argv, &cfg);
     app.max_head = HTTP_MAX_HEAD_DEFAULT;
     app.max_body = HTTP_MAX_BODY_DEFAULT;

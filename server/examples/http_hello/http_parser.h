@@ -33,9 +33,9 @@ typedef struct http_request {
     size_t method_len;
     const char *target; /* request-target as sent, e.g. "/stats?x=1" */
     size_t target_len;
-    int minor;                   /* HTTP/1.minor: 0 or 1 (1.2+ is served as 1.1) */
-    bool keep_alive;             /* the connection stays open after this request */
-    uint64_t content_length;     /* body bytes that follow (discarded by the parser) */
+    int minor;               /* HTTP/1.minor: 0 or 1 (1.2+ is served as 1.1) */
+    bool keep_alive;         /* the connection stays open after this request */
+    uint64_t content_length; /* body bytes that follow (discarded by the parser) */
     unsigned nheaders;
 } http_request;
 

@@ -36,7 +36,8 @@ static void run(const uint8_t *data, size_t size, size_t split, struct trace *t)
     resp_parser p;
     resp_str *argv;
     char *pending = malloc(size + 1);
-    size_t have = 0, used, fed = 0, argc, cuts[2] = {split, size}, k, i;
+    const size_t cuts[2] = {split, size};
+    size_t have = 0, used, fed = 0, argc, k, i;
     int rc = 0;
 
     if (!pending)

@@ -27,7 +27,6 @@ typedef struct kv_conn {
 typedef struct kv_ctx {
     kv_store *store;
     ex_out *out;
-    ps_conn *conn;
     size_t argc;
     resp_str *argv;
     bool quit;
@@ -63,7 +62,10 @@ static void reply_err(kv_ctx *x, const char *msg)
     ex_out_put(x->out, "\r\n", 2);
 }
 
-/* Runs with the shard locked (see kv_get): copy the value into the batch. */
+/* Runs with the shard locked (see kv_get): copy the value into the batch.
+ * A value that does not fit is handed to ps_conn_send under the lock; that
+ * call never blocks (what the socket refuses is copied), so the lock is held
+ * for a copy, never for the peer. */
 static void put_value(const char *val, size_t len, void *ctx)
 {
     reply_bulk(ctx, val, len);
@@ -112,26 +114,21 @@ static void cmd_set(kv_ctx *x)
         } else if ((arg_is(a, "ex") || arg_is(a, "px")) && has_next && expire_at == 0) {
             bool sec = arg_is(a, "ex");
             i++;
-            if (kv_parse_i64(x->argv[i].p, x->argv[i].n, &t) < 0)
-                {
-        reply_err(x, "ERR value is not an integer or out of range");
-        return;
-    }
-            if (t <= 0 || (sec && t > INT64_MAX / 1000 / 2) || t > INT64_MAX / 2)
-                {
-        reply_err(x, "ERR invalid expire time in 'set' command");
-        return;
-    }
+            if (kv_parse_i64(x->argv[i].p, x->argv[i].n, &t) < 0) {
+                reply_err(x, "ERR value is not an integer or out of range");
+                return;
+            }
+            if (t <= 0 || (sec && t > INT64_MAX / 1000 / 2) || t > INT64_MAX / 2) {
+                reply_err(x, "ERR invalid expire time in 'set' command");
+                return;
+            }
             expire_at = kv_now_ms() + (sec ? t * 1000 : t);
         } else {
-            {
-        reply_err(x, "ERR syntax error");
-        return;
-    }
+            reply_err(x, "ERR syntax error");
+            return;
         }
     }
-    rc = kv_set(x->store, x->argv[1].p, x->argv[1].n, x->argv[2].p, x->argv[2].n, expire_at,
-                flags);
+    rc = kv_set(x->store, x->argv[1].p, x->argv[1].n, x->argv[2].p, x->argv[2].n, expire_at, flags);
     if (rc < 0)
         reply_err(x, "OOM command not allowed when used memory > 'maxmemory'");
     else
@@ -192,18 +189,16 @@ static void cmd_mset(kv_ctx *x)
 {
     size_t i;
 
-    if (x->argc % 2 == 0)
-        {
+    if (x->argc % 2 == 0) {
         reply_err(x, "ERR wrong number of arguments for 'mset' command");
         return;
     }
     for (i = 1; i < x->argc; i += 2) {
-        if (kv_set(x->store, x->argv[i].p, x->argv[i].n, x->argv[i + 1].p, x->argv[i + 1].n, 0,
-                   0) < 0)
-            {
-        reply_err(x, "OOM command not allowed when used memory > 'maxmemory'");
-        return;
-    }
+        if (kv_set(x->store, x->argv[i].p, x->argv[i].n, x->argv[i + 1].p, x->argv[i + 1].n, 0, 0) <
+            0) {
+            reply_err(x, "OOM command not allowed when used memory > 'maxmemory'");
+            return;
+        }
     }
     reply_raw(x, "+OK\r\n");
 }
@@ -215,8 +210,7 @@ static void cmd_dbsize(kv_ctx *x)
 
 static void cmd_flushall(kv_ctx *x)
 {
-    if (x->argc == 2 && !arg_is(&x->argv[1], "sync") && !arg_is(&x->argv[1], "async"))
-        {
+    if (x->argc == 2 && !arg_is(&x->argv[1], "sync") && !arg_is(&x->argv[1], "async")) {
         reply_err(x, "ERR syntax error");
         return;
     }
@@ -272,11 +266,21 @@ typedef struct kv_command {
 } kv_command;
 
 static const kv_command commands[] = {
-    {"get", 2, cmd_get},         {"set", -3, cmd_set},        {"ping", -1, cmd_ping},
-    {"echo", 2, cmd_echo},       {"del", -2, cmd_del},        {"exists", -2, cmd_exists},
-    {"incr", 2, cmd_incr},       {"mget", -2, cmd_mget},      {"mset", -3, cmd_mset},
-    {"dbsize", 1, cmd_dbsize},   {"flushall", -1, cmd_flushall}, {"select", 2, cmd_select},
-    {"quit", -1, cmd_quit},      {"command", -1, cmd_empty_array}, {"config", -2, cmd_config},
+    {"get", 2, cmd_get},
+    {"set", -3, cmd_set},
+    {"ping", -1, cmd_ping},
+    {"echo", 2, cmd_echo},
+    {"del", -2, cmd_del},
+    {"exists", -2, cmd_exists},
+    {"incr", 2, cmd_incr},
+    {"mget", -2, cmd_mget},
+    {"mset", -3, cmd_mset},
+    {"dbsize", 1, cmd_dbsize},
+    {"flushall", -1, cmd_flushall},
+    {"select", 2, cmd_select},
+    {"quit", -1, cmd_quit},
+    {"command", -1, cmd_empty_array},
+    {"config", -2, cmd_config},
 };
 
 /* Redis's text for an unknown command: name and the first arguments,
@@ -309,27 +313,21 @@ static void dispatch(kv_ctx *x)
             break;
         }
     }
-    if (!c)
-        {
+    if (!c) {
         reply_unknown(x);
         return;
     }
     if ((c->arity > 0 && x->argc != (size_t)c->arity) ||
         (c->arity < 0 && x->argc < (size_t)-c->arity)) {
         snprintf(msg, sizeof msg, "ERR wrong number of arguments for '%s' command", c->name);
-        {
         reply_err(x, msg);
         return;
     }
-    }
     if (c->run == cmd_ping && x->argc > 2) {
-        {
         reply_err(x, "ERR wrong number of arguments for 'ping' command");
         return;
     }
-    }
-    if ((c->run == cmd_flushall || c->run == cmd_quit) && x->argc > 2)
-        {
+    if ((c->run == cmd_flushall || c->run == cmd_quit) && x->argc > 2) {
         reply_err(x, "ERR syntax error");
         return;
     }
@@ -354,7 +352,7 @@ static size_t kv_on_data(ps_conn *c, const char *data, size_t len, void *user)
 {
     kv_conn *kc = ps_conn_data(c);
     ex_out out;
-    kv_ctx x = {.store = user, .out = &out, .conn = c};
+    kv_ctx x = {.store = user, .out = &out};
     size_t off = 0, used;
     int rc;
 

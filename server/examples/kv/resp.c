@@ -70,6 +70,7 @@ static int reserve(resp_parser *p, size_t n)
         return RESP_ERR_NOMEM;
     }
     memcpy(off, p->off, p->argc * sizeof *off);
+    memcpy(argv, p->argv, p->argc * sizeof *argv); /* inline fills argv as it goes */
     free_arrays(p);
     p->off = off;
     p->argv = argv;
@@ -79,16 +80,21 @@ static int reserve(resp_parser *p, size_t n)
 
 /* A decimal line "<prefix><digits>\r\n" starting at buf[pos].  Returns 1 and
  * sets *val and *next, 0 if the line is incomplete, or -1 if it is not a
- * plain integer. */
+ * plain integer.  The CR must come within NUMBER_LINE_MAX bytes of the
+ * prefix; the answer depends only on those bytes, so it is the same however
+ * the input was split. */
+#define NUMBER_LINE_MAX 32
+
 static int read_number_line(const char *buf, size_t len, size_t pos, long long *val, size_t *next)
 {
-    const char *cr = memchr(buf + pos, '\r', len - pos);
+    size_t avail = len - pos, view = avail < NUMBER_LINE_MAX + 1 ? avail : NUMBER_LINE_MAX + 1;
+    const char *cr = memchr(buf + pos, '\r', view);
     size_t i = pos + 1, end;
     long long v = 0;
     bool neg = false;
 
-    if (!cr) /* a count line is short: a long one without CR is garbage */
-        return len - pos > 32 ? -1 : 0;
+    if (!cr)
+        return avail > NUMBER_LINE_MAX ? -1 : 0;
     end = (size_t)(cr - buf);
     if (end + 1 >= len)
         return 0; /* the LF has not arrived */
@@ -110,6 +116,44 @@ static int read_number_line(const char *buf, size_t len, size_t pos, long long *
     return 1;
 }
 
+/* The next argument of a multibulk command: its "$<len>" line, then len
+ * bytes and CRLF.  Returns 1 when it is complete, RESP_NEED_MORE or an
+ * error. */
+static int read_bulk(resp_parser *p, const char *buf, size_t len)
+{
+    long long v;
+    size_t next;
+    int rc;
+
+    if (p->bulk < 0) {
+        if (p->pos >= len)
+            return RESP_NEED_MORE;
+        if (buf[p->pos] != '$')
+            return RESP_ERR_DOLLAR;
+        rc = read_number_line(buf, len, p->pos, &v, &next);
+        if (rc <= 0)
+            return rc < 0 ? RESP_ERR_BULK : RESP_NEED_MORE;
+        if (v < 0 || v > (long long)RESP_MAX_BULK)
+            return RESP_ERR_BULK;
+        if (next + (size_t)v + 2 > RESP_MAX_COMMAND)
+            return RESP_ERR_TOO_BIG;
+        p->pos = next;
+        p->bulk = v;
+    }
+    if (len - p->pos < (size_t)p->bulk + 2)
+        return RESP_NEED_MORE;
+    if (buf[p->pos + (size_t)p->bulk] != '\r' || buf[p->pos + (size_t)p->bulk + 1] != '\n')
+        return RESP_ERR_CRLF;
+    if (reserve(p, p->argc + 1) < 0)
+        return RESP_ERR_NOMEM;
+    p->off[p->argc][0] = p->pos;
+    p->off[p->argc][1] = (size_t)p->bulk;
+    p->argc++;
+    p->pos += (size_t)p->bulk + 2;
+    p->bulk = -1;
+    return 1;
+}
+
 static int parse_multibulk(resp_parser *p, const char *buf, size_t len, size_t *consumed)
 {
     long long v;
@@ -126,32 +170,8 @@ static int parse_multibulk(resp_parser *p, const char *buf, size_t len, size_t *
         p->want = v < 0 ? 0 : v;
     }
     while ((long long)p->argc < p->want) {
-        if (p->bulk < 0) {
-            if (p->pos >= len)
-                return RESP_NEED_MORE;
-            if (buf[p->pos] != '$')
-                return RESP_ERR_DOLLAR;
-            rc = read_number_line(buf, len, p->pos, &v, &next);
-            if (rc <= 0)
-                return rc < 0 ? RESP_ERR_BULK : RESP_NEED_MORE;
-            if (v < 0 || v > (long long)RESP_MAX_BULK)
-                return RESP_ERR_BULK;
-            if (next + (size_t)v + 2 > RESP_MAX_COMMAND)
-                return RESP_ERR_TOO_BIG;
-            p->pos = next;
-            p->bulk = v;
-        }
-        if (len - p->pos < (size_t)p->bulk + 2)
-            return RESP_NEED_MORE;
-        if (buf[p->pos + (size_t)p->bulk] != '\r' || buf[p->pos + (size_t)p->bulk + 1] != '\n')
-            return RESP_ERR_CRLF;
-        if (reserve(p, p->argc + 1) < 0)
-            return RESP_ERR_NOMEM;
-        p->off[p->argc][0] = p->pos;
-        p->off[p->argc][1] = (size_t)p->bulk;
-        p->argc++;
-        p->pos += (size_t)p->bulk + 2;
-        p->bulk = -1;
+        if ((rc = read_bulk(p, buf, len)) != 1)
+            return rc;
     }
     for (i = 0; i < p->argc; i++) {
         p->argv[i].p = buf + p->off[i][0];
@@ -172,6 +192,27 @@ static int hex_val(char c)
     return -1;
 }
 
+/* A backslash escape inside "...", at s[i] (the backslash, with at least one
+ * byte after it): stores the byte it stands for and returns its length. */
+static size_t escape(const char *s, size_t n, size_t i, char *out)
+{
+    char e = s[i + 1];
+
+    if (e == 'x' && i + 3 < n && hex_val(s[i + 2]) >= 0 && hex_val(s[i + 3]) >= 0) {
+        *out = (char)(hex_val(s[i + 2]) * 16 + hex_val(s[i + 3]));
+        return 4;
+    }
+    switch (e) {
+    case 'n': *out = '\n'; break;
+    case 'r': *out = '\r'; break;
+    case 't': *out = '\t'; break;
+    case 'b': *out = '\b'; break;
+    case 'a': *out = '\a'; break;
+    default: *out = e; break;
+    }
+    return 2;
+}
+
 /* One quoted word starting at s[*i] (the quote); unquoted text goes to out.
  * As redis-cli: "..." knows \n \r \t \b \a \\ \" \xHH, '...' knows \';
  * the closing quote must be followed by a blank or the end. */
@@ -180,35 +221,24 @@ static int unquote(const char *s, size_t n, size_t *i, char *out, size_t *olen)
     char q = s[(*i)++];
     size_t k = *olen;
 
-    for (;;) {
-        if (*i >= n)
-            return RESP_ERR_QUOTES;
-        if (s[*i] == q) {
-            (*i)++;
-            if (*i < n && s[*i] != ' ' && s[*i] != '\t')
-                return RESP_ERR_QUOTES;
-            *olen = k;
-            return 0;
-        }
-        if (s[*i] == '\\' && *i + 1 < n) {
-            char e = s[*i + 1];
-            if (q == '\'') {
-                out[k++] = e == '\'' ? '\'' : '\\';
-                *i += e == '\'' ? 2 : 1;
-                continue;
-            }
-            if (e == 'x' && *i + 3 < n && hex_val(s[*i + 2]) >= 0 && hex_val(s[*i + 3]) >= 0) {
-                out[k++] = (char)(hex_val(s[*i + 2]) * 16 + hex_val(s[*i + 3]));
-                *i += 4;
-                continue;
-            }
-            out[k++] = e == 'n' ? '\n' : e == 'r' ? '\r' : e == 't' ? '\t' : e == 'b' ? '\b'
-                     : e == 'a' ? '\a' : e;
+    while (*i < n && s[*i] != q) {
+        bool esc = s[*i] == '\\' && *i + 1 < n;
+        if (esc && q == '"') {
+            *i += escape(s, n, *i, &out[k++]);
+        } else if (esc && s[*i + 1] == '\'') {
+            out[k++] = '\'';
             *i += 2;
-            continue;
+        } else {
+            out[k++] = s[(*i)++]; /* also a backslash that escapes nothing */
         }
-        out[k++] = s[(*i)++];
     }
+    if (*i >= n)
+        return RESP_ERR_QUOTES;
+    (*i)++;
+    if (*i < n && s[*i] != ' ' && s[*i] != '\t')
+        return RESP_ERR_QUOTES;
+    *olen = k;
+    return 0;
 }
 
 static int parse_inline(resp_parser *p, const char *buf, size_t len, size_t *consumed)

@@ -15,10 +15,10 @@
 
 #include <stddef.h>
 
-#define RESP_MAX_BULK (8u << 20)    /* one argument, bytes */
+#define RESP_MAX_BULK (8u << 20)     /* one argument, bytes */
 #define RESP_MAX_COMMAND (16u << 20) /* one whole command, bytes */
-#define RESP_MAX_ARGS (1u << 20)    /* arguments of one command */
-#define RESP_MAX_INLINE (64u << 10) /* one inline command line, bytes */
+#define RESP_MAX_ARGS (1u << 20)     /* arguments of one command */
+#define RESP_MAX_INLINE (64u << 10)  /* one inline command line, bytes */
 
 typedef struct resp_str {
     const char *p;
@@ -27,15 +27,15 @@ typedef struct resp_str {
 
 /* Per-connection parser state.  Zero-initialise with resp_parser_init. */
 typedef struct resp_parser {
-    size_t pos;      /* bytes of the current command already parsed */
-    long long want;  /* arguments announced by '*', -1 before the '*' line */
-    long long bulk;  /* length of the argument being read, -1 before its '$' line */
-    size_t argc;     /* arguments complete so far */
-    int done;        /* the last call returned a command */
-    size_t cap;      /* capacity of off[] and argv[] */
-    size_t (*off)[2];  /* multibulk: offset and length of each argument */
-    resp_str *argv;    /* the finished command's arguments */
-    char *line;        /* inline: unquoted copy of the arguments */
+    size_t pos;       /* bytes of the current command already parsed */
+    long long want;   /* arguments announced by '*', -1 before the '*' line */
+    long long bulk;   /* length of the argument being read, -1 before its '$' line */
+    size_t argc;      /* arguments complete so far */
+    int done;         /* the last call returned a command */
+    size_t cap;       /* capacity of off[] and argv[] */
+    size_t (*off)[2]; /* multibulk: offset and length of each argument */
+    resp_str *argv;   /* the finished command's arguments */
+    char *line;       /* inline: unquoted copy of the arguments */
     size_t line_cap;
     size_t small_off[8][2];
     resp_str small_argv[8];

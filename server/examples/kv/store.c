@@ -205,7 +205,7 @@ static kv_entry *find(kv_shard *sh, uint64_t h, const char *key, size_t klen, kv
 static void grow(kv_shard *sh)
 {
     size_t n = sh->nbuckets ? sh->nbuckets * 2 : KV_MIN_BUCKETS, i;
-    kv_entry **b = calloc(n, sizeof *b), *e, *next;
+    kv_entry **b = calloc(n, sizeof(kv_entry *)), *e, *next;
 
     if (!b)
         return;

@@ -59,6 +59,6 @@ uint64_t kv_size(kv_store *s);
 void kv_flush(kv_store *s);
 
 /* Strict decimal int64 ("-12", not "+12", " 12", "012" or "1.0"). */
-int kv_parse_i64(const char *s, size_t n, int64_t *out);
+int kv_parse_i64(const char *p, size_t n, int64_t *out);
 
 #endif

@@ -1,0 +1,493 @@
+#!/usr/bin/env bash
+# tests/examples/run.sh - tests of the embedding examples: poolsrv-http over
+# raw sockets (bash's /dev/tcp: keep-alive, pipelining, bodies, every error
+# status, a request sent one byte at a time, /stats), poolsrv-kv with
+# redis-cli and raw sockets (inline and pipelined commands), the parsers'
+# split-at-every-byte unit test, and the code listings of docs/embedding.md
+# (each must compile; the last of each style is run and answers a line).
+# Run by `make test-examples` (and so by `make test`).
+#
+# Environment: HTTP_BIN, KV_BIN, SPLIT_BIN, LIBA name the binaries (defaults:
+# a normal build's paths); SAN, the sanitizer flags of that build.  Servers listen on 127.0.0.1 port 0; every wait is
+# bounded; every server started here is stopped by its PID.  redis-cli
+# (Debian package redis-tools) is installed with apt-get when running as root
+# and missing; otherwise the redis-cli tests are skipped with a message.
+# Last line: "examples: N passed, N failed"; exit status non-zero on failure.
+
+set -u
+shopt -s extglob
+cd "$(dirname "$0")/../.." || exit 1
+
+HTTP_BIN=${HTTP_BIN:-server/examples/poolsrv-http}
+KV_BIN=${KV_BIN:-server/examples/poolsrv-kv}
+SPLIT_BIN=${SPLIT_BIN:-build/tests/examples/parser-split}
+LIBA=${LIBA:-lib/libpoolsrv.a}
+SAN=${SAN:-} # sanitizer flags the library was built with (the listings link with them)
+READY_LIMIT=10 # seconds a server may take to print "listening on"
+IO_LIMIT=5     # seconds any one exchange may take
+
+PASSED=0
+FAILED=0
+SERVER_PIDS=()
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/poolsrv-examples-test.XXXXXX") || exit 1
+
+# stop_pid PID: SIGTERM, at most 5 s to exit, then SIGKILL.  Sets
+# STOP_STATUS to the exit status ("killed" if SIGKILL was needed).
+stop_pid() {
+    local pid=$1 i
+    STOP_STATUS=gone
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -KILL "$pid" 2>/dev/null; then
+        wait "$pid" 2>/dev/null
+        STOP_STATUS=killed
+    else
+        wait "$pid" 2>/dev/null
+        STOP_STATUS=$?
+    fi
+    return 0
+}
+
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+cleanup() {
+    local pid
+    for pid in "${SERVER_PIDS[@]}"; do
+        stop_pid "$pid"
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+trap '' PIPE # a write to a connection the server closed fails with EPIPE instead
+exec </dev/null
+
+pass() {
+    PASSED=$((PASSED + 1))
+    echo "ok   $1"
+}
+
+# fail NAME [DETAIL...]
+fail() {
+    local line
+    FAILED=$((FAILED + 1))
+    echo "FAIL $1"
+    shift
+    for line in "$@"; do
+        echo "       $line"
+    done
+}
+
+skip() {
+    echo "skip $1"
+}
+
+# check NAME EXPECTED ACTUAL
+check() {
+    if [[ $2 == "$3" ]]; then
+        pass "$1"
+    else
+        fail "$1" "expected: $(printf '%q' "$2")" "got:      $(printf '%q' "$3")"
+    fi
+}
+
+# check_match NAME GLOB ACTUAL
+check_match() {
+    # shellcheck disable=SC2053  # $2 is a glob on purpose
+    if [[ $3 == $2 ]]; then
+        pass "$1"
+    else
+        fail "$1" "expected to match: $(printf '%q' "$2")" "got: $(printf '%q' "$3")"
+    fi
+}
+
+finish() {
+    echo "examples: $PASSED passed, $FAILED failed"
+    ((FAILED == 0))
+    exit
+}
+
+# start_server NAME BIN ARGS...: sets PORT and PID once "listening on" appears.
+start_server() {
+    local name=$1 i
+    shift
+    : >"$TMP/$name.out"
+    "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    PID=$!
+    SERVER_PIDS+=("$PID")
+    PORT=""
+    for ((i = 0; i < READY_LIMIT * 20; i++)); do
+        PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$TMP/$name.out")
+        [[ -n $PORT ]] && return 0
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    fail "$name starts and prints 'listening on'" "$(cat "$TMP/$name.err")"
+    return 1
+}
+
+# exchange PORT DATA: send DATA (printf %b escapes) on a new connection and
+# print everything received until the server closes (at most IO_LIMIT s).
+# Prints "<timeout>" at the end if the server did not close in time.  A
+# reset after the reply counts as a close: a server that closes with input
+# still unread makes the kernel send RST (poolsrv has no lingering close).
+exchange() {
+    local fd rc
+    exec {fd}<>"/dev/tcp/127.0.0.1/$1" || { echo "<connect failed>"; return; }
+    printf '%b' "$2" >"$TMP/request" # then one write(2): printf writes line by line
+    cat "$TMP/request" >&"$fd"
+    timeout "$IO_LIMIT" cat <&"$fd" 2>/dev/null
+    rc=$?
+    ((rc == 124)) && echo "<timeout>"
+    exec {fd}<&-
+}
+
+# read_response FD [head]: one HTTP response from FD into R_STATUS,
+# R_HEADERS (lower-cased names, "\n"-separated) and R_BODY.
+read_response() {
+    local fd=$1 line len=0
+    R_STATUS="" R_HEADERS="" R_BODY=""
+    IFS= read -r -t "$IO_LIMIT" line <&"$fd" || return 1
+    R_STATUS=${line%$'\r'}
+    while IFS= read -r -t "$IO_LIMIT" line <&"$fd"; do
+        line=${line%$'\r'}
+        [[ -z $line ]] && break
+        R_HEADERS+="${line,,}"$'\n'
+        [[ ${line,,} == content-length:* ]] && len=${line#*: }
+    done
+    [[ $len =~ ^[0-9]+$ ]] || len=0
+    if [[ ${2:-} != head ]] && ((len > 0)); then
+        IFS= read -r -t "$IO_LIMIT" -N "$len" R_BODY <&"$fd" || return 1
+    fi
+    return 0
+}
+
+for bin in "$HTTP_BIN" "$KV_BIN" "$SPLIT_BIN"; do
+    if [[ ! -x $bin ]]; then
+        echo "examples: $bin is missing: run make first" >&2
+        fail "binaries present"
+        finish
+    fi
+done
+
+# ------------------------------------------------------------- the CLI
+for bin in "$HTTP_BIN" "$KV_BIN"; do
+    name=$(basename "$bin")
+    out=$("$bin" --version)
+    check_match "$name --version" "$name [0-9]*" "$out"
+    if "$bin" --help | grep -q -- '--listen ADDR'; then
+        pass "$name --help"
+    else
+        fail "$name --help"
+    fi
+    "$bin" --workers 0 >/dev/null 2>"$TMP/usage.err"
+    rc=$?
+    if ((rc == 2)) && grep -q "'0'" "$TMP/usage.err"; then
+        pass "$name --workers 0: exit 2 naming the value"
+    else
+        fail "$name --workers 0: exit 2 naming the value" "status $rc: $(cat "$TMP/usage.err")"
+    fi
+    "$bin" --listen nowhere:x >/dev/null 2>"$TMP/usage.err"
+    rc=$?
+    if ((rc == 2)); then
+        pass "$name bad --listen: exit 2"
+    else
+        fail "$name bad --listen: exit 2" "status $rc"
+    fi
+done
+
+# -------------------------------------------------------- poolsrv-http
+if start_server http "$HTTP_BIN" --listen 127.0.0.1:0 --workers 2; then
+    HTTP_PORT=$PORT
+    HTTP_PID=$PID
+    CLOSE='Host: t\r\nConnection: close\r\n\r\n'
+
+    out=$(exchange "$HTTP_PORT" "GET / HTTP/1.1\r\n$CLOSE")
+    check_match "http: GET / says hello" $'HTTP/1.1 200 OK\r\n*\r\nContent-Length: 6\r\n*\r\n\r\nhello' "$out"
+    check_match "http: Connection: close is announced" $'*\r\nConnection: close\r\n*' "$out"
+
+    out=$(exchange "$HTTP_PORT" "HEAD / HTTP/1.1\r\n$CLOSE")
+    check_match "http: HEAD has the length, no body" $'HTTP/1.1 200 OK\r\n*Content-Length: 6\r\n*\r\n\r' "$out"
+    if [[ $out == *hello* ]]; then
+        fail "http: HEAD sends no body" "$out"
+    else
+        pass "http: HEAD sends no body"
+    fi
+
+    # Keep-alive: three requests, one at a time, on one connection.
+    exec {HFD}<>"/dev/tcp/127.0.0.1/$HTTP_PORT"
+    ok=0
+    for i in 1 2 3; do
+        printf 'GET / HTTP/1.1\r\nHost: t\r\n\r\n' >&"$HFD"
+        read_response "$HFD" && [[ $R_STATUS == "HTTP/1.1 200 OK" && $R_BODY == $'hello\n' ]] &&
+            ok=$((ok + 1))
+    done
+    check "http: keep-alive serves 3 requests on one connection" 3 "$ok"
+    printf 'GET /nope HTTP/1.1\r\nHost: t\r\n\r\n' >&"$HFD"
+    read_response "$HFD"
+    check "http: 404 for another path" "HTTP/1.1 404 Not Found" "$R_STATUS"
+    printf 'POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world' >&"$HFD"
+    read_response "$HFD"
+    check "http: 405 for POST, body discarded" "HTTP/1.1 405 Method Not Allowed" "$R_STATUS"
+    printf 'GET / HTTP/1.1\r\nHost: t\r\n\r\n' >&"$HFD"
+    read_response "$HFD"
+    check "http: keep-alive survives 404, 405 and a body" "HTTP/1.1 200 OK|hello" "$R_STATUS|${R_BODY%$'\n'}"
+    exec {HFD}<&-
+
+    # HTTP/1.0: closes by default, stays with Connection: keep-alive.
+    out=$(exchange "$HTTP_PORT" 'GET / HTTP/1.0\r\n\r\n')
+    check_match "http: HTTP/1.0 closes after the response" $'HTTP/1.1 200 OK\r\n*Connection: close\r\n*hello' "$out"
+    exec {HFD}<>"/dev/tcp/127.0.0.1/$HTTP_PORT"
+    printf 'GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n' >&"$HFD"
+    read_response "$HFD"
+    r1="$R_STATUS|$(grep -c '^connection: keep-alive' <<<"$R_HEADERS")"
+    printf 'GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n' >&"$HFD"
+    read_response "$HFD"
+    check "http: HTTP/1.0 keep-alive keeps the connection" "HTTP/1.1 200 OK|1|HTTP/1.1 200 OK" \
+        "$r1|$R_STATUS"
+    exec {HFD}<&-
+
+    # Pipelining: four requests in one write, answered in order.
+    out=$(exchange "$HTTP_PORT" "GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /a HTTP/1.1\r\nHost: t\r\n\r\nPOST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n$CLOSE")
+    statuses=$(grep -o '^HTTP/1.1 [0-9]*' <<<"$out" | tr '\n' ' ')
+    check "http: pipelined requests answered in order" "HTTP/1.1 200 HTTP/1.1 404 HTTP/1.1 405 HTTP/1.1 200 " "$statuses"
+
+    # A Content-Length body split from its head, then the next request.
+    exec {HFD}<>"/dev/tcp/127.0.0.1/$HTTP_PORT"
+    printf 'GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n12345' >&"$HFD"
+    read_response "$HFD"
+    sleep 0.1
+    printf '67890GET /stats HTTP/1.1\r\nHost: t\r\n\r\n' >&"$HFD"
+    read_response "$HFD"
+    check_match "http: body bytes discarded, next request parsed" "HTTP/1.1 200 OK|accepted *" "$R_STATUS|$R_BODY"
+    exec {HFD}<&-
+
+    # One byte per write, with a pause so that each arrives on its own.
+    req=$'GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'
+    exec {HFD}<>"/dev/tcp/127.0.0.1/$HTTP_PORT"
+    for ((i = 0; i < ${#req}; i++)); do
+        printf '%s' "${req:i:1}" >&"$HFD"
+        sleep 0.005
+    done
+    out=$(timeout "$IO_LIMIT" cat <&"$HFD" || echo "<timeout>")
+    exec {HFD}<&-
+    check_match "http: request sent one byte at a time" $'HTTP/1.1 200 OK\r\n*\r\n\r\nhello' "$out"
+
+    # Errors: the status, Connection: close, and the connection closes.
+    big=$(head -c 9000 /dev/zero | tr '\0' x)
+    while IFS='|' read -r want name request; do
+        out=$(exchange "$HTTP_PORT" "$request")
+        check_match "http: $want for $name (and close)" "HTTP/1.1 $want *Connection: close*" "$out"
+        [[ $out == *"<timeout>" ]] && fail "http: $want closes the connection" "$out"
+    done <<EOF2
+400|a malformed request line|hello there\r\n\r\n
+400|a malformed header|GET / HTTP/1.1\r\nHost: t\r\nNo Colon\r\n\r\n
+400|HTTP/1.1 without Host|GET / HTTP/1.1\r\n\r\n
+413|a body over 1 MiB|POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n
+431|a head over 8 KiB|GET / HTTP/1.1\r\nHost: t\r\nX-Big: $big\r\n\r\n
+414|a request line over 8 KiB|GET /$big HTTP/1.1\r\nHost: t\r\n\r\n
+501|a chunked body|POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n
+505|HTTP/2.0|GET / HTTP/2.0\r\nHost: t\r\n\r\n
+EOF2
+
+    # An error found on the first line while the rest of the head is still
+    # arriving (printf writes line by line).  Closing with unread input would
+    # send RST, which can destroy the answer in the client's socket; the
+    # server must wait for the end of the head, then close cleanly.  Twenty
+    # tries of each, since without the wait the loss is a matter of timing.
+    ok=0
+    for ((i = 0; i < 20; i++)); do
+        for first in 'GET / HTTP/3.0' "GET /$big HTTP/1.1"; do
+            exec {HFD}<>"/dev/tcp/127.0.0.1/$HTTP_PORT"
+            printf '%s\r\nHost: t\r\nX-1: 1\r\nX-2: 2\r\n\r\n' "$first" 1>&"$HFD" 2>/dev/null
+            out=$(timeout "$IO_LIMIT" cat <&"$HFD" 2>&1)
+            rc=$?
+            exec {HFD}<&-
+            [[ $rc == 0 && $out == "HTTP/1.1 "@(505|414)" "*"Connection: close"* ]] && ok=$((ok + 1))
+        done
+    done
+    check "http: early 505/414 answered, then a clean close (40 tries)" 40 "$ok"
+
+    out=$(exchange "$HTTP_PORT" "GET /stats HTTP/1.1\r\n$CLOSE")
+    accepted=$(sed -n 's/^accepted \([0-9]*\)\r\{0,1\}$/\1/p' <<<"$out")
+    if [[ -n $accepted ]] && ((accepted >= 10)) && [[ $out == *"http_requests "* && $out == *"bytes_out "* ]]; then
+        pass "http: /stats shows the server's counters (accepted $accepted)"
+    else
+        fail "http: /stats shows the server's counters" "$out"
+    fi
+
+    stop_pid "$HTTP_PID"
+    check "http: SIGTERM stops the server, exit status 0" 0 "$STOP_STATUS"
+    [[ -s $TMP/http.err ]] && echo "       poolsrv-http stderr: $(head -c 2000 "$TMP/http.err")"
+fi
+
+# ------------------------------------------------------- poolsrv-kv
+have_redis_cli() {
+    command -v redis-cli >/dev/null && return 0
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        echo "examples: redis-cli missing: installing redis-tools with apt-get"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            redis-tools >/dev/null 2>&1 ||
+            { apt-get update -q >/dev/null 2>&1 &&
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+                    --no-install-recommends redis-tools >/dev/null 2>&1; }
+    fi
+    command -v redis-cli >/dev/null
+}
+
+if start_server kv "$KV_BIN" --listen 127.0.0.1:0 --workers 4; then
+    KV_PORT=$PORT
+    KV_PID=$PID
+
+    # Raw sockets first: they need no client.
+    out=$(exchange "$KV_PORT" 'PING\r\nECHO "hello world"\r\nset k 12\r\nINCR k\r\nQUIT\r\n')
+    check "kv: inline commands (raw socket)" $'+PONG\r\n$11\r\nhello world\r\n+OK\r\n:13\r\n+OK\r' "$out"
+    # shellcheck disable=SC2016  # $3 is RESP, not a parameter
+    out=$(exchange "$KV_PORT" '*3\r\n$3\r\nSET\r\n$2\r\np1\r\n$3\r\none\r\n*2\r\n$3\r\nGET\r\n$2\r\np1\r\n*2\r\n$3\r\nGET\r\n$2\r\np2\r\n*2\r\n$4\r\nINCR\r\n$2\r\np1\r\n*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nQUIT\r\n')
+    check "kv: pipelined commands answered in order (raw socket)" \
+        $'+OK\r\n$3\r\none\r\n$-1\r\n-ERR value is not an integer or out of range\r\n+PONG\r\n+OK\r' "$out"
+    out=$(exchange "$KV_PORT" '*1\r\n$-5\r\nPING\r\n')
+    check "kv: bad bulk length: protocol error, then close" \
+        $'-ERR Protocol error: invalid bulk length\r' "$out"
+    # shellcheck disable=SC2016
+    out=$(exchange "$KV_PORT" '*1\r\n$999999999\r\n')
+    check "kv: absurd bulk length refused" $'-ERR Protocol error: invalid bulk length\r' "$out"
+
+    if have_redis_cli; then
+        rc() { timeout "$IO_LIMIT" redis-cli -h 127.0.0.1 -p "$KV_PORT" "$@" 2>&1; }
+        check "kv: PING" PONG "$(rc ping)"
+        check "kv: SET / GET" "OK|bar" "$(rc set foo bar)|$(rc get foo)"
+        check "kv: GET missing key" "" "$(rc get missing)"
+        check "kv: SET NX / XX" "|OK|bar" "$(rc set foo x nx)|$(rc set nx1 y nx)|$(rc get foo)"
+        check "kv: SET EX" "OK|1" "$(rc set ttl v ex 1)|$(rc exists ttl)"
+        gone=""
+        for ((i = 0; i < 40; i++)); do # expiry is lazy: EXISTS must see it gone
+            [[ $(rc exists ttl) == 0 ]] && { gone=yes; break; }
+            sleep 0.1
+        done
+        check "kv: SET EX key expires within 4 s" yes "$gone"
+        check "kv: SET EX 0 refused" "ERR invalid expire time in 'set' command" "$(rc set t v ex 0)"
+        check "kv: EXISTS counts keys" 2 "$(rc exists foo nx1 missing)"
+        check "kv: DEL counts removed keys" "2|0" "$(rc del foo nx1 missing)|$(rc exists foo)"
+        check "kv: INCR" "1|2|3" "$(rc incr n)|$(rc incr n)|$(rc incr n)"
+        rc set s abc >/dev/null
+        check "kv: INCR on a non-integer" "ERR value is not an integer or out of range" "$(rc incr s)"
+        rc set big 9223372036854775807 >/dev/null
+        check "kv: INCR overflow" "ERR increment or decrement would overflow" "$(rc incr big)"
+        check "kv: MSET" OK "$(rc mset a 1 b 2 c 3)"
+        check "kv: MGET" $'1\n2\n\n3' "$(rc mget a b nope c)"
+        check "kv: MSET odd arguments" "ERR wrong number of arguments for 'mset' command" "$(rc mset a 1 b)"
+        check "kv: ECHO" "hi there" "$(rc echo 'hi there')"
+        check "kv: DBSIZE" 8 "$(rc dbsize)" # k p1 n s big a b c
+        check "kv: FLUSHALL" "OK|0" "$(rc flushall)|$(rc dbsize)"
+        check_match "kv: unknown command" "ERR unknown command 'foo', with args beginning with: 'bar' *" "$(rc foo bar)"
+        check "kv: wrong arity (GET)" "ERR wrong number of arguments for 'get' command" "$(rc get)"
+        check "kv: wrong arity (SET)" "ERR wrong number of arguments for 'set' command" "$(rc set k)"
+        check "kv: SET syntax error" "ERR syntax error" "$(rc set k v ex)"
+        # Shared store under concurrency: 4 clients x 250 INCR on one key.
+        for ((i = 0; i < 4; i++)); do
+            timeout 30 redis-cli -h 127.0.0.1 -p "$KV_PORT" -r 250 incr shared >/dev/null 2>&1 &
+            SERVER_PIDS+=($!)
+        done
+        wait "${SERVER_PIDS[@]: -4}" 2>/dev/null
+        check "kv: 4 concurrent clients x 250 INCR" 1000 "$(rc get shared)"
+        # redis-cli's own pipe mode.
+        printf 'SET p%d %d\r\n' 1 1 2 2 3 3 | timeout "$IO_LIMIT" redis-cli -h 127.0.0.1 \
+            -p "$KV_PORT" --pipe >"$TMP/pipe.out" 2>&1
+        check_match "kv: redis-cli --pipe" "*errors: 0, replies: 3*" "$(tr '\n' ' ' <"$TMP/pipe.out")"
+    else
+        skip "kv: redis-cli tests: redis-cli not found (install the Debian package redis-tools)"
+    fi
+
+    stop_pid "$KV_PID"
+    check "kv: SIGTERM stops the server, exit status 0" 0 "$STOP_STATUS"
+    [[ -s $TMP/kv.err ]] && echo "       poolsrv-kv stderr: $(head -c 2000 "$TMP/kv.err")"
+fi
+
+# ------------------------------------------------- parser unit tests
+"$SPLIT_BIN" >"$TMP/split.out" 2>&1
+last=$(tail -1 "$TMP/split.out")
+if [[ $last =~ ^parser-split:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    PASSED=$((PASSED + BASH_REMATCH[1]))
+    FAILED=$((FAILED + BASH_REMATCH[2]))
+    grep -v '^parser-split: ' "$TMP/split.out" # its cases, counted above
+else
+    fail "parser-split ran" "$(cat "$TMP/split.out")"
+fi
+
+# ------------------------------------------- docs/embedding.md listings
+# Each ```c block is a complete program.  Compiled the way the tutorial says
+# (through pkg-config, with a poolsrv.pc pointing at this tree) and directly.
+DOC=docs/embedding.md
+if [[ -f $DOC ]]; then
+    awk -v dir="$TMP" '/^```c$/ {n++; f = sprintf("%s/listing%d.c", dir, n); inside = 1; next}
+        /^```$/ && inside {inside = 0; close(f); next}
+        inside {print > f}' "$DOC"
+    LIBDIR_ABS=$(cd "$(dirname "$LIBA")" && pwd)
+    mkdir -p "$TMP/pc"
+    sed -e "s|@PREFIX@|$PWD|" -e "s|@LIBDIR@|$LIBDIR_ABS|" -e "s|@INCDIR@|$PWD/lib/include|" \
+        -e "s|@VERSION@|$(cat VERSION)|" lib/poolsrv.pc.in >"$TMP/pc/poolsrv.pc"
+    if command -v pkg-config >/dev/null; then
+        PC_FLAGS=$(PKG_CONFIG_PATH=$TMP/pc pkg-config --cflags --libs poolsrv)
+    else
+        PC_FLAGS="-I$PWD/lib/include -L$LIBDIR_ABS -lpoolsrv"
+    fi
+    n=0
+    for f in "$TMP"/listing*.c; do
+        [[ -e $f ]] || break
+        n=$((n + 1))
+        name="docs/embedding.md listing $(basename "$f" .c | tr -dc 0-9)"
+        # shellcheck disable=SC2086  # PC_FLAGS is a word list
+        # shellcheck disable=SC2086  # SAN too
+        if cc -Wall -Wextra -Werror $SAN "$f" $PC_FLAGS -o "${f%.c}" 2>"$TMP/cc.err" &&
+            cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wpedantic -Werror $SAN \
+                -Ilib/include "$f" "$LIBA" -pthread -o "${f%.c}-static" 2>>"$TMP/cc.err"; then
+            pass "$name compiles"
+        else
+            fail "$name compiles" "$(head -20 "$TMP/cc.err")"
+        fi
+    done
+    ((n > 0)) || fail "docs/embedding.md has C listings"
+    # The examples themselves need nothing but the public header and the
+    # library, as pkg-config gives them to an outside program.
+    for ex in http_hello kv; do
+        srcs=()
+        for f in server/examples/"$ex"/*.c; do
+            [[ $f == */fuzz_* ]] || srcs+=("$f")
+        done
+        # shellcheck disable=SC2086
+        if cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $SAN "${srcs[@]}" \
+            server/examples/common.c $PC_FLAGS -pthread -o "$TMP/ex-$ex" 2>"$TMP/cc.err"; then
+            pass "server/examples/$ex builds from pkg-config's flags alone"
+        else
+            fail "server/examples/$ex builds from pkg-config's flags alone" "$(head -20 "$TMP/cc.err")"
+        fi
+    done
+    # Programs that declare "RUN-TEST" answer a line: run them.
+    for f in "$TMP"/listing*.c; do
+        grep -q 'RUN-TEST' "$f" 2>/dev/null || continue
+        exe="${f%.c}-static"
+        [[ -x $exe ]] || continue
+        name="docs/embedding.md listing $(basename "$f" .c | tr -dc 0-9)"
+        if start_server "doc$(basename "$f" .c)" "$exe" 127.0.0.1:0; then
+            # Eight silent clients first: more than the workers, so the
+            # answer shows that idle connections do not hold a worker.
+            idle=()
+            for ((i = 0; i < 8; i++)); do
+                exec {fd}<>"/dev/tcp/127.0.0.1/$PORT" && idle+=("$fd")
+            done
+            out=$(exchange "$PORT" 'hello\nquit\n')
+            check "$name answers a line past 8 idle clients" $'HELLO\nbye' "$out"
+            for fd in "${idle[@]}"; do
+                exec {fd}<&-
+            done
+            stop_pid "$PID"
+        fi
+    done
+else
+    fail "docs/embedding.md exists"
+fi
+
+finish
