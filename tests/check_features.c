@@ -1098,6 +1098,54 @@ START_TEST(test_stats_format)
 }
 END_TEST
 
+/* ========================================================= lingering close */
+
+/* Answers the first line with an error and closes, whatever follows. */
+static size_t refuse_on_data(ps_conn *c, const char *data, size_t len, void *user)
+{
+    (void)data;
+    (void)user;
+    ps_conn_send(c, "ERR go away\n", 12);
+    ps_conn_close(c);
+    return len;
+}
+
+/* The client sends more than the handler reads, then reads the answer:
+ * with a lingering close the answer always arrives intact (without it, the
+ * kernel resets the connection because of the unread input, and the answer
+ * is often lost).  Then the client half-closes and sees EOF. */
+START_TEST(test_lingering_close)
+{
+    enum { JUNK = 256 << 10, ROUNDS = 20 };
+    ps_config cfg;
+    ps_handler h = {.on_data = refuse_on_data, .on_close = record_close};
+    ps_server *s;
+    char *junk = malloc(JUNK), line[64];
+    int port, i;
+
+    ck_assert_ptr_nonnull(junk);
+    memset(junk, 'j', JUNK);
+    memset(close_reasons, 0, sizeof close_reasons);
+    tu_config(&cfg);
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    for (i = 0; i < ROUNDS; i++) {
+        int fd = tu_connect(port, tu_ms(2000));
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(tu_write_all(fd, "bad\n", 4, tu_ms(1000)), 0);
+        ck_assert_int_eq(tu_write_all(fd, junk, JUNK, tu_ms(5000)), 0);
+        ck_assert_int_eq(tu_read_line(fd, line, sizeof line, tu_ms(3000)), 12);
+        ck_assert_str_eq(line, "ERR go away\n");
+        shutdown(fd, SHUT_WR);
+        ck_assert_int_eq(tu_expect_eof(fd, tu_ms(3000)), 0);
+        close(fd);
+    }
+    ck_assert(TU_STAT_EQ(s, closed, ROUNDS, tu_ms(3000), NULL));
+    ck_assert_int_eq(atomic_load(&close_reasons[PS_CLOSE_LOCAL]), ROUNDS);
+    ps_server_free(s);
+    free(junk);
+}
+END_TEST
+
 /* ========================================================= PROXY protocol */
 
 static int peer_on_open(ps_conn *c, void *user)
@@ -1216,6 +1264,7 @@ Suite *features_suite(void)
     tcase_add_test(flow, test_partial_writes_slow_reader);
     tcase_add_loop_test(flow, test_reset_during_write, 0, 2);
     tcase_add_test(flow, test_fairness_one_worker);
+    tcase_add_test(flow, test_lingering_close);
     tcase_set_timeout(flow, 60);
     tcase_add_loop_test(unix_tc, test_unix_listener, 0, 2);
     tcase_add_test(unix_tc, test_unix_stale_and_not_socket);

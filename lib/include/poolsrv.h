@@ -198,6 +198,13 @@ typedef struct ps_config {
     int max_lifetime_ms;       /* close connections older than this; default 0 */
     int header_timeout_ms;     /* "proxy:" listeners: the PROXY header must be
                                   complete this long after accept; default 5000 */
+    int linger_ms;             /* event style, ps_conn_close: after the output is
+                                  flushed, half-close and read and discard the
+                                  peer's input for up to this long (at most
+                                  256 KiB) before closing, so unread input does
+                                  not make the kernel reset the connection and
+                                  destroy the last response (Apache's lingering
+                                  close); 0 closes at once; default 2000 */
     int max_connections;       /* open connections at most; more are refused
                                   like the reject policy (busy_msg, close);
                                   default 0 = unlimited */
@@ -393,8 +400,14 @@ PS_EXTERN void ps_conn_park(ps_conn *c);
  *   -ENOMEM.
  * ps_conn_pending: bytes accepted by ps_conn_send and not yet written.
  * ps_conn_close (both styles): close after pending output is flushed
- *   (event style: on_close follows with PS_CLOSE_LOCAL); in a blocking
- *   handler, shuts the socket down now and cancels a park. */
+ *   (event style: then a lingering close, see ps_config.linger_ms; on_close
+ *   follows with PS_CLOSE_LOCAL, and no on_data in between); in a blocking
+ *   handler, shuts the socket down now and cancels a park.  Send first,
+ *   then close: ps_conn_send after ps_conn_close returns -EPIPE.
+ *
+ * Unconsumed input (on_data returned less than len) is presented again
+ * when more bytes arrive, not before: consume every complete message you
+ * can in one call. */
 PS_EXTERN int ps_conn_send(ps_conn *c, const void *data, size_t len);
 PS_EXTERN size_t ps_conn_pending(const ps_conn *c);
 PS_EXTERN void ps_conn_close(ps_conn *c);

@@ -18,6 +18,8 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#define PS_LINGER_MAX (256u << 10) /* bytes discarded in a lingering close */
+
 /* Whether the connection's own state lets it read; the user's pause is
  * applied separately (ps__conn_arm), since another thread may change it. */
 static bool wants_read(const ps_conn *c)
@@ -173,8 +175,38 @@ static bool read_input(struct ps_worker *w, ps_conn *c)
     return budget == 0;
 }
 
+/* Lingering close: our side is done and flushed; half-close, then read and
+ * discard what the peer still sends until it closes (or linger_ms, or
+ * PS_LINGER_MAX bytes), so that unread input does not turn our close into a
+ * reset that destroys the response in flight.  Returns true when the
+ * connection should be finished now. */
+static bool linger(struct ps_worker *w, ps_conn *c)
+{
+    if (c->srv->cfg.linger_ms == 0)
+        return true;
+    if (!(c->flags & PS_CF_LINGER)) {
+        c->flags |= PS_CF_LINGER;
+        if (shutdown(c->fd, SHUT_WR) < 0)
+            return true;
+        atomic_store_explicit(&c->linger_since, ps__coarse_now(c->srv), memory_order_relaxed);
+    }
+    while (c->lingered < PS_LINGER_MAX) {
+        ssize_t n = recv(c->fd, w->scratch, w->scratch_cap, 0);
+        if (n > 0) {
+            c->lingered += (uint64_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)); /* EOF, error: done */
+    }
+    return true;
+}
+
 static ps_close_reason close_reason(const ps_conn *c)
 {
+    if (c->flags & PS_CF_LINGER)
+        return PS_CLOSE_LOCAL; /* even when linger_ms cut it */
     if (atomic_load_explicit(&c->forced, memory_order_relaxed))
         return PS_CLOSE_SHUTDOWN;
     if (atomic_load_explicit(&c->timed_out, memory_order_relaxed))
@@ -221,11 +253,17 @@ void ps__event_turn(struct ps_worker *w, ps_conn *c)
     if (reading_allowed(c))
         more = read_input(w, c);
 
-    /* An error or overflow ends the connection now; a close request or the
-     * peer's EOF ends it once everything queued has been written. */
+    /* An error or overflow ends the connection now; the peer's EOF ends it
+     * once everything queued has been written; a close request, after that
+     * and a lingering close. */
     if (c->flags & (PS_CF_FATAL | PS_CF_OVERFLOW) ||
-        (c->flags & (PS_CF_CLOSING | PS_CF_PEER_EOF) && c->out.len == 0)) {
+        (c->flags & PS_CF_PEER_EOF && c->out.len == 0) ||
+        (c->flags & PS_CF_CLOSING && c->out.len == 0 && linger(w, c))) {
         finish(w, c);
+        return;
+    }
+    if (c->flags & PS_CF_LINGER) {
+        ps__conn_arm(c, EPOLLIN); /* the peer's EOF (or linger_ms) ends it */
         return;
     }
     if (wants_read(c))

@@ -44,6 +44,7 @@ enum {
     PS_CF_BACKPRESSURE = 1u << 7, /* output above high water: not reading */
     PS_CF_PROXY = 1u << 8,        /* PROXY protocol header not yet read */
     PS_CF_IN_UNSEEN = 1u << 9,    /* event: c->in holds bytes on_data has not seen */
+    PS_CF_LINGER = 1u << 10,      /* event: closed for writing, discarding input */
 };
 
 struct ps_worker;
@@ -80,6 +81,8 @@ struct ps_conn {
     atomic_int_least64_t partial_since;    /* event: input left unconsumed since; 0 none */
     atomic_uint_least64_t partial_base;    /* total_in when that began */
     atomic_int_least64_t out_stall_since;  /* event: output pending, no progress since; 0 none */
+    atomic_int_least64_t linger_since;     /* event: lingering close began; 0 none */
+    uint64_t lingered;                     /* bytes discarded while lingering (worker) */
     int64_t accepted_at;                   /* immutable */
     /* Blocking style, this serve call (worker only). */
     int64_t read_waited_ms;

@@ -29,6 +29,7 @@ void ps_config_init(ps_config *cfg)
     cfg->max_datagram = 65535;
     cfg->write_timeout_ms = 60000;
     cfg->header_timeout_ms = 5000;
+    cfg->linger_ms = 2000;
     cfg->log_level = PS_LOG_INFO;
 }
 
@@ -131,6 +132,7 @@ int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
         (rc = check_range(err, "write_timeout_ms", cfg->write_timeout_ms, 0, INT32_MAX)) < 0 ||
         (rc = check_range(err, "max_lifetime_ms", cfg->max_lifetime_ms, 0, INT32_MAX)) < 0 ||
         (rc = check_range(err, "header_timeout_ms", cfg->header_timeout_ms, 0, INT32_MAX)) < 0 ||
+        (rc = check_range(err, "linger_ms", cfg->linger_ms, 0, INT32_MAX)) < 0 ||
         (rc = check_range(err, "max_connections", cfg->max_connections, 0, INT32_MAX)) < 0 ||
         (rc = check_range(err, "max_per_client", cfg->max_per_client, 0, INT32_MAX)) < 0 ||
         (rc = check_range(err, "log_level", cfg->log_level, PS_LOG_ERROR, PS_LOG_DEBUG)) < 0)

@@ -39,6 +39,7 @@ void ps__timeouts_init(ps_server *s)
     p = min_pos(p, s->event_style ? c->request_timeout_ms : 0);
     p = min_pos(p, s->event_style ? c->write_timeout_ms : 0);
     p = min_pos(p, c->max_lifetime_ms);
+    p = min_pos(p, s->event_style ? c->linger_ms : 0);
     for (int i = 0; i < s->nls; i++)
         if (s->ls[i].proxy)
             p = min_pos(p, c->header_timeout_ms);
@@ -101,6 +102,9 @@ static bool expired(ps_server *s, ps_conn *c, int64_t now)
     since = LD(c->out_stall_since);
     if (s->event_style && cfg->write_timeout_ms > 0 && since &&
         now - since >= cfg->write_timeout_ms)
+        return true;
+    since = LD(c->linger_since);
+    if (since && now - since >= cfg->linger_ms)
         return true;
     /* the syscall only for connections that look expired */
     return input_expired(s, c, now) && !input_waiting(c);
