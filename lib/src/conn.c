@@ -27,7 +27,7 @@ ps_conn *ps__conn_new(ps_server *s, int fd, const struct sockaddr_storage *peer,
     c->id = ++s->next_id;
     c->timeout_ms = s->cfg.io_timeout_ms;
     pthread_mutex_init(&c->lock, NULL);
-    c->accepted_at = ps__now_ms();
+    c->accepted_at = ps__coarse_ms();
     atomic_store_explicit(&c->last_active, c->accepted_at, memory_order_relaxed);
     if (len > sizeof c->peer)
         len = sizeof c->peer;
@@ -276,6 +276,16 @@ static int wait_writable(ps_conn *c)
     return rc == 0 ? timed_out(c) : rc < 0 ? rc : 0;
 }
 
+/* A connection-ending error (reset, ...): counted once per connection. */
+static int io_error(ps_conn *c, int err)
+{
+    if (!(c->flags & PS_CF_FATAL)) {
+        c->flags |= PS_CF_FATAL;
+        ps__count(&c->w->st.io_errors, 1);
+    }
+    return -err;
+}
+
 ssize_t ps_conn_read(ps_conn *c, void *buf, size_t len)
 {
     if (c->in.len > 0) { /* bytes that came with the PROXY header */
@@ -298,7 +308,7 @@ ssize_t ps_conn_read(ps_conn *c, void *buf, size_t len)
         if (errno == EINTR)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
+            return io_error(c, errno);
         rc = wait_readable(c);
         if (rc < 0)
             return rc;
@@ -337,7 +347,7 @@ int ps_conn_write_all(ps_conn *c, const void *buf, size_t len)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-            return (errno == ECONNRESET || errno == EPIPE) ? -EPIPE : -errno;
+            return io_error(c, (errno == ECONNRESET || errno == EPIPE) ? EPIPE : errno);
         rc = wait_writable(c);
         if (rc < 0)
             return rc;

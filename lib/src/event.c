@@ -57,7 +57,7 @@ static void flush_out(ps_conn *c)
         ps__count(&c->w->st.bytes_out, (uint64_t)n);
         b->off += (size_t)n;
         b->len -= (size_t)n;
-        atomic_store_explicit(&c->out_stall_since, ps__coarse_now(c->srv), memory_order_relaxed);
+        atomic_store_explicit(&c->out_stall_since, ps__coarse_ms(), memory_order_relaxed);
         ps__conn_touch(c);
     }
     ps__buf_free(b);
@@ -89,7 +89,7 @@ int ps_conn_send(ps_conn *c, const void *data, size_t len)
     if (len == 0)
         return 0;
     if (c->out.len == 0)
-        atomic_store_explicit(&c->out_stall_since, ps__coarse_now(c->srv), memory_order_relaxed);
+        atomic_store_explicit(&c->out_stall_since, ps__coarse_ms(), memory_order_relaxed);
     if (ps__buf_append(&c->out, p, len) < 0)
         return -ENOMEM;
     if (c->out.len > c->srv->cfg.out_high_water)
@@ -105,7 +105,7 @@ static void keep_input(ps_conn *c, const char *data, size_t len)
         return;
     }
     if (c->in.len == 0) { /* a partial message begins: the request timeout runs */
-        atomic_store_explicit(&c->partial_since, ps__coarse_now(c->srv), memory_order_relaxed);
+        atomic_store_explicit(&c->partial_since, ps__coarse_ms(), memory_order_relaxed);
         atomic_store_explicit(&c->partial_base,
                               atomic_load_explicit(&c->total_in, memory_order_relaxed) - len,
                               memory_order_relaxed);
@@ -188,7 +188,7 @@ static bool linger(struct ps_worker *w, ps_conn *c)
         c->flags |= PS_CF_LINGER;
         if (shutdown(c->fd, SHUT_WR) < 0)
             return true;
-        atomic_store_explicit(&c->linger_since, ps__coarse_now(c->srv), memory_order_relaxed);
+        atomic_store_explicit(&c->linger_since, ps__coarse_ms(), memory_order_relaxed);
     }
     while (c->lingered < PS_LINGER_MAX) {
         ssize_t n = recv(c->fd, w->scratch, w->scratch_cap, 0);

@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #define PS_ALIGN_CACHE _Alignas(64)
 
@@ -143,7 +144,6 @@ struct ps_server {
     bool event_style;
 
     atomic_int state;      /* PS_STATE_* */
-    atomic_int_least64_t coarse_now; /* ms, refreshed by the reactor each loop */
     atomic_bool stopping;  /* ps_server_stop was called */
     atomic_bool stop_now;  /* ps_server_stop_now: end the drain at once */
     enum ps_kind wake_kind; /* epoll tag for wakefd */
@@ -201,16 +201,20 @@ ps_conn *ps__conn_new(ps_server *s, int fd, const struct sockaddr_storage *peer,
 void ps__conn_destroy(struct ps_worker *w, ps_conn *c);
 void ps__conn_arm(ps_conn *c, uint32_t events);
 bool ps__conn_collect(ps_conn *c);
-static inline void ps__conn_touch(ps_conn *c)
+/* Milliseconds on CLOCK_MONOTONIC_COARSE: a vDSO read of a value the
+ * kernel keeps per tick (a few ns, resolution 1-4 ms), cheap enough for the
+ * per-turn activity stamps that the timeout scan compares. */
+static inline int64_t ps__coarse_ms(void)
 {
-    atomic_store_explicit(&c->last_active,
-                          atomic_load_explicit(&c->srv->coarse_now, memory_order_relaxed),
-                          memory_order_relaxed);
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static inline int64_t ps__coarse_now(ps_server *s)
+static inline void ps__conn_touch(ps_conn *c)
 {
-    return atomic_load_explicit(&s->coarse_now, memory_order_relaxed);
+    atomic_store_explicit(&c->last_active, ps__coarse_ms(), memory_order_relaxed);
 }
 
 /* n bytes arrived (owning worker only). */

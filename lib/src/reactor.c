@@ -121,9 +121,8 @@ static int next_timeout(ps_server *s, int64_t now)
 
 static void on_timers(ps_server *s, int64_t now)
 {
-    atomic_store_explicit(&s->coarse_now, now, memory_order_relaxed);
     if (s->next_scan && now >= s->next_scan) {
-        ps__timeouts_scan(s, now);
+        ps__timeouts_scan(s, ps__coarse_ms()); /* the clock of the stamps */
         s->next_scan = now + s->scan_period;
     }
     if (s->backoff_until && now >= s->backoff_until) {

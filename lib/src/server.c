@@ -169,7 +169,6 @@ ps_server *ps_server_new(const ps_config *cfg, const ps_handler *h, void *user, 
     s->event_style = h->on_data != NULL;
     s->wake_kind = PS_KIND_WAKE;
     s->epfd = s->reserve_fd = -1;
-    atomic_store(&s->coarse_now, ps__now_ms());
     for (i = 0; i < cfg->nlisten; i++) {
         s->listen_copy[i] = strdup(cfg->listen[i]);
         if (!s->listen_copy[i]) {
