@@ -215,6 +215,44 @@ static void teardown(ps_server *s)
     s->epfd = s->reserve_fd = -1;
 }
 
+static int start_steps(ps_server *s, ps_err *err)
+{
+    int rc;
+
+    s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (!s->dgram_buf && s->h.on_datagram &&
+        !(s->dgram_buf = malloc(s->cfg.max_datagram + 1)))
+        return ps__set_err(err, -ENOMEM, "max_datagram: out of memory");
+    if ((rc = ps__listeners_open(s, err)) < 0 || (rc = ps__reactor_start(s, err)) < 0 ||
+        (rc = ps__pool_start(s, err)) < 0 || (rc = ps__reactor_run_thread(s, err)) < 0)
+        return rc;
+    return 0;
+}
+
+static void free_workers(ps_server *s)
+{
+    int i;
+
+    if (s->workers)
+        for (i = 0; i < s->cfg.workers; i++)
+            free(s->workers[i].scratch);
+    free(s->workers);
+    s->workers = NULL;
+}
+
+/* A failed start leaves the server as new: nothing running or open. */
+static void undo_start(ps_server *s)
+{
+    teardown(s);
+    s->nls = 0;
+    ps__queue_free(s->q);
+    s->q = NULL;
+    free_workers(s);
+    atomic_store(&s->stopping, false);
+    atomic_store(&s->stop_now, false);
+    atomic_store(&s->state, PS_STATE_NEW);
+}
+
 int ps_server_start(ps_server *s, ps_err *err)
 {
     int expect = PS_STATE_NEW;
@@ -222,22 +260,8 @@ int ps_server_start(ps_server *s, ps_err *err)
 
     if (!atomic_compare_exchange_strong(&s->state, &expect, PS_STATE_STARTING))
         return ps__set_err(err, -EALREADY, "server already started");
-    s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (!s->dgram_buf && s->h.on_datagram &&
-        !(s->dgram_buf = malloc(s->cfg.max_datagram + 1))) {
-        rc = ps__set_err(err, -ENOMEM, "max_datagram: out of memory");
-        goto out_fail;
-    }
-    if ((rc = ps__listeners_open(s, err)) < 0 || (rc = ps__reactor_start(s, err)) < 0 ||
-        (rc = ps__pool_start(s, err)) < 0 || (rc = ps__reactor_run_thread(s, err)) < 0) {
-out_fail:
-        teardown(s);
-        s->nls = 0;
-        ps__queue_free(s->q);
-        s->q = NULL;
-        atomic_store(&s->stopping, false);
-        atomic_store(&s->stop_now, false);
-        atomic_store(&s->state, PS_STATE_NEW);
+    if ((rc = start_steps(s, err)) < 0) {
+        undo_start(s);
         return rc;
     }
     atomic_store_explicit(&s->state, PS_STATE_STARTED, memory_order_release);
@@ -299,10 +323,7 @@ void ps_server_free(ps_server *s)
         ps_server_wait(s);
     }
     ps__queue_free(s->q);
-    if (s->workers)
-        for (i = 0; i < s->cfg.workers; i++)
-            free(s->workers[i].scratch);
-    free(s->workers);
+    free_workers(s);
     free(s->dgram_buf);
     for (i = 0; i < PS_MAX_LISTEN; i++)
         free(s->listen_copy[i]);
