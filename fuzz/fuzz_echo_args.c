@@ -64,17 +64,14 @@ __attribute__((format(printf, 2, 3))) static int fuzz_fprintf(FILE *f, const cha
 
 #define MAX_ARGS 64
 
-static void check_config(const ps_config *cfg)
+/* What main() goes on to serve with must be a configuration the library
+ * accepts, with every field in its documented range. */
+static void check_config(const ps_config *cfg, const ps_handler *h)
 {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    int i;
-
     if (cfg->nlisten < 1 || cfg->nlisten > PS_MAX_LISTEN)
         abort();
-    for (i = 0; i < cfg->nlisten; i++)
-        if (!cfg->listen[i] || ps_addr_parse(cfg->listen[i], &ss, &len, NULL) != 0)
-            abort();
+    if (ps_config_validate(cfg, h, NULL) != 0)
+        abort();
     if (cfg->workers < 1 || cfg->workers > 1024 || cfg->queue_capacity < 1 ||
         cfg->queue_capacity > (1 << 20) || cfg->backlog < 1 || cfg->backlog > (1 << 20) ||
         cfg->drain_timeout_ms < -1 || cfg->idle_timeout_ms < 0)
@@ -110,8 +107,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ps_config_init(&cfg);
     optind = 0; /* glibc: start a fresh scan */
     if (setjmp(fuzz_exit_env) == 0) {
+        ps_handler h;
         parse_args(argc, argv, &cfg, &o);
-        check_config(&cfg);
+        echo_handler_init(&h, o.event_style); /* as main() does next */
+        validate(&cfg, &h);                   /* exits (longjmps) on a usage error */
+        check_config(&cfg, &h);
     }
     free(copy);
     return 0;
