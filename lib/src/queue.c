@@ -3,7 +3,8 @@
  *
  * A ring under one mutex.  The critical sections are a few loads and stores;
  * condition variables are signalled after the unlock and only when a thread
- * is known to sleep on them, so a busy pool takes no wake-up per item.
+ * is known to sleep on them, and consumers are woken one at a time (see
+ * queue.h), so a busy pool takes no wake-up per item.
  */
 #include "queue.h"
 
@@ -81,7 +82,10 @@ static bool enqueue_locked(ps_queue *q, void *item)
     q->len++;
     if (q->len > q->high)
         q->high = q->len;
-    return q->consumers_waiting > 0;
+    /* One wake-up per burst: only the push that finds the queue empty
+     * wakes a sleeper; the consumer it wakes passes the baton on if it
+     * leaves items behind (dequeue_locked). */
+    return q->consumers_waiting > 0 && q->len == 1;
 }
 
 int ps__queue_push(ps_queue *q, void *item)
@@ -127,20 +131,24 @@ int ps__queue_try_push(ps_queue *q, void *item)
 }
 
 /* Remove the head under the lock and tell the caller whom to notify. */
-static void *dequeue_locked(ps_queue *q, bool *wake_producer, bool *fire_space)
+static void *dequeue_locked(ps_queue *q, bool *wake_consumer, bool *wake_producer,
+                            bool *fire_space)
 {
     void *item = q->ring[q->head];
 
     q->head = (q->head + 1) % q->cap;
     q->len--;
+    *wake_consumer = q->len > 0 && q->consumers_waiting > 0;
     *wake_producer = q->producers_waiting > 0;
     *fire_space = q->space_wanted;
     q->space_wanted = false;
     return item;
 }
 
-static void after_dequeue(ps_queue *q, bool wake_producer, bool fire_space)
+static void after_dequeue(ps_queue *q, bool wake_consumer, bool wake_producer, bool fire_space)
 {
+    if (wake_consumer)
+        pthread_cond_signal(&q->not_empty);
     if (wake_producer)
         pthread_cond_signal(&q->not_full);
     if (fire_space && q->on_space)
@@ -149,7 +157,7 @@ static void after_dequeue(ps_queue *q, bool wake_producer, bool fire_space)
 
 int ps__queue_pop(ps_queue *q, void **item)
 {
-    bool wake_producer, fire_space;
+    bool wake_consumer, wake_producer, fire_space;
 
     pthread_mutex_lock(&q->lock);
     while (q->len == 0 && !q->shutdown) {
@@ -161,15 +169,15 @@ int ps__queue_pop(ps_queue *q, void **item)
         pthread_mutex_unlock(&q->lock);
         return -ESHUTDOWN;
     }
-    *item = dequeue_locked(q, &wake_producer, &fire_space);
+    *item = dequeue_locked(q, &wake_consumer, &wake_producer, &fire_space);
     pthread_mutex_unlock(&q->lock);
-    after_dequeue(q, wake_producer, fire_space);
+    after_dequeue(q, wake_consumer, wake_producer, fire_space);
     return 0;
 }
 
 int ps__queue_try_pop(ps_queue *q, void **item)
 {
-    bool wake_producer, fire_space;
+    bool wake_consumer, wake_producer, fire_space;
 
     pthread_mutex_lock(&q->lock);
     if (q->len == 0) {
@@ -177,9 +185,9 @@ int ps__queue_try_pop(ps_queue *q, void **item)
         pthread_mutex_unlock(&q->lock);
         return rc;
     }
-    *item = dequeue_locked(q, &wake_producer, &fire_space);
+    *item = dequeue_locked(q, &wake_consumer, &wake_producer, &fire_space);
     pthread_mutex_unlock(&q->lock);
-    after_dequeue(q, wake_producer, fire_space);
+    after_dequeue(q, wake_consumer, wake_producer, fire_space);
     return 0;
 }
 

@@ -1,9 +1,11 @@
 /*
  * queue.h - bounded multi-producer multi-consumer FIFO of pointers (private).
  *
- * One mutex guards the ring; consumers sleep on a condition variable and are
- * signalled only when some are asleep, one per pushed item, never broadcast
- * except at shutdown.  Producers either block (ps__queue_push) or fail fast
+ * One mutex guards the ring; consumers sleep on a condition variable.  A
+ * push wakes one sleeper only when it finds the queue empty; a consumer
+ * that leaves items behind wakes the next one (a baton), so a burst costs
+ * as many wake-ups as consumers it really needs, never a broadcast except
+ * at shutdown.  Producers either block (ps__queue_push) or fail fast
  * (ps__queue_try_push) and may ask for a callback when space frees, which is
  * how the reactor thread waits for space without blocking.
  */
