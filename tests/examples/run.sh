@@ -257,8 +257,7 @@ if start_server http "$HTTP_BIN" --listen 127.0.0.1:0 --workers 2; then
     # A Content-Length body split from its head, then the next request.
     exec {HFD}<>"/dev/tcp/127.0.0.1/$HTTP_PORT"
     printf 'GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n12345' >&"$HFD"
-    read_response "$HFD"
-    sleep 0.1
+    read_response "$HFD" # the answer came before the rest of the body: it is on its own
     printf '67890GET /stats HTTP/1.1\r\nHost: t\r\n\r\n' >&"$HFD"
     read_response "$HFD"
     check_match "http: body bytes discarded, next request parsed" "HTTP/1.1 200 OK|accepted *" "$R_STATUS|$R_BODY"
