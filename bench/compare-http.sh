@@ -62,19 +62,9 @@ NGINX=$(find_nginx)
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/compare-http.XXXXXX") || exit 1
 PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    sleep 0.2
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+trap pids_cleanup EXIT
 trap 'exit 130' INT TERM
 
 # start_poolsrv: runs poolsrv-http on an ephemeral port; sets PORT, PID.
@@ -92,18 +82,6 @@ start_poolsrv() {
     done
     cat "$TMP/poolsrv.err" >&2
     die "poolsrv-http did not announce 'listening on' within ${READY_LIMIT}s"
-}
-
-stop_pid() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
 }
 
 # An ephemeral port for nginx: bind 0 (through poolsrv-http), note the port

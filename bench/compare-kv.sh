@@ -58,32 +58,10 @@ ensure_tools
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/compare-kv.XXXXXX") || exit 1
 PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    sleep 0.2
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+trap pids_cleanup EXIT
 trap 'exit 130' INT TERM
-
-stop_pid() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
-}
 
 # start_kv: poolsrv-kv on an ephemeral port; sets PORT and PID.
 start_kv() {

@@ -9,6 +9,9 @@
 #                    SIGKILL); sets SRV_STATUS to the exit status (or
 #                    "killed" / "died:N").
 # json_get KEY LINE  a value from poolsrv-bench's flat --json line.
+# stop_pid PID       SIGTERM, wait at most 5 s, then SIGKILL; reaps it.
+# pids_cleanup       for an EXIT trap: stop every PID in the array PIDS
+#                    (SIGTERM, then SIGKILL) and remove the directory TMP.
 
 SRV_WAIT=${SRV_WAIT:-10}
 SRV_TMP=""
@@ -94,4 +97,29 @@ json_get() {
         v=${v#\"}
         printf '%s\n' "${v%\"}"
     fi
+}
+
+stop_pid() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+pids_cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null
+    done
+    sleep 0.2
+    for pid in "${PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    rm -rf "$TMP"
 }
