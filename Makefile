@@ -140,6 +140,13 @@ test check: all
 
 test-extra::
 
+# poolsrv-echo's command line, errors and signals, as an operator meets them.
+.PHONY: test-echo-cli
+test-echo-cli: $(ECHO)
+	ECHO=$(ECHO) tests/echo_cli.sh
+
+test-extra:: test-echo-cli
+
 # poolsrv-echo behind HAProxy (send-proxy-v2): verified load, real client
 # addresses, drain of one backend.  Needs the haproxy package.
 .PHONY: test-haproxy

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# tests/echo_cli.sh - poolsrv-echo as an operator meets it: bad flags and
+# addresses (one line naming the bad value, a usage hint, exit 2), a port in
+# use (the address and the system's reason, exit 1), --version, and a
+# graceful stop on SIGINT and SIGTERM with its one-line summary (exit 0).
+# Loopback only, ephemeral ports, bounded waits; processes stopped by PID.
+set -u
+
+ECHO=${ECHO:-server/poolsrv-echo}
+PASS=0
+FAIL=0
+TMP=$(mktemp -d)
+PIDS=()
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
+fail() { FAIL=$((FAIL + 1)); echo "FAIL $1${2:+: $2}"; }
+
+# usage_error NAME PATTERN ARGS...: exit 2, PATTERN on the first stderr line,
+# and the usage hint on the second.
+usage_error() {
+    local name=$1 pattern=$2 rc first
+    shift 2
+    timeout 5 "$ECHO" "$@" >"$TMP/out" 2>"$TMP/err"
+    rc=$?
+    first=$(head -1 "$TMP/err")
+    if [[ $rc == 2 && $first == *"$pattern"* ]] && grep -q "Try 'poolsrv-echo --help'" "$TMP/err"; then
+        ok "$name"
+    else
+        fail "$name" "exit $rc, stderr: $(tr '\n' '|' <"$TMP/err")"
+    fi
+}
+
+usage_error "bad --workers value named" "invalid --workers value 'abc'" --workers abc
+usage_error "--workers out of range" "expected an integer from 1 to 1024" --workers 0
+usage_error "bad --listen address named" "'1.2.3' is not a numeric IPv4 address" --listen 1.2.3:80
+usage_error "IPv6 without brackets" "need brackets" --listen ::1:80
+usage_error "port out of range" "port must be a number from 0 to 65535" --listen 127.0.0.1:70000
+usage_error "bad --policy" "invalid --policy 'drop'" --policy drop
+usage_error "bad --mode" "invalid --mode 'async'" --mode async
+usage_error "unknown option" "unknown option '--bogus'" --bogus
+usage_error "missing value" "needs a value" --queue
+usage_error "stray argument" "unexpected argument 'extra'" extra
+
+out=$(timeout 5 "$ECHO" --version)
+if [[ $out == "poolsrv-echo $(cat VERSION)" ]]; then ok "--version prints VERSION"; else
+    fail "--version prints VERSION" "$out"
+fi
+if timeout 5 "$ECHO" --help | grep -q -- '--drain-timeout'; then ok "--help"; else fail "--help"; fi
+
+# start NAME ARGS...: run poolsrv-echo, wait for its first "listening on"
+# line; sets PID and PORT.
+start() {
+    local name=$1 i
+    shift
+    "$ECHO" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    PID=$!
+    PIDS+=("$PID")
+    PORT=""
+    for ((i = 0; i < 200; i++)); do
+        PORT=$(sed -n '1s/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$TMP/$name.out")
+        [[ -n $PORT ]] && return 0
+        kill -0 "$PID" 2>/dev/null || return 1
+        read -r -t 0.05 <> <(:) || true
+    done
+    return 1
+}
+
+# stop_with SIG: send SIG to PID, wait (bounded) and set RC.
+stop_with() {
+    local i
+    kill -"$1" "$PID"
+    for ((i = 0; i < 200; i++)); do
+        kill -0 "$PID" 2>/dev/null || break
+        read -r -t 0.05 <> <(:) || true
+    done
+    wait "$PID"
+    RC=$?
+}
+
+if start first --listen 127.0.0.1:0; then
+    ok "starts on an ephemeral port"
+    timeout 5 "$ECHO" --listen "127.0.0.1:$PORT" >"$TMP/out" 2>"$TMP/err"
+    rc=$?
+    if [[ $rc == 1 ]] && grep -q "127.0.0.1:$PORT: cannot bind: Address already in use" "$TMP/err"; then
+        ok "port in use: address and reason, exit 1"
+    else
+        fail "port in use: address and reason, exit 1" "exit $rc, $(cat "$TMP/err")"
+    fi
+    exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+    printf 'hello\n' >&"$fd"
+    IFS= read -r -t 5 line <&"$fd"
+    exec {fd}<&-
+    if [[ $line == hello ]]; then ok "echoes a line"; else fail "echoes a line" "'$line'"; fi
+    stop_with INT
+    if [[ $RC == 0 ]] && grep -q "stopped: 1 connections accepted, 0 rejected, 6 bytes echoed" \
+        "$TMP/first.err"; then
+        ok "SIGINT: graceful stop, summary, exit 0"
+    else
+        fail "SIGINT: graceful stop, summary, exit 0" "exit $RC, $(tail -2 "$TMP/first.err")"
+    fi
+else
+    fail "starts on an ephemeral port" "$(cat "$TMP/first.err")"
+fi
+
+# SIGTERM while a client is connected: drain, then a second SIGTERM stops now.
+if start second --listen 127.0.0.1:0 --drain-timeout -1; then
+    exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+    printf 'x\n' >&"$fd"
+    IFS= read -r -t 5 line <&"$fd"
+    kill -TERM "$PID"
+    printf 'still\n' >&"$fd" # served during the drain
+    IFS= read -r -t 5 line <&"$fd"
+    if [[ $line == still ]]; then ok "SIGTERM: connections still served while draining"; else
+        fail "SIGTERM: connections still served while draining" "'$line'"
+    fi
+    stop_with TERM
+    exec {fd}<&-
+    if [[ $RC == 0 ]] && grep -q "stopping now" "$TMP/second.err"; then
+        ok "second SIGTERM ends the drain, exit 0"
+    else
+        fail "second SIGTERM ends the drain, exit 0" "exit $RC, $(tail -2 "$TMP/second.err")"
+    fi
+else
+    fail "second server starts" "$(cat "$TMP/second.err")"
+fi
+
+echo "echo-cli: $PASS passed, $FAIL failed"
+[[ $FAIL -eq 0 ]]
