@@ -72,7 +72,7 @@ start() {
     return 1
 }
 
-# stop_with SIG: send SIG to PID, wait (bounded) and set RC.
+# stop_with SIG: send SIG to PID, wait (bounded: then SIGKILL) and set RC.
 stop_with() {
     local i
     kill -"$1" "$PID"
@@ -80,8 +80,19 @@ stop_with() {
         kill -0 "$PID" 2>/dev/null || break
         read -r -t 0.05 <> <(:) || true
     done
+    kill -KILL "$PID" 2>/dev/null
     wait "$PID"
     RC=$?
+}
+
+# wait_log FILE TEXT: until FILE contains TEXT (at most 10 s).
+wait_log() {
+    local i
+    for ((i = 0; i < 200; i++)); do
+        grep -q -- "$2" "$1" && return 0
+        read -r -t 0.05 <> <(:) || true
+    done
+    return 1
 }
 
 if start first --listen 127.0.0.1:0; then
@@ -120,6 +131,9 @@ if start second --listen 127.0.0.1:0 --drain-timeout -1; then
     if [[ $line == still ]]; then ok "SIGTERM: connections still served while draining"; else
         fail "SIGTERM: connections still served while draining" "'$line'"
     fi
+    # the first signal must have been taken before the second is sent (two
+    # pending SIGTERMs would merge into one)
+    wait_log "$TMP/second.err" "draining" || fail "first SIGTERM logged"
     stop_with TERM
     exec {fd}<&-
     if [[ $RC == 0 ]] && grep -q "stopping now" "$TMP/second.err"; then
