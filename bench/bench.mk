@@ -36,6 +36,10 @@ $(BENCH): $(BENCH_OBJ)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lm
 
+# --version prints the project version.
+$(B)/bench/src/main.o: ALL_CPPFLAGS += -DPS_VERSION_STRING='"$(VERSION)"'
+$(B)/bench/src/main.o: VERSION
+
 $(B)/bench/refs/uv_echo.o: ALL_CPPFLAGS += $(UV_CFLAGS)
 $(B)/bench/refs/ev_echo.o: ALL_CPPFLAGS += $(EV_CFLAGS)
 

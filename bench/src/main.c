@@ -49,6 +49,7 @@ static void usage(FILE *f)
             "      --progress / --no-progress  one status line per second (default: on a tty)\n"
             "      --self-test          check the histogram arithmetic and exit\n"
             "  -h, --help               this text\n"
+            "  -V, --version            print the version\n"
             "\n"
             "Exit status: 0 if the run passed (no mismatch or error of any kind, all\n"
             "connections up, something measured), 1 if not, 2 for bad usage.\n");
@@ -145,7 +146,7 @@ static int parse_target(struct opts *o, const char *s)
     int rc = getaddrinfo(host, port, &hints, &ai);
     if (rc != 0) {
         fprintf(stderr, "poolsrv-bench: cannot resolve '%s': %s\n", host, gai_strerror(rc));
-        return -1;
+        return -2; /* not a usage error: exit 1 */
     }
     memcpy(&o->target, ai->ai_addr, ai->ai_addrlen);
     o->target_len = ai->ai_addrlen;
@@ -178,6 +179,7 @@ static const struct option longopts[] = {
     {"udp", no_argument, NULL, 'u'},
     {"threads", required_argument, NULL, 'T'},
     {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
     {"connect-rate", no_argument, NULL, OPT_CONNECT_RATE},
     {"hold", no_argument, NULL, OPT_HOLD},
     {"json", no_argument, NULL, OPT_JSON},
@@ -235,7 +237,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
                        .max_connecting = 128};
     int ch;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":a:c:p:l:t:m:r:uT:h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":a:c:p:l:t:m:r:uT:hV", longopts, NULL)) != -1) {
         int rc = 0;
         switch (ch) {
         case 'a': addr = optarg; break;
@@ -263,6 +265,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case 'u': o->udp = true; break;
         case 'T': rc = parse_int(optarg, "threads (1 .. 256)", 1, 256, &o->threads); break;
         case 'h': usage(stdout); return 1;
+        case 'V': printf("poolsrv-bench %s\n", PS_VERSION_STRING); return 1;
         case OPT_CONNECT_RATE: o->mode = MODE_CONNECT_RATE; break;
         case OPT_HOLD: o->mode = MODE_HOLD; break;
         case OPT_JSON: o->json = true; break;
@@ -297,8 +300,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
         fprintf(stderr, "poolsrv-bench: no target given (e.g. 127.0.0.1:7000; see --help)\n");
         return -1;
     }
-    if (parse_target(o, addr) < 0)
-        return -1;
+    int trc = parse_target(o, addr);
+    if (trc < 0)
+        return trc;
     if (check_opts(o, have_t) < 0)
         return -1;
     if (o->threads > o->connections)
@@ -471,7 +475,7 @@ int main(int argc, char **argv)
     static struct bench b;
     int rc = parse_args(argc, argv, &b.o);
     if (rc != 0)
-        return rc > 0 ? 0 : 2;
+        return rc > 0 ? 0 : rc == -2 ? 1 : 2;
     const struct opts *o = &b.o;
     signal(SIGPIPE, SIG_IGN);
     raise_nofile(o);
