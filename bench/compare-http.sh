@@ -69,19 +69,8 @@ trap 'exit 130' INT TERM
 
 # start_poolsrv: runs poolsrv-http on an ephemeral port; sets PORT, PID.
 start_poolsrv() {
-    local i
-    "$HTTP_BIN" --listen 127.0.0.1:0 --workers "$WORKERS" >"$TMP/poolsrv.out" 2>"$TMP/poolsrv.err" &
-    PID=$!
-    PIDS+=("$PID")
-    PORT=""
-    for ((i = 0; i < READY_LIMIT * 20; i++)); do
-        PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$TMP/poolsrv.out")
-        [[ -n $PORT ]] && return 0
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    cat "$TMP/poolsrv.err" >&2
-    die "poolsrv-http did not announce 'listening on' within ${READY_LIMIT}s"
+    start_announced poolsrv "$HTTP_BIN" --listen 127.0.0.1:0 --workers "$WORKERS" ||
+        die "poolsrv-http did not announce 'listening on' within ${READY_LIMIT}s"
 }
 
 # An ephemeral port for nginx: bind 0 (through poolsrv-http), note the port

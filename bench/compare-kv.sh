@@ -65,19 +65,8 @@ trap 'exit 130' INT TERM
 
 # start_kv: poolsrv-kv on an ephemeral port; sets PORT and PID.
 start_kv() {
-    local i
-    "$KV_BIN" --listen 127.0.0.1:0 --workers "$WORKERS" >"$TMP/kv.out" 2>"$TMP/kv.err" &
-    PID=$!
-    PIDS+=("$PID")
-    PORT=""
-    for ((i = 0; i < READY_LIMIT * 20; i++)); do
-        PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$TMP/kv.out")
-        [[ -n $PORT ]] && return 0
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    cat "$TMP/kv.err" >&2
-    die "poolsrv-kv did not announce 'listening on' within ${READY_LIMIT}s"
+    start_announced kv "$KV_BIN" --listen 127.0.0.1:0 --workers "$WORKERS" ||
+        die "poolsrv-kv did not announce 'listening on' within ${READY_LIMIT}s"
 }
 
 # wait_ping PORT NAME: PING must answer PONG within READY_LIMIT seconds.

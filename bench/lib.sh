@@ -9,6 +9,12 @@
 #                    SIGKILL); sets SRV_STATUS to the exit status (or
 #                    "killed" / "died:N").
 # json_get KEY LINE  a value from poolsrv-bench's flat --json line.
+# start_announced NAME CMD...
+#                    run CMD in the background (output in $TMP/NAME.out and
+#                    .err), wait at most READY_LIMIT s for its "listening on
+#                    127.0.0.1:PORT" line; sets PID and PORT and appends PID
+#                    to PIDS.  Returns 1, after showing its stderr, if the
+#                    line never came.
 # stop_pid PID       SIGTERM, wait at most 5 s, then SIGKILL; reaps it.
 # pids_cleanup       for an EXIT trap: stop every PID in the array PIDS
 #                    (SIGTERM, then SIGKILL) and remove the directory TMP.
@@ -97,6 +103,23 @@ json_get() {
         v=${v#\"}
         printf '%s\n' "${v%\"}"
     fi
+}
+
+start_announced() {
+    local name=$1 i
+    shift
+    "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    PID=$!
+    PIDS+=("$PID")
+    PORT=""
+    for ((i = 0; i < ${READY_LIMIT:-10} * 20; i++)); do
+        PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$TMP/$name.out")
+        [[ -n $PORT ]] && return 0
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    cat "$TMP/$name.err" >&2
+    return 1
 }
 
 stop_pid() {

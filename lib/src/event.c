@@ -121,7 +121,7 @@ static void input_consumed(ps_conn *c)
 }
 
 /* Hand new bytes to on_data, together with any earlier unconsumed input. */
-static void deliver(struct ps_worker *w, ps_conn *c, const char *data, size_t len)
+static void deliver(ps_conn *c, const char *data, size_t len)
 {
     ps_server *s = c->srv;
     size_t used;
@@ -140,7 +140,6 @@ static void deliver(struct ps_worker *w, ps_conn *c, const char *data, size_t le
         }
         return;
     }
-    (void)w;
     used = s->h.on_data(c, data, len, s->user);
     if (used < len)
         keep_input(c, data + used, len - used);
@@ -158,7 +157,7 @@ static bool read_input(struct ps_worker *w, ps_conn *c)
         if (n > 0) {
             ps__conn_got(c, (uint64_t)n);
             budget -= (size_t)n;
-            deliver(w, c, w->scratch, (size_t)n);
+            deliver(c, w->scratch, (size_t)n);
             if ((size_t)n < room)
                 return false; /* drained: a further recv would say EAGAIN */
             continue;
@@ -244,7 +243,7 @@ void ps__event_turn(struct ps_worker *w, ps_conn *c)
     if ((c->flags & PS_CF_IN_UNSEEN) && !(c->flags & PS_CF_CLOSING)) {
         /* bytes that came with the PROXY header */
         c->flags &= ~(unsigned)PS_CF_IN_UNSEEN;
-        deliver(w, c, NULL, 0);
+        deliver(c, NULL, 0);
     }
     if (c->out.len > 0)
         flush_out(c);

@@ -240,7 +240,6 @@ void ps__dgram_turn(struct ps_worker *w, struct ps_dgram *d);
 /* pool.c */
 int ps__pool_start(ps_server *s, ps_err *err);
 void ps__pool_join(ps_server *s);
-void ps__blocking_turn(struct ps_worker *w, ps_conn *c);
 int ps__thread_create(pthread_t *tid, void *(*fn)(void *), void *arg);
 
 /* listener.c */

@@ -16,7 +16,7 @@
 #define PS_STEAL_MAX 16 /* ready connections a worker collects at once */
 
 /* Blocking style: serve owns the connection; afterwards park or close. */
-void ps__blocking_turn(struct ps_worker *w, ps_conn *c)
+static void blocking_turn(struct ps_worker *w, ps_conn *c)
 {
     ps_server *s = c->srv;
 
@@ -45,7 +45,7 @@ static void run_item(struct ps_worker *w, void *item)
     if (w->srv->event_style)
         ps__event_turn(w, c);
     else
-        ps__blocking_turn(w, c);
+        blocking_turn(w, c);
 }
 
 /* The queue is empty and this worker is about to sleep: first collect

@@ -103,7 +103,8 @@ static void begin_drain(ps_server *s)
     ps__log(s, PS_LOG_INFO, "stopping: %zu connection(s) to drain", ps__registry_count(s));
 }
 
-/* epoll_wait timeout: until the next back-off end or drain deadline. */
+/* epoll_wait timeout: until the next back-off end, drain deadline or
+ * timeout scan. */
 static int next_timeout(ps_server *s, int64_t now)
 {
     int64_t t = INT64_MAX;
