@@ -9,7 +9,9 @@
  * Handler threads never call ck_assert; they record what they saw and the
  * test thread asserts.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -209,6 +211,26 @@ END_TEST
 
 enum { FLUSH_BYTES = 4 << 20 };
 
+/* A client whose receive buffer is kept small, so that the kernel cannot
+ * absorb FLUSH_BYTES between the two sockets (loopback buffers autotune to
+ * megabytes) and the server really has output pending when it closes. */
+static int connect_small_rcvbuf(int port)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int small = 16384, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -errno;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
 struct flush {
     const char *data;
     bool keep_open; /* send, but do not close */
@@ -270,7 +292,7 @@ START_TEST(test_event_close_flushes)
     h.on_data = flush_on_data;
     h.on_close = flush_on_close;
     s = tu_server_start(&cfg, &h, &f, &port);
-    fd = tu_connect(port, tu_ms(2000));
+    fd = connect_small_rcvbuf(port);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(tu_write_all(fd, "go\n", 3, tu_ms(1000)), 0);
     /* do not read until the handler has closed with output pending */
@@ -319,7 +341,7 @@ START_TEST(test_event_peer_reset_during_write)
     h.on_data = flush_on_data;
     h.on_close = flush_on_close;
     s = tu_server_start(&cfg, &h, &f, &port);
-    fd = tu_connect(port, tu_ms(2000));
+    fd = connect_small_rcvbuf(port);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(tu_write_all(fd, "go\n", 3, tu_ms(1000)), 0);
     ck_assert(tu_latch_wait(&f.closed_by_handler, 1, tu_ms(5000)));
