@@ -52,7 +52,7 @@ void ps__conn_destroy(struct ps_worker *w, ps_conn *c)
     pthread_mutex_unlock(&c->lock);
     pthread_mutex_destroy(&c->lock);
     if (c->flags & PS_CF_REGISTERED)
-        epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL); /* in case a fork kept the fd open */
+        epoll_ctl(s->cepfd, EPOLL_CTL_DEL, c->fd, NULL); /* in case a fork kept the fd open */
     close(c->fd);
     ps__buf_free(&c->in);
     ps__buf_free(&c->out);
@@ -64,7 +64,7 @@ static void epoll_apply(ps_conn *c, int op)
 {
     struct epoll_event ev = {.events = c->armed | EPOLLONESHOT, .data.ptr = c};
 
-    if (epoll_ctl(c->srv->epfd, op, c->fd, &ev) < 0) {
+    if (epoll_ctl(c->srv->cepfd, op, c->fd, &ev) < 0) {
         /* Cannot happen for a valid fd and epoll set (ENOMEM aside); make
          * it visible rather than lose the connection silently. */
         ps__log(c->srv, PS_LOG_ERROR, "epoll_ctl(fd %d): %s", c->fd, ps_strerror(errno));
@@ -90,7 +90,7 @@ void ps__conn_arm(ps_conn *c, uint32_t events)
     pthread_mutex_unlock(&c->lock);
 }
 
-/* Reactor: an event arrived.  Returns false for a stale one (a resume
+/* Reactor or idle worker: an event arrived.  Returns false for a stale one (a resume
  * re-armed a connection whose event was already on its way), which must
  * be ignored: the connection is already owned by a worker. */
 bool ps__conn_collect(ps_conn *c)

@@ -2,11 +2,12 @@
  * internal.h - private structures shared by the library's files.
  *
  * Threads: one reactor thread (reactor.c, acceptor.c) owns the listen
- * sockets, the epoll set's dispatch loop and the pending list; N worker
- * threads (pool.c) run handlers.  A connection is owned by exactly one thread
- * at a time: the reactor until it is pushed to the queue, then the worker
- * that popped it, until that worker re-arms it in epoll (its last touch),
- * re-queues it, or destroys it.
+ * sockets, the timers and the pending list; N worker threads (pool.c) run
+ * handlers, and in the event style also collect ready connections from
+ * epoll while they have nothing queued.  A connection is owned by exactly
+ * one thread at a time: whoever collected its one-shot event (the reactor,
+ * or an idle worker) or popped it from the queue, until that thread re-arms
+ * it in epoll (its last touch), queues it, or destroys it.
  */
 #ifndef PS_INTERNAL_H
 #define PS_INTERNAL_H
@@ -148,7 +149,14 @@ struct ps_server {
     atomic_bool stop_now;  /* ps_server_stop_now: end the drain at once */
     enum ps_kind wake_kind; /* epoll tag for wakefd */
     int wakefd;            /* eventfd: stop, queue space, drain progress */
-    int epfd;
+    int epfd;              /* the reactor's: listeners, wakefd (blocking style: conns) */
+    /* Event style: connections wait in their own epoll set, which idle
+     * workers wait on directly (pool.c); bellfd (edge-triggered, in cepfd)
+     * wakes one of them when the queue gets an item.  Blocking style:
+     * cepfd == epfd and there is no bell. */
+    int cepfd;
+    int bellfd;
+    enum ps_kind bell_kind;
     int reserve_fd;        /* spare descriptor for EMFILE accept-and-close */
 
     ps_queue *q;
@@ -167,6 +175,10 @@ struct ps_server {
     ps_conn *reg_head;
     size_t reg_count;
     struct ps_client **clients; /* max_per_client > 0: hash of IP -> open count */
+
+    /* Workers (about to be) in epoll_wait on cepfd; on a line of its own. */
+    PS_ALIGN_CACHE atomic_int ready_waiters;
+    atomic_bool spinning; /* a worker is polling before it sleeps (pool.c) */
 
     /* Reactor thread only. */
     PS_ALIGN_CACHE ps_counters rst;
@@ -241,6 +253,7 @@ void ps__dgram_turn(struct ps_worker *w, struct ps_dgram *d);
 int ps__pool_start(ps_server *s, ps_err *err);
 void ps__pool_join(ps_server *s);
 int ps__thread_create(pthread_t *tid, void *(*fn)(void *), void *arg);
+void ps__pool_ring(void *srv); /* queue ready_fn: wake a worker waiting in epoll */
 
 /* listener.c */
 /* A listen string, taken apart: ["proxy:"] ("udp:" ADDR | "fd:" N | ADDR). */

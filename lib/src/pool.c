@@ -11,9 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <unistd.h>
 
 #define PS_SCRATCH_SIZE 65536
-#define PS_STEAL_MAX 16 /* ready connections a worker collects at once */
+#define PS_HARVEST_MAX 16 /* ready connections a worker collects at once */
+#ifndef PS_SPIN_POLLS
+#define PS_SPIN_POLLS 100 /* non-blocking polls before a worker sleeps */
+#endif
 
 /* Blocking style: serve owns the connection; afterwards park or close. */
 static void blocking_turn(struct ps_worker *w, ps_conn *c)
@@ -48,29 +52,108 @@ static void run_item(struct ps_worker *w, void *item)
         blocking_turn(w, c);
 }
 
-/* The queue is empty and this worker is about to sleep: first collect
- * connections that are ready in epoll without blocking, as the reactor
- * would.  The first is run here; the rest are queued for other workers.
- * Under load this saves the reactor-to-worker wake-up, the dearest step of
- * the hand-off, without changing who may own a connection.  Returns the
- * connection to run, or NULL. */
-static ps_conn *steal_ready(struct ps_worker *w)
+/* Event style: wake one worker waiting in epoll_wait (the queue calls this
+ * after a push or pop, outside its lock, when it would wake a sleeping
+ * consumer).  No item is left with every worker asleep: wait_ready counts
+ * itself before it takes the queue lock to look, and the queue lock orders
+ * that look against the push, so either the worker sees the item or this
+ * load sees the worker. */
+void ps__pool_ring(void *srv)
+{
+    ps_server *s = srv;
+    uint64_t one = 1;
+
+    if (atomic_load_explicit(&s->ready_waiters, memory_order_acquire) > 0) {
+        ssize_t rc = write(s->bellfd, &one, sizeof one);
+        (void)rc; /* EAGAIN: the counter is full, the bell is rung anyway */
+    }
+}
+
+/* Take what one epoll_wait on cepfd returned: the first ready connection
+ * is returned to run here, the rest are queued for the other workers. */
+static void *take_ready(struct ps_worker *w, struct epoll_event *evs, int n)
 {
     ps_server *s = w->srv;
-    struct epoll_event evs[PS_STEAL_MAX];
-    ps_conn *first = NULL;
-    int i, n = epoll_wait(s->epfd, evs, PS_STEAL_MAX, 0);
+    void *first = NULL;
+    int i;
 
     for (i = 0; i < n; i++) {
         ps_conn *c = evs[i].data.ptr;
-        if (*(enum ps_kind *)evs[i].data.ptr != PS_KIND_CONN || !ps__conn_collect(c))
-            continue; /* listeners and the wake fd are the reactor's */
+        if (*(enum ps_kind *)evs[i].data.ptr == PS_KIND_WAKE) { /* the bell */
+            uint64_t v;
+            ssize_t rc = read(s->bellfd, &v, sizeof v);
+            (void)rc;
+            continue;
+        }
+        if (!ps__conn_collect(c))
+            continue;
         if (!first)
             first = c;
         else if (ps__queue_try_push(s->q, c) < 0)
             run_item(w, c); /* full: serve it here rather than lose it */
     }
     return first;
+}
+
+/* Before sleeping, one worker at a time polls for a while: under load the
+ * next request is usually a few microseconds away, and a worker that is
+ * still awake takes it without a sleep and a wake-up (which also pushes the
+ * load generator or another process off its core).  One spinner at most,
+ * so the pool never burns more than one core waiting.  Returns an item, or
+ * NULL when nothing came (the caller then sleeps). */
+static void *spin_ready(struct ps_worker *w, bool *stopped)
+{
+    ps_server *s = w->srv;
+    struct epoll_event evs[PS_HARVEST_MAX];
+    void *item = NULL;
+    int k, n, rc;
+
+    if (PS_SPIN_POLLS == 0 || atomic_exchange_explicit(&s->spinning, true, memory_order_acquire))
+        return NULL;
+    for (k = 0; k < PS_SPIN_POLLS && !item; k++) {
+        rc = ps__queue_try_pop(s->q, &item);
+        if (rc == -ESHUTDOWN) {
+            *stopped = true;
+            break;
+        }
+        if (rc == 0)
+            break;
+        n = epoll_wait(s->cepfd, evs, PS_HARVEST_MAX, 0);
+        if (n > 0)
+            item = take_ready(w, evs, n);
+    }
+    atomic_store_explicit(&s->spinning, false, memory_order_release);
+    return item;
+}
+
+/* Event style, nothing queued: wait in epoll for a ready connection and run
+ * it on this thread; further ones collected in the same call are queued for
+ * the other workers.  Waiting here rather than on the queue while the
+ * reactor waits in epoll saves a thread-to-thread wake-up per ready
+ * connection - the dearest step of a hand-off, and one that a busy
+ * connection would pay on every request.  Idle connections still wait in
+ * epoll and each is owned by one thread at a time (one-shot events).
+ * Returns the item to run, or NULL. */
+static void *wait_ready(struct ps_worker *w)
+{
+    ps_server *s = w->srv;
+    struct epoll_event evs[PS_HARVEST_MAX];
+    void *first;
+    bool stopped = false;
+    int rc, n;
+
+    first = spin_ready(w, &stopped);
+    if (first || stopped)
+        return first;
+    atomic_fetch_add_explicit(&s->ready_waiters, 1, memory_order_seq_cst);
+    rc = ps__queue_try_pop(s->q, &first);
+    if (rc != -EAGAIN) { /* an item after all, or shut down */
+        atomic_fetch_sub_explicit(&s->ready_waiters, 1, memory_order_relaxed);
+        return rc == 0 ? first : NULL;
+    }
+    n = epoll_wait(s->cepfd, evs, PS_HARVEST_MAX, -1);
+    atomic_fetch_sub_explicit(&s->ready_waiters, 1, memory_order_relaxed);
+    return take_ready(w, evs, n);
 }
 
 static void *worker_main(void *arg)
@@ -80,17 +163,20 @@ static void *worker_main(void *arg)
     void *item;
 
     for (;;) {
-        if (ps__queue_try_pop(s->q, &item) == 0) {
-            run_item(w, item);
-            continue;
-        }
-        if (s->event_style && (item = steal_ready(w)) != NULL) {
-            run_item(w, item);
-            continue;
-        }
-        if (ps__queue_pop(s->q, &item) < 0)
+        int rc = ps__queue_try_pop(s->q, &item);
+        if (rc == -ESHUTDOWN)
             break;
-        run_item(w, item);
+        if (rc < 0 && s->event_style)
+            item = wait_ready(w);
+        else if (rc < 0 && ps__queue_pop(s->q, &item) < 0)
+            break;
+        if (item)
+            run_item(w, item);
+    }
+    if (s->event_style) { /* pass the shutdown on to a worker still in epoll_wait */
+        uint64_t one = 1;
+        ssize_t rc = write(s->bellfd, &one, sizeof one);
+        (void)rc;
     }
     return NULL;
 }

@@ -28,6 +28,8 @@ struct ps_queue {
     bool space_wanted; /* a try_push failed: call on_space when a slot frees */
     ps_queue_space_fn on_space;
     void *arg;
+    ps_queue_ready_fn on_ready; /* consumers that wait elsewhere (see queue.h) */
+    void *ready_arg;
 };
 
 ps_queue *ps__queue_new(size_t capacity, ps_queue_space_fn on_space, void *arg)
@@ -75,6 +77,12 @@ void ps__queue_free(ps_queue *q)
     free(q);
 }
 
+void ps__queue_set_ready_fn(ps_queue *q, ps_queue_ready_fn fn, void *arg)
+{
+    q->on_ready = fn;
+    q->ready_arg = arg;
+}
+
 /* Append under the lock; returns whether a consumer should be woken. */
 static bool enqueue_locked(ps_queue *q, void *item)
 {
@@ -85,12 +93,23 @@ static bool enqueue_locked(ps_queue *q, void *item)
     /* One wake-up per burst: only the push that finds the queue empty
      * wakes a sleeper; the consumer it wakes passes the baton on if it
      * leaves items behind (dequeue_locked). */
-    return q->consumers_waiting > 0 && q->len == 1;
+    return q->len == 1;
+}
+
+/* After a push that found the queue empty (lock released). */
+static void notify_item(ps_queue *q, bool became_nonempty, bool cond_sleepers)
+{
+    if (!became_nonempty)
+        return;
+    if (cond_sleepers)
+        pthread_cond_signal(&q->not_empty);
+    if (q->on_ready)
+        q->on_ready(q->ready_arg);
 }
 
 int ps__queue_push(ps_queue *q, void *item)
 {
-    bool wake;
+    bool wake, sleepers;
 
     pthread_mutex_lock(&q->lock);
     while (q->len == q->cap && !q->shutdown) {
@@ -103,15 +122,15 @@ int ps__queue_push(ps_queue *q, void *item)
         return -ESHUTDOWN;
     }
     wake = enqueue_locked(q, item);
+    sleepers = q->consumers_waiting > 0;
     pthread_mutex_unlock(&q->lock);
-    if (wake)
-        pthread_cond_signal(&q->not_empty);
+    notify_item(q, wake, sleepers);
     return 0;
 }
 
 int ps__queue_try_push(ps_queue *q, void *item)
 {
-    bool wake;
+    bool wake, sleepers;
 
     pthread_mutex_lock(&q->lock);
     if (q->shutdown) {
@@ -124,9 +143,9 @@ int ps__queue_try_push(ps_queue *q, void *item)
         return -EAGAIN;
     }
     wake = enqueue_locked(q, item);
+    sleepers = q->consumers_waiting > 0;
     pthread_mutex_unlock(&q->lock);
-    if (wake)
-        pthread_cond_signal(&q->not_empty);
+    notify_item(q, wake, sleepers);
     return 0;
 }
 
@@ -138,17 +157,18 @@ static void *dequeue_locked(ps_queue *q, bool *wake_consumer, bool *wake_produce
 
     q->head = (q->head + 1) % q->cap;
     q->len--;
-    *wake_consumer = q->len > 0 && q->consumers_waiting > 0;
+    *wake_consumer = q->len > 0; /* the baton */
     *wake_producer = q->producers_waiting > 0;
     *fire_space = q->space_wanted;
     q->space_wanted = false;
     return item;
 }
 
-static void after_dequeue(ps_queue *q, bool wake_consumer, bool wake_producer, bool fire_space)
+static void after_dequeue(ps_queue *q, bool wake_consumer, bool cond_sleepers, bool wake_producer,
+                          bool fire_space)
 {
     if (wake_consumer)
-        pthread_cond_signal(&q->not_empty);
+        notify_item(q, true, cond_sleepers);
     if (wake_producer)
         pthread_cond_signal(&q->not_full);
     if (fire_space && q->on_space)
@@ -157,7 +177,7 @@ static void after_dequeue(ps_queue *q, bool wake_consumer, bool wake_producer, b
 
 int ps__queue_pop(ps_queue *q, void **item)
 {
-    bool wake_consumer, wake_producer, fire_space;
+    bool wake_consumer, cond_sleepers, wake_producer, fire_space;
 
     pthread_mutex_lock(&q->lock);
     while (q->len == 0 && !q->shutdown) {
@@ -170,14 +190,15 @@ int ps__queue_pop(ps_queue *q, void **item)
         return -ESHUTDOWN;
     }
     *item = dequeue_locked(q, &wake_consumer, &wake_producer, &fire_space);
+    cond_sleepers = q->consumers_waiting > 0;
     pthread_mutex_unlock(&q->lock);
-    after_dequeue(q, wake_consumer, wake_producer, fire_space);
+    after_dequeue(q, wake_consumer, cond_sleepers, wake_producer, fire_space);
     return 0;
 }
 
 int ps__queue_try_pop(ps_queue *q, void **item)
 {
-    bool wake_consumer, wake_producer, fire_space;
+    bool wake_consumer, cond_sleepers, wake_producer, fire_space;
 
     pthread_mutex_lock(&q->lock);
     if (q->len == 0) {
@@ -186,8 +207,9 @@ int ps__queue_try_pop(ps_queue *q, void **item)
         return rc;
     }
     *item = dequeue_locked(q, &wake_consumer, &wake_producer, &fire_space);
+    cond_sleepers = q->consumers_waiting > 0;
     pthread_mutex_unlock(&q->lock);
-    after_dequeue(q, wake_consumer, wake_producer, fire_space);
+    after_dequeue(q, wake_consumer, cond_sleepers, wake_producer, fire_space);
     return 0;
 }
 
@@ -198,6 +220,8 @@ void ps__queue_shutdown(ps_queue *q)
     pthread_mutex_unlock(&q->lock);
     pthread_cond_broadcast(&q->not_empty);
     pthread_cond_broadcast(&q->not_full);
+    if (q->on_ready)
+        q->on_ready(q->ready_arg);
 }
 
 size_t ps__queue_len(ps_queue *q)

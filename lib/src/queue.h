@@ -20,8 +20,17 @@ typedef struct ps_queue ps_queue;
  * first slot after a failed ps__queue_try_push.  Must not block. */
 typedef void (*ps_queue_space_fn)(void *arg);
 
+/* For consumers that wait somewhere other than in ps__queue_pop (the event
+ * style's workers wait in epoll_wait and only ever try_pop): called, with
+ * the lock released, whenever ps__queue_pop would wake a sleeper - a push
+ * found the queue empty, a pop left items behind - and at shutdown.  It is
+ * called without knowing whether anyone waits, so it must be cheap when
+ * nobody does, and must not block.  Set before the queue is shared. */
+typedef void (*ps_queue_ready_fn)(void *arg);
+
 /* capacity >= 1.  Returns NULL on ENOMEM. */
 ps_queue *ps__queue_new(size_t capacity, ps_queue_space_fn on_space, void *arg);
+void ps__queue_set_ready_fn(ps_queue *q, ps_queue_ready_fn fn, void *arg);
 /* The queue must have no waiters left (shut down and joined). NULL ok. */
 void ps__queue_free(ps_queue *q);
 

@@ -1,9 +1,11 @@
 /*
  * reactor.c - the acceptor/reactor thread: one epoll set holding the listen
- * sockets, a wake-up eventfd and every idle connection (event style, or
- * parked blocking connections), each armed EPOLLONESHOT.
+ * sockets, a wake-up eventfd and (blocking style) every parked connection,
+ * armed EPOLLONESHOT.  Event-style connections wait, one-shot too, in a
+ * second set that idle workers read themselves (pool.c says why); the
+ * reactor creates it.
  *
- * A ready connection is pushed to the work queue.  When the queue is full it
+ * A new or ready connection is pushed to the work queue.  When the queue is full it
  * waits, in order, in the pending list; the queue calls back (via the
  * eventfd) when a slot frees.  Nothing spins: a one-shot connection reports
  * readiness once until a worker re-arms it.
@@ -170,6 +172,28 @@ static void queue_has_space(void *arg)
     ps__reactor_wake(arg);
 }
 
+/* Event style: the connections' own epoll set, which idle workers wait on
+ * (pool.c), with the bell that wakes one of them for a queued item. */
+static int conn_set_start(ps_server *s, ps_err *err)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = &s->bell_kind};
+
+    if (!s->event_style) {
+        s->cepfd = s->epfd;
+        return 0;
+    }
+    s->cepfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s->cepfd < 0)
+        return ps__set_err(err, -errno, "epoll_create1: %s", ps_strerror(errno));
+    s->bellfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->bellfd < 0)
+        return ps__set_err(err, -errno, "eventfd: %s", ps_strerror(errno));
+    if (epoll_ctl(s->cepfd, EPOLL_CTL_ADD, s->bellfd, &ev) < 0)
+        return ps__set_err(err, -errno, "epoll_ctl: %s", ps_strerror(errno));
+    ps__queue_set_ready_fn(s->q, ps__pool_ring, s);
+    return 0;
+}
+
 /* Create the queue and epoll set, register wake fd and listeners, start the
  * thread.  On failure the caller tears down. */
 int ps__reactor_start(ps_server *s, ps_err *err)
@@ -186,6 +210,8 @@ int ps__reactor_start(ps_server *s, ps_err *err)
         return ps__set_err(err, -errno, "epoll_create1: %s", ps_strerror(errno));
     if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->wakefd, &ev) < 0)
         return ps__set_err(err, -errno, "epoll_ctl: %s", ps_strerror(errno));
+    if ((i = conn_set_start(s, err)) < 0)
+        return i;
     for (i = 0; i < s->nls; i++) {
         struct epoll_event lev = {.events = EPOLLIN, .data.ptr = &s->ls[i]};
         if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->ls[i].fd, &lev) < 0)

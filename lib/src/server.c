@@ -167,8 +167,8 @@ ps_server *ps_server_new(const ps_config *cfg, const ps_handler *h, void *user, 
     s->h = *h;
     s->user = user;
     s->event_style = h->on_data != NULL;
-    s->wake_kind = PS_KIND_WAKE;
-    s->epfd = s->reserve_fd = -1;
+    s->wake_kind = s->bell_kind = PS_KIND_WAKE;
+    s->epfd = s->cepfd = s->bellfd = s->reserve_fd = -1;
     for (i = 0; i < cfg->nlisten; i++) {
         s->listen_copy[i] = strdup(cfg->listen[i]);
         if (!s->listen_copy[i]) {
@@ -208,11 +208,15 @@ static void teardown(ps_server *s)
     s->reactor_started = false;
     ps__pool_join(s);
     ps__listeners_close(s, 0);
+    if (s->cepfd >= 0 && s->cepfd != s->epfd)
+        close(s->cepfd);
     if (s->epfd >= 0)
         close(s->epfd);
+    if (s->bellfd >= 0)
+        close(s->bellfd);
     if (s->reserve_fd >= 0)
         close(s->reserve_fd);
-    s->epfd = s->reserve_fd = -1;
+    s->epfd = s->cepfd = s->bellfd = s->reserve_fd = -1;
 }
 
 static int start_steps(ps_server *s, ps_err *err)
