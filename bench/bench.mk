@@ -4,7 +4,8 @@
 #   make bench          build everything, run the matrix, write bench/results/latest.*
 #   make bench-smoke    harness self-test + a short verified run against poolsrv-echo
 #   make bench-sweep    cost versus message size and connections (bench/results/sweep.md)
-#   make bench-refs     build the reference and misbehaving test servers
+#   make bench-refs     build the reference and misbehaving test servers, and
+#                       bench/wakeup-cost (thread wake-up against system call)
 #   make bench-deps     install (as root) or name the packages `make bench` needs
 #
 # Knobs for `make bench` (environment or make variables):
@@ -15,6 +16,15 @@ BENCH      := $(O)bench/poolsrv-bench
 BENCH_SRC  := $(wildcard bench/src/*.c)
 BENCH_OBJ  := $(BENCH_SRC:%.c=$(B)/%.o)
 PROGRAMS   += $(BENCH)
+
+# What a thread-to-thread wake-up costs here (docs/architecture.md); built
+# with the references, not installed.
+WAKEUP     := $(O)bench/wakeup-cost
+
+$(WAKEUP): $(B)/bench/tools/wakeup_cost.o
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
 
 REFS_DIR   := $(O)bench/refs
 # Always built: they need only libc and pthreads.
@@ -58,7 +68,7 @@ $(REFS_DIR)/%-echo: $(B)/bench/refs/%_echo.o $(B)/bench/refs/ref_common.o
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
 
-bench-refs: $(REFS)
+bench-refs: $(REFS) $(WAKEUP)
 	@$(if $(HAVE_UV),,echo "note: libuv missing, bench/refs/uv-echo not built (make bench-deps)" >&2)
 	@$(if $(HAVE_EV),,echo "note: libevent missing, bench/refs/ev-echo not built (make bench-deps)" >&2)
 
@@ -105,5 +115,5 @@ test-extra::
 .SECONDARY: $(patsubst bench/refs/%.c,$(B)/bench/refs/%.o,$(wildcard bench/refs/*.c))
 
 clean-extra::
-	rm -f $(REFS_DIR)/uv-echo $(REFS_DIR)/ev-echo $(REFS_DIR)/tpc-echo $(REFS_DIR)/bad-echo \
+	rm -f $(REFS_DIR)/uv-echo $(REFS_DIR)/ev-echo $(REFS_DIR)/tpc-echo $(REFS_DIR)/bad-echo $(WAKEUP) \
 	      bench/results/*.tmp
