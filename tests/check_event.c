@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "internal.h" /* ready_waiters: how many workers sleep in epoll_wait */
 #include "test_util.h"
 
 /* atomic loads with short names, so failure messages stay readable */
@@ -136,6 +137,52 @@ START_TEST(test_no_overlap)
     ck_assert_int_ge(ld(&r.datas), OVL_CLIENTS * (OVL_BYTES / 256) / 2);
     ps_server_free(s);
     free(data);
+}
+END_TEST
+
+/* Idle event-style workers sleep in epoll_wait on the connections' set.
+ * With every one of them asleep, a new connection (queued by the reactor
+ * for its on_open turn) must still be served - the queue's bell wakes one -
+ * and stop must still end them all (each exiting worker rings the next). */
+static bool all_workers_asleep(void *arg)
+{
+    ps_server *s = arg;
+
+    return atomic_load(&s->ready_waiters) == s->cfg.workers;
+}
+
+START_TEST(test_event_workers_asleep)
+{
+    enum { ROUNDS = 3 };
+    tu_rec r;
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    int port;
+    char msg[1000];
+
+    tu_rec_init(&r);
+    tu_config(&cfg);
+    cfg.workers = 8;
+    tu_rec_handler(&h);
+    s = tu_server_start(&cfg, &h, &r, &port);
+    tu_fill(msg, sizeof msg, 5);
+    for (int i = 0; i < ROUNDS; i++) {
+        int fd;
+        ck_assert_msg(tu_wait_until(all_workers_asleep, s, tu_ms(5000)),
+                      "round %d: %d of 8 workers asleep in epoll_wait", i,
+                      atomic_load(&s->ready_waiters));
+        fd = tu_connect(port, tu_ms(2000));
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(tu_echo(fd, msg, sizeof msg, true, tu_ms(5000), NULL), 0);
+        close(fd);
+        tu_rec_wait_closes(&r, i + 1);
+    }
+    ck_assert(tu_wait_until(all_workers_asleep, s, tu_ms(5000)));
+    ps_server_stop(s);
+    ck_assert_int_eq(tu_server_wait(s, tu_ms(5000)), 0);
+    tu_rec_assert_clean(&r, ROUNDS);
+    ps_server_free(s);
 }
 END_TEST
 
@@ -475,6 +522,7 @@ Suite *event_suite(void)
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, test_on_close_once);
     tcase_add_test(tc, test_no_overlap);
+    tcase_add_test(tc, test_event_workers_asleep);
     tcase_add_test(tc, test_event_partial_consume);
     tcase_add_test(tc, test_event_close_flushes);
     tcase_add_test(tc, test_event_peer_reset_during_write);

@@ -140,6 +140,44 @@ static void on_space(void *arg)
     atomic_fetch_add(&sc->calls, 1);
 }
 
+/* The ready hook (for consumers that wait outside ps__queue_pop): called
+ * exactly when a pop would wake a sleeper - a push onto an empty queue, a
+ * pop that leaves items behind - and at shutdown; never on other pushes or
+ * on the pop that empties the queue. */
+static void count_ready(void *arg)
+{
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+START_TEST(test_ready_fn)
+{
+    ps_queue *q = ps__queue_new(4, noop_space, NULL);
+    atomic_int rings = 0;
+    void *it;
+
+    ck_assert_ptr_nonnull(q);
+    ps__queue_set_ready_fn(q, count_ready, &rings);
+    ck_assert_int_eq(ps__queue_try_push(q, ITEM(1)), 0); /* empty -> 1 item */
+    ck_assert_int_eq(ld(&rings), 1);
+    ck_assert_int_eq(ps__queue_push(q, ITEM(2)), 0); /* not empty: no ring */
+    ck_assert_int_eq(ps__queue_try_push(q, ITEM(3)), 0);
+    ck_assert_int_eq(ld(&rings), 1);
+    ck_assert_int_eq(ps__queue_try_pop(q, &it), 0); /* two left: baton */
+    ck_assert_int_eq(ld(&rings), 2);
+    ck_assert_int_eq(ps__queue_pop(q, &it), 0); /* one left: baton */
+    ck_assert_int_eq(ld(&rings), 3);
+    ck_assert_int_eq(ps__queue_try_pop(q, &it), 0); /* empties it: no ring */
+    ck_assert_int_eq(ld(&rings), 3);
+    ck_assert_int_eq(ps__queue_try_pop(q, &it), -EAGAIN);
+    ck_assert_int_eq(ld(&rings), 3);
+    ck_assert_int_eq(ps__queue_push(q, ITEM(4)), 0); /* empty again -> ring */
+    ck_assert_int_eq(ld(&rings), 4);
+    ps__queue_shutdown(q);
+    ck_assert_int_eq(ld(&rings), 5);
+    ps__queue_free(q);
+}
+END_TEST
+
 START_TEST(test_on_space)
 {
     struct space_ctx sc = {0};
@@ -428,6 +466,7 @@ Suite *queue_suite(void)
     tcase_add_test(tc, test_fifo);
     tcase_add_test(tc, test_high_water);
     tcase_add_test(tc, test_on_space);
+    tcase_add_test(tc, test_ready_fn);
     suite_add_tcase(s, tc);
 
     tcase_set_timeout(sh, 10);
