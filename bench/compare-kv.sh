@@ -7,18 +7,20 @@
 # are measured in turn, alternating over ROUNDS rounds.  Writes
 # bench/results/kv.md.
 #
-# Knobs (environment): WORKERS=2 (poolsrv-kv --workers; redis-server runs its
-#   one command thread)  REQUESTS=500000 (per test)  CLIENTS=50  PIPELINE=16
-#   ROUNDS=3  KV_BIN=server/examples/poolsrv-kv  OUT=bench/results/kv.md
+# Knobs (environment): WORKERS="1 2" (poolsrv-kv --workers: one server per
+#   count, each compared with redis-server, which runs one command thread, so
+#   --workers 1 is the equal-thread comparison)  REQUESTS=500000 (per test)
+#   CLIENTS=50  PIPELINE=16  ROUNDS=3  KV_BIN=server/examples/poolsrv-kv
+#   OUT=bench/results/kv.md
 # Each redis-benchmark run is limited to 30 s by timeout(1); with the defaults
-# the whole script takes about 15 s.  Needs redis-server and redis-benchmark
+# the whole script takes about 20 s.  Needs redis-server and redis-benchmark
 # (Debian packages redis-server, redis-tools): installed with apt-get when run
 # as root, else named.  Loopback only.
 
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
-WORKERS=${WORKERS:-2}
+WORKERS=${WORKERS:-1 2}
 REQUESTS=${REQUESTS:-500000}
 CLIENTS=${CLIENTS:-50}
 PIPELINE=${PIPELINE:-16}
@@ -50,9 +52,12 @@ ensure_tools() {
     fi
 }
 
-for v in WORKERS REQUESTS CLIENTS PIPELINE ROUNDS; do
+for v in REQUESTS CLIENTS PIPELINE ROUNDS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, not '${!v}'"
 done
+[[ $WORKERS =~ ^[1-9][0-9]*( [1-9][0-9]*)*$ ]] ||
+    die "WORKERS must be worker counts separated by spaces (\"1 2\"), not '$WORKERS'"
+read -r -a WCOUNTS <<<"$WORKERS"
 [[ -x $KV_BIN ]] || die "$KV_BIN is missing: run make first"
 ensure_tools
 
@@ -63,9 +68,9 @@ PIDS=()
 trap pids_cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_kv: poolsrv-kv on an ephemeral port; sets PORT and PID.
+# start_kv WORKERS: poolsrv-kv on an ephemeral port; sets PORT and PID.
 start_kv() {
-    start_announced kv "$KV_BIN" --listen 127.0.0.1:0 --workers "$WORKERS" ||
+    start_announced "kv-w$1" "$KV_BIN" --listen 127.0.0.1:0 --workers "$1" ||
         die "poolsrv-kv did not announce 'listening on' within ${READY_LIMIT}s"
 }
 
@@ -95,33 +100,37 @@ run_bench() {
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 # An ephemeral port for redis-server: bind 0 (through poolsrv-kv), note the
 # port the kernel chose, release it.
-start_kv
+start_kv 1
 REDIS_PORT=$PORT
 stop_pid "$PID"
 
-start_kv
-KV_PID=$PID KV_PORT=$PORT
-wait_ping "$KV_PORT" poolsrv-kv
+# The servers under test, in the order of the first round: NAMES[i] on
+# PORTS[i] with pid SPIDS[i].
+NAMES=(redis-server) PORTS=() SPIDS=()
 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
     --daemonize no --dir "$TMP" --logfile "$TMP/redis.log" &
-REDIS_PID=$!
-PIDS+=("$REDIS_PID")
+SPIDS+=($!) PORTS+=("$REDIS_PORT")
+PIDS+=($!)
 wait_ping "$REDIS_PORT" redis-server
+for w in "${WCOUNTS[@]}"; do
+    start_kv "$w"
+    NAMES+=("poolsrv-kv-w$w") PORTS+=("$PORT") SPIDS+=("$PID")
+    wait_ping "$PORT" "poolsrv-kv --workers $w"
+done
 
-echo "compare-kv: poolsrv-kv --workers $WORKERS vs redis-server;" \
+echo "compare-kv: poolsrv-kv --workers {${WORKERS// /,}} vs redis-server;" \
     "redis-benchmark -P $PIPELINE -c $CLIENTS -n $REQUESTS x $ROUNDS rounds"
 : >"$TMP/rows"
-for ((r = 1; r <= ROUNDS; r++)); do
-    if ((r % 2)); then
-        run_bench poolsrv-kv "$KV_PORT"
-        run_bench redis-server "$REDIS_PORT"
-    else
-        run_bench redis-server "$REDIS_PORT"
-        run_bench poolsrv-kv "$KV_PORT"
-    fi
+N=${#NAMES[@]}
+for ((r = 0; r < ROUNDS; r++)); do
+    for ((k = 0; k < N; k++)); do # each round starts with the next server
+        i=$(((r + k) % N))
+        run_bench "${NAMES[i]}" "${PORTS[i]}"
+    done
 done
-stop_pid "$KV_PID"
-stop_pid "$REDIS_PID"
+for pid in "${SPIDS[@]}"; do
+    stop_pid "$pid"
+done
 
 # median NAME TEST: the median req/s of that test over the rounds.
 median() {
@@ -136,18 +145,27 @@ mkdir -p "$(dirname "$OUT")"
     echo
     echo "Written by \`bench/compare-kv.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'):"
     echo "$(nproc) cores, $(uname -sr), redis-server $REDIS_VER (one command thread,"
-    echo "\`--save '' --appendonly no\`) vs poolsrv-kv \`--workers $WORKERS\`, both on 127.0.0.1;"
-    echo "\`redis-benchmark -t ping,set,get -P $PIPELINE -c $CLIENTS -n $REQUESTS -q\`, $ROUNDS"
-    echo "alternating rounds; redis-benchmark runs on the same cores."
+    echo "\`--save '' --appendonly no\`) vs poolsrv-kv \`--workers N\` for N in {${WORKERS// /,}},"
+    echo "all on 127.0.0.1; \`redis-benchmark -t ping,set,get -P $PIPELINE -c $CLIENTS -n $REQUESTS -q\`,"
+    echo "$ROUNDS rounds, each server in turn, each round starting with the next one;"
+    echo "redis-benchmark runs on the same cores.  The ratio is poolsrv-kv / redis-server."
     echo "Load average when the run began: $LOAD (other work on the machine skews the figures)."
     echo
-    echo "| test | poolsrv-kv req/s | redis-server req/s | ratio |"
-    echo "|---|---:|---:|---:|"
+    head="| test | redis-server req/s |" rule="|---|---:|"
+    for w in "${WCOUNTS[@]}"; do
+        head+=" poolsrv-kv -w $w req/s | ratio |" rule+="---:|---:|"
+    done
+    echo "$head"
+    echo "$rule"
     for t in "${TESTS[@]}"; do
-        p=$(median poolsrv-kv "$t")
         q=$(median redis-server "$t")
-        awk -v t="$t" -v p="$p" -v q="$q" \
-            'BEGIN {printf "| %s | %d | %d | %s |\n", t, p, q, ((q > 0) ? sprintf("%.2f", p / q) : "n/a")}'
+        line="| $t | $q |"
+        for w in "${WCOUNTS[@]}"; do
+            p=$(median "poolsrv-kv-w$w" "$t")
+            line+=$(awk -v p="$p" -v q="$q" \
+                'BEGIN {printf " %d | %s |", p, ((q > 0) ? sprintf("%.2f", p / q) : "n/a")}')
+        done
+        echo "$line"
     done
     echo
     echo "Medians over the rounds.  Every measurement (p50 latency in ms):"

@@ -16,7 +16,9 @@
 #   BENCH_HOLD [10000]  idle connections for the memory-per-connection table
 #                       (0 skips it)
 #   BENCH_SCENARIOS ["a b c d e f"]
-#   BENCH_SERVERS ["poolsrv-event poolsrv-blocking libuv libevent thread-per-conn"]
+#   BENCH_SERVERS ["poolsrv-event poolsrv-event-1 poolsrv-blocking libuv libevent
+#                  thread-per-conn"]  (poolsrv-event-1: --mode event --workers 1,
+#                  the one-thread comparison with libuv and libevent)
 #   BENCH_BIN, ECHO_BIN, REFS_DIR, BENCH_OUT [bench/results]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +34,7 @@ WORKERS=${BENCH_WORKERS:-4}
 THREADS=${BENCH_THREADS:-1}
 HOLD=${BENCH_HOLD:-10000}
 read -r -a SCENARIOS <<<"${BENCH_SCENARIOS:-a b c d e f}"
-read -r -a SERVERS <<<"${BENCH_SERVERS:-poolsrv-event poolsrv-blocking libuv libevent thread-per-conn}"
+read -r -a SERVERS <<<"${BENCH_SERVERS:-poolsrv-event poolsrv-event-1 poolsrv-blocking libuv libevent thread-per-conn}"
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
@@ -65,6 +67,7 @@ server_cmd() {
     local listen=127.0.0.1:0
     case $1 in
     poolsrv-event) [[ -x $ECHO_BIN ]] && echo "$ECHO_BIN --listen $listen --mode event --workers $WORKERS" ;;
+    poolsrv-event-1) [[ -x $ECHO_BIN ]] && echo "$ECHO_BIN --listen $listen --mode event --workers 1" ;;
     poolsrv-blocking) [[ -x $ECHO_BIN ]] && echo "$ECHO_BIN --listen $listen --mode blocking --workers $WORKERS" ;;
     libuv) [[ -x $REFS_DIR/uv-echo ]] && echo "$REFS_DIR/uv-echo $listen" ;;
     libevent) [[ -x $REFS_DIR/ev-echo ]] && echo "$REFS_DIR/ev-echo $listen" ;;
