@@ -2,9 +2,11 @@
  * poolsrv.h - the one public header of poolsrv, a framework for multi-client
  * TCP servers on POSIX threads.
  *
- * Data path: an acceptor/reactor thread accepts connections and watches idle
- * ones in epoll; ready connections go through a bounded work queue to a fixed
- * pool of worker threads, which run the user's handler.  Two handler styles:
+ * Data path: an acceptor/reactor thread accepts connections and feeds them
+ * through a bounded work queue to a fixed pool of worker threads, which run
+ * the user's handler; idle connections wait in epoll (event style: idle
+ * workers collect ready ones themselves, docs/architecture.md says why).
+ * Two handler styles:
  *
  *   blocking  serve(conn) owns the connection until it returns, and reads and
  *             writes it with ps_conn_read()/ps_conn_write_all().  It may park
@@ -169,7 +171,9 @@ typedef struct ps_config {
     int nlisten;                       /* how many of listen[] are used (>= 1) */
     int backlog;            /* listen(2) backlog, 1..1048576 (the kernel caps it at
                                net.core.somaxconn); default 4096 */
-    int workers;            /* pool size, 1..1024; default 4 */
+    int workers;            /* pool size, 1..1024; default 4.  Event style: about
+                               the number of cores left to this server; blocking
+                               style: connections to serve at once */
     int queue_capacity;     /* work queue slots, 1..1048576; default 1024 */
     ps_policy policy;       /* default PS_POLICY_BLOCK */
     int io_timeout_ms;      /* blocking style: default per-call timeout, -1 = none (default) */
