@@ -3,6 +3,10 @@
  * stop.  Each pops one connection at a time from the work queue and runs
  * the handler; popping one (not a batch) keeps a blocking handler from
  * holding queued connections hostage while other workers sit idle.
+ *
+ * With nothing queued, a blocking-style worker sleeps on the queue; an
+ * event-style one polls briefly (one at a time), then sleeps in epoll_wait
+ * on the connections' set, where the queue's bell reaches it too.
  */
 #include "internal.h"
 
