@@ -64,6 +64,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/compare-http.XXXXXX") || exit 1
 PIDS=()
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
+warn_stale "$HTTP_BIN"
 trap pids_cleanup EXIT
 trap 'exit 130' INT TERM
 

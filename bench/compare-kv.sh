@@ -65,6 +65,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/compare-kv.XXXXXX") || exit 1
 PIDS=()
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
+warn_stale "$KV_BIN"
 trap pids_cleanup EXIT
 trap 'exit 130' INT TERM
 

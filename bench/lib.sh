@@ -18,6 +18,8 @@
 # stop_pid PID       SIGTERM, wait at most 5 s, then SIGKILL; reaps it.
 # pids_cleanup       for an EXIT trap: stop every PID in the array PIDS
 #                    (SIGTERM, then SIGKILL) and remove the directory TMP.
+# warn_stale BIN...  warn on stderr for each BIN older than the static
+#                    library it links (measuring old code by mistake).
 
 SRV_WAIT=${SRV_WAIT:-10}
 SRV_TMP=""
@@ -145,4 +147,14 @@ pids_cleanup() {
         wait "$pid" 2>/dev/null
     done
     rm -rf "$TMP"
+}
+
+warn_stale() {
+    local lib=${STALE_LIB:-lib/libpoolsrv.a} b
+    [[ -e $lib ]] || return 0
+    for b in "$@"; do
+        [[ $lib -nt $b ]] &&
+            echo "warning: $b is older than $lib, so it runs older library code: run make" >&2
+    done
+    return 0
 }

@@ -38,6 +38,7 @@ read -r -a SERVERS <<<"${BENCH_SERVERS:-poolsrv-event poolsrv-event-1 poolsrv-bl
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
+warn_stale "$ECHO_BIN"
 trap srv_cleanup EXIT
 
 declare -A SC_ARGS=(
