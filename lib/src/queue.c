@@ -96,7 +96,8 @@ static bool enqueue_locked(ps_queue *q, void *item)
     return q->len == 1;
 }
 
-/* After a push that found the queue empty (lock released). */
+/* After a push that found the queue empty, or a pop that left items behind
+ * (the baton); the lock is released. */
 static void notify_item(ps_queue *q, bool became_nonempty, bool cond_sleepers)
 {
     if (!became_nonempty)
