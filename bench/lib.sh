@@ -15,9 +15,14 @@
 #                    127.0.0.1:PORT" line; sets PID and PORT and appends PID
 #                    to PIDS.  Returns 1, after showing its stderr, if the
 #                    line never came.
-# stop_pid PID       SIGTERM, wait at most 5 s, then SIGKILL; reaps it.
+# term_wait PID [LIMIT]
+#                    SIGTERM to our child PID, then wait for it to exit: a
+#                    join, bounded by a LIMIT-second timer (default 5), after
+#                    which it gets SIGKILL.  Reaps it; sets STOP_STATUS to its
+#                    exit status, "killed", or "gone" if it was not running.
+# stop_pid PID       term_wait PID.
 # pids_cleanup       for an EXIT trap: stop every PID in the array PIDS
-#                    (SIGTERM, then SIGKILL) and remove the directory TMP.
+#                    (term_wait, 2 s each) and remove the directory TMP.
 # warn_stale BIN...  warn on stderr for each BIN older than the static
 #                    library it links (measuring old code by mistake).
 
@@ -72,25 +77,12 @@ srv_start() {
 }
 
 srv_stop() {
-    local i st
     SRV_STATUS=""
     if [[ -z $SRV_PID ]]; then
         return 0
     fi
-    kill -TERM "$SRV_PID" 2>/dev/null || true
-    for ((i = 0; i < SRV_WAIT * 20; i++)); do
-        kill -0 "$SRV_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    if kill -0 "$SRV_PID" 2>/dev/null; then
-        kill -KILL "$SRV_PID" 2>/dev/null || true
-        SRV_STATUS=killed
-    fi
-    st=0
-    wait "$SRV_PID" 2>/dev/null || st=$?
-    if [[ -z $SRV_STATUS ]]; then
-        SRV_STATUS=$st
-    fi
+    term_wait "$SRV_PID" "$SRV_WAIT"
+    SRV_STATUS=$STOP_STATUS
     if [[ -n $SRV_FD ]]; then
         exec {SRV_FD}<&-
         SRV_FD=""
@@ -124,27 +116,35 @@ start_announced() {
     return 1
 }
 
-stop_pid() {
-    local pid=$1 i
+term_wait() {
+    local pid=$1 limit=${2:-5} timer done_pid=""
+    STOP_STATUS=gone
     kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    sleep "$limit" &
+    timer=$!
+    STOP_STATUS=0 # the `|| ...` forms keep callers under `set -e` alive
+    wait -n -p done_pid "$pid" "$timer" 2>/dev/null || STOP_STATUS=$?
+    if [[ $done_pid == "$timer" ]]; then
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        STOP_STATUS=killed
+    else
+        # SIGKILL: a timer not yet exec'd is a copy of this shell, and any
+        # other signal would run the caller's traps (EXIT cleanup) in it.
+        kill -KILL "$timer" 2>/dev/null || true
+        wait "$timer" 2>/dev/null || true
+    fi
     return 0
+}
+
+stop_pid() {
+    term_wait "$1"
 }
 
 pids_cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    sleep 0.2
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
+        term_wait "$pid" 2
     done
     rm -rf "$TMP"
 }

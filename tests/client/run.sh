@@ -26,17 +26,9 @@ FAILED=0
 SERVER_PIDS=()
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/poolsrv-client-test.XXXXXX") || exit 1
 
-stop_pid() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
-}
+# stop_pid PID (sets STOP_STATUS): SIGTERM, a bounded join, then SIGKILL.
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 cleanup() {
     local pid

@@ -31,25 +31,9 @@ FAILED=0
 SERVER_PIDS=()
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/poolsrv-examples-test.XXXXXX") || exit 1
 
-# stop_pid PID: SIGTERM, at most 5 s to exit, then SIGKILL.  Sets
-# STOP_STATUS to the exit status ("killed" if SIGKILL was needed).
-stop_pid() {
-    local pid=$1 i
-    STOP_STATUS=gone
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -KILL "$pid" 2>/dev/null; then
-        wait "$pid" 2>/dev/null
-        STOP_STATUS=killed
-    else
-        wait "$pid" 2>/dev/null
-        STOP_STATUS=$?
-    fi
-    return 0
-}
+# stop_pid PID (sets STOP_STATUS): SIGTERM, a bounded join, then SIGKILL.
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {

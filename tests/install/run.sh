@@ -12,6 +12,8 @@
 
 set -u
 cd "$(dirname "$0")/../.." || exit 1
+# shellcheck source=bench/lib.sh
+. bench/lib.sh # term_wait
 ROOT=$PWD
 
 MAKE=${MAKE:-make}
@@ -111,22 +113,15 @@ await_listen() {
     return 1
 }
 
-# stop_server PID: SIGTERM, wait for the exit, return its status (124 if it
-# did not exit in time and had to be killed).
+# stop_server PID: SIGTERM, wait for the exit (a join bounded by
+# STOP_LIMIT), return its status (124 if it had to be killed).
 stop_server() {
-    local pid=$1 deadline=$((SECONDS + STOP_LIMIT)) rc
-    kill -TERM "$pid" 2>/dev/null
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS <= deadline)); do
-        sleep 0.05
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-        return 124
-    fi
-    wait "$pid"
-    rc=$?
-    return "$rc"
+    term_wait "$1" "$STOP_LIMIT"
+    case $STOP_STATUS in
+    killed) return 124 ;;
+    gone) return 127 ;;
+    esac
+    return "$STOP_STATUS"
 }
 
 # echo_line HOST PORT TEXT: send TEXT and a newline over TCP with bash's
