@@ -91,6 +91,20 @@ static int clear_unix_path(const struct sockaddr_un *sun, socklen_t len, const c
     return 0;
 }
 
+/* The bound (or adopted) socket is ready: name it ("udp:" for datagrams)
+ * and fill in the rest of l. */
+static void listener_ready(ps_listener *l, int fd, int type)
+{
+    ps_addr_format((struct sockaddr *)&l->addr, l->len, l->name, sizeof l->name);
+    if (type == SOCK_DGRAM && strlen(l->name) + 4 < sizeof l->name) {
+        memmove(l->name + 4, l->name, strlen(l->name) + 1);
+        memcpy(l->name, "udp:", 4);
+    }
+    l->kind = PS_KIND_LISTENER;
+    l->type = type;
+    l->fd = fd;
+}
+
 static int bind_one(ps_listener *l, int type, const char *text, int backlog, ps_err *err)
 {
     int fd, one = 1, e;
@@ -122,14 +136,7 @@ static int bind_one(ps_listener *l, int type, const char *text, int backlog, ps_
         l->len = sizeof l->addr;
         getsockname(fd, (struct sockaddr *)&l->addr, &l->len);
     }
-    ps_addr_format((struct sockaddr *)&l->addr, l->len, l->name, sizeof l->name);
-    if (type == SOCK_DGRAM && strlen(l->name) + 4 < sizeof l->name) {
-        memmove(l->name + 4, l->name, strlen(l->name) + 1);
-        memcpy(l->name, "udp:", 4);
-    }
-    l->kind = PS_KIND_LISTENER;
-    l->type = type;
-    l->fd = fd;
+    listener_ready(l, fd, type);
     return 0;
 
 out_close:
@@ -227,15 +234,8 @@ static int adopt_fd(ps_server *s, ps_listener *l, int fd, const char *text, ps_e
     l->len = sizeof l->addr;
     if (getsockname(fd, (struct sockaddr *)&l->addr, &l->len) < 0)
         return ps__set_err(err, -errno, "listen %s: getsockname: %s", text, ps_strerror(errno));
-    ps_addr_format((struct sockaddr *)&l->addr, l->len, l->name, sizeof l->name);
-    if (type == SOCK_DGRAM && strlen(l->name) + 4 < sizeof l->name) {
-        memmove(l->name + 4, l->name, strlen(l->name) + 1);
-        memcpy(l->name, "udp:", 4);
-    }
-    l->kind = PS_KIND_LISTENER;
-    l->type = type;
-    l->fd = fd;
     l->unlink_path = false;
+    listener_ready(l, fd, type);
     return 0;
 }
 
