@@ -17,6 +17,8 @@
 
 set -u
 cd "$(dirname "$0")/.." || exit 1
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 WORKERS=${WORKERS:-2}
 DURATION=${DURATION:-3}
@@ -41,17 +43,7 @@ ensure_tools() {
     local missing=()
     command -v wrk >/dev/null || missing+=(wrk)
     [[ -n $(find_nginx) ]] || missing+=(nginx-light)
-    ((${#missing[@]} == 0)) && return 0
-    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-        echo "compare-http: installing ${missing[*]} with apt-get"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
-            { apt-get update -q >/dev/null &&
-                apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; } ||
-            die "apt-get could not install ${missing[*]}"
-    else
-        die "needs ${missing[*]}: run sudo apt-get install ${missing[*]}"
-    fi
+    apt_ensure compare-http "${missing[@]}" || exit 1
 }
 
 [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "WORKERS must be a positive integer, not '$WORKERS'"
@@ -62,8 +54,6 @@ NGINX=$(find_nginx)
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/compare-http.XXXXXX") || exit 1
 PIDS=()
-# shellcheck source=bench/lib.sh
-. "$(dirname "$0")/lib.sh"
 warn_stale "$HTTP_BIN"
 trap pids_cleanup EXIT
 trap 'exit 130' INT TERM

@@ -19,6 +19,8 @@
 
 set -u
 cd "$(dirname "$0")/.." || exit 1
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 WORKERS=${WORKERS:-1 2}
 REQUESTS=${REQUESTS:-500000}
@@ -39,17 +41,7 @@ ensure_tools() {
     local missing=()
     command -v redis-benchmark >/dev/null || missing+=(redis-tools)
     command -v redis-server >/dev/null || missing+=(redis-server)
-    ((${#missing[@]} == 0)) && return 0
-    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-        echo "compare-kv: installing ${missing[*]} with apt-get"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
-            { apt-get update -q >/dev/null &&
-                apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; } ||
-            die "apt-get could not install ${missing[*]}"
-    else
-        die "needs ${missing[*]}: run sudo apt-get install ${missing[*]}"
-    fi
+    apt_ensure compare-kv "${missing[@]}" || exit 1
 }
 
 for v in REQUESTS CLIENTS PIPELINE ROUNDS; do
@@ -63,8 +55,6 @@ ensure_tools
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/compare-kv.XXXXXX") || exit 1
 PIDS=()
-# shellcheck source=bench/lib.sh
-. "$(dirname "$0")/lib.sh"
 warn_stale "$KV_BIN"
 trap pids_cleanup EXIT
 trap 'exit 130' INT TERM

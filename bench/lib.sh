@@ -23,6 +23,10 @@
 # stop_pid PID       term_wait PID.
 # pids_cleanup       for an EXIT trap: stop every PID in the array PIDS
 #                    (term_wait, 2 s each) and remove the directory TMP.
+# apt_ensure WHO PKG...
+#                    install the Debian packages PKG with apt-get when root
+#                    (WHO names the script in messages); otherwise, or if
+#                    that fails, say what to run and return 1.
 # warn_stale BIN...  warn on stderr for each BIN older than the static
 #                    library it links (measuring old code by mistake).
 
@@ -157,4 +161,21 @@ warn_stale() {
             echo "warning: $b is older than $lib, so it runs older library code: run make" >&2
     done
     return 0
+}
+
+apt_ensure() {
+    local who=$1
+    shift
+    (($# == 0)) && return 0
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        echo "$who: installing $* with apt-get"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q --no-install-recommends "$@" >/dev/null ||
+            { apt-get update -q >/dev/null &&
+                apt-get install -y -q --no-install-recommends "$@" >/dev/null; } ||
+            { echo "$who: apt-get could not install $*" >&2 && return 1; }
+    else
+        echo "$who: needs $*: run sudo apt-get install $*" >&2
+        return 1
+    fi
 }
