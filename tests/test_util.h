@@ -29,6 +29,7 @@ Suite *blocking_suite(void);
 Suite *features_suite(void);
 Suite *proxy_suite(void);
 Suite *bounds_suite(void);
+Suite *anythread_suite(void);
 
 /* ------------------------------------------------------------- time */
 

@@ -46,6 +46,14 @@ typedef struct ps_server ps_server;
 typedef struct ps_conn ps_conn;
 typedef struct ps_dgram ps_dgram;
 
+/* A function run on a connection's behalf by ps_conn_post.  status 0: it
+ * runs as one of the connection's callbacks (same rules: never concurrently
+ * with another, c usable until it returns).  status -ECANCELED: the
+ * connection closed first; c may still be read (ps_conn_data, ...) but
+ * sends fail; this call comes before on_close.  Either way it runs exactly
+ * once, so it can free arg. */
+typedef void (*ps_post_fn)(ps_conn *c, void *arg, int status);
+
 /* ---------------------------------------------------------------- basics */
 
 /* The library version, e.g. "0.1.0".  Static storage; any thread. */
@@ -131,6 +139,19 @@ typedef struct ps_handler {
      * `data` is valid only during the call. */
     size_t (*on_data)(ps_conn *c, const char *data, size_t len, void *user);
     void (*on_close)(ps_conn *c, ps_close_reason why, void *user); /* optional */
+    /* Optional, event style.  on_drain: pending output went above
+     * out_high_water and has fallen to out_low_water - a producer that
+     * stopped can go on (reading this peer has resumed by then).
+     * on_eof: the peer will send nothing more (it half-closed, or reset is
+     * reported as an error instead); runs once, after on_data has seen
+     * every byte.  Without on_eof the connection closes once its output is
+     * flushed (PS_CLOSE_EOF); with it, the connection stays open for
+     * sending until the handler calls ps_conn_close or
+     * ps_conn_shutdown_write.  on_timer: the connection's timer
+     * (ps_conn_timer) expired. */
+    void (*on_drain)(ps_conn *c, void *user);
+    void (*on_eof)(ps_conn *c, void *user);
+    void (*on_timer)(ps_conn *c, void *user);
 
     /* Datagram style, for "udp:" listeners (may be combined with either
      * stream style).  Runs on a worker for each datagram received; `from`
@@ -232,6 +253,9 @@ typedef struct ps_config {
                                default 256 KiB.  Reading restarts with any
                                input on_data left unconsumed, offered again
                                without waiting for new bytes */
+    size_t max_posts;       /* event style: requests waiting in one connection's
+                               mailbox (ps_conn_post) at most; past it
+                               ps_conn_post returns -ENOBUFS; default 65536 */
     size_t max_output;      /* event style: hard bound on one connection's
                                pending output.  A ps_conn_send that would pass
                                it fails with -ENOBUFS and the connection is
@@ -394,8 +418,11 @@ PS_EXTERN ps_server *ps_conn_server(const ps_conn *c);
  * ps_conn_set_timeout: per-call timeout in ms for later reads and writes
  *   (-1 = none).  A timeout bounds each wait for the socket, so a trickling
  *   peer can stretch a large read_exact or write_all beyond it.
- * ps_conn_shutdown_write: half-close (send FIN); reads still work.  Returns
- *   0 or -errno (-ENOTCONN if the peer is gone).
+ * ps_conn_shutdown_write (both styles): half-close (send FIN); reads still
+ *   work.  Returns 0 or -errno (-ENOTCONN if the peer is gone).  Event
+ *   style: the FIN follows pending output once it is flushed, later
+ *   ps_conn_send calls fail with -EPIPE, and the connection closes
+ *   (PS_CLOSE_EOF) once the peer has half-closed too.
  * ps_conn_park: once serve returns, hand the connection back to the poller
  *   instead of closing it; serve is called again (on any worker) when it is
  *   readable or the peer closed.  Use it between requests of a keep-alive
@@ -453,13 +480,54 @@ PS_EXTERN int ps_dgram_sendto(ps_dgram *d, const void *data, size_t len, const s
                               socklen_t tolen);
 
 /* Event style: stop / restart reading from this peer (pending output is
- * still written).  Unlike the other ps_conn calls these two may be called
- * from any thread, e.g. a proxy resuming a client when its backend drains;
- * the caller must make sure the call completes before on_close of this
- * connection returns (for instance: a flag under the caller's own lock,
- * cleared in on_close).  Idempotent. */
+ * still written).  Any thread: from another thread they leave a request for
+ * the connection's owner, never touching its socket; the caller must still
+ * make sure the call completes before on_close of this connection returns
+ * (for instance: a flag under the caller's own lock, cleared in on_close),
+ * or use ps_conn_post with a ps_conn_ref, which has no such rule.  Resume
+ * offers input that on_data left unconsumed again without waiting for new
+ * bytes.  Idempotent. */
 PS_EXTERN void ps_conn_pause_read(ps_conn *c);
 PS_EXTERN void ps_conn_resume_read(ps_conn *c);
+
+/* ------------------------------------------- reaching a connection from afar
+ *
+ * Event style.  A ps_conn pointer is valid only inside the connection's
+ * callbacks; to act on a connection from anywhere else (another thread, a
+ * timer, another connection's callback - a chat message fanned out to its
+ * subscribers), keep a ps_conn_ref and post to it.  A posted function runs
+ * on a worker as one of that connection's callbacks: in order, never
+ * concurrently with the others, so it may ps_conn_send (bytes count in
+ * bytes_out, refresh the idle timer and obey the watermarks and
+ * max_output), close, pause or set the timer like any callback.
+ */
+typedef struct ps_conn_ref {
+    ps_conn *conn; /* not to be dereferenced outside the connection's callbacks */
+    uint64_t id;   /* ps_conn_id of the connection meant */
+} ps_conn_ref;
+
+/* A reference to c, from c's callbacks.  Any thread may keep and copy it
+ * until ps_server_free of c's server, also long after c closed: calls then
+ * fail with -ESHUTDOWN, never touch another connection and never touch
+ * freed memory. */
+PS_EXTERN ps_conn_ref ps_conn_ref_of(ps_conn *c);
+
+/* Any thread, including any handler: run fn(conn, arg, status) on the
+ * referenced connection's behalf (see ps_post_fn).  Returns 0: fn will run
+ * exactly once, soon (the connection is made runnable even when idle).
+ * -ESHUTDOWN: the connection is closed or closing (on_close has begun or
+ * ended), and -ENOBUFS: max_posts requests are already waiting - in both
+ * cases fn will never run and arg is still the caller's.  -EINVAL for a
+ * blocking-style server or a NULL fn.  Allocates one small record (a
+ * malloc failure returns -ENOMEM). */
+PS_EXTERN int ps_conn_post(ps_conn_ref ref, ps_post_fn fn, void *arg);
+
+/* Event style, from c's callbacks: arm c's one timer to call on_timer once,
+ * after ms milliseconds (0: on the next turn); a pending expiry is replaced,
+ * and a negative ms cancels it.  It is cancelled anyway when the connection
+ * closes.  Timers fire on the reactor's clock, a few ms late at most (not
+ * early).  Returns 0, -EINVAL without an on_timer handler. */
+PS_EXTERN int ps_conn_timer(ps_conn *c, int64_t ms);
 
 #ifdef __cplusplus
 }

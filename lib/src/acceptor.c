@@ -46,8 +46,7 @@ static void refuse(ps_server *s, ps_conn *c)
     if (s->h.busy_len > 0) /* best effort: a fresh socket's buffer takes it */
         send(c->fd, s->h.busy_msg, s->h.busy_len, MSG_NOSIGNAL | MSG_DONTWAIT);
     close(c->fd);
-    pthread_mutex_destroy(&c->lock);
-    free(c);
+    ps__conn_recycle(c);
 }
 
 /* Admit an accepted socket: queue it, or apply the full-queue policy. */

@@ -1,32 +1,69 @@
 /*
- * conn.c - connections: life cycle, accessors, buffers and the blocking-style
- * I/O calls.
+ * conn.c - a connection's life cycle and ownership, and its accessors.
  *
- * Sockets are non-blocking from accept4 on.  Blocking-style calls try the
- * syscall first and poll() only on EAGAIN, so a busy connection pays no extra
- * syscall and a quiet one gets an exact per-call timeout.
+ * One thread owns a connection at a time (state OWNED): the worker running
+ * it, or the queue / the reactor's pending list on its way to one.  Between
+ * turns it waits in epoll owned by nobody (IDLE).  Every change of owner is
+ * one function here, under c->lock:
+ *
+ *   ps__conn_arm       OWNED -> IDLE    the owner's last touch, unless its
+ *                                       mailbox has something (then it keeps it)
+ *   ps__conn_collect   IDLE  -> OWNED   whoever got its one-shot epoll event
+ *   ps__conn_request   IDLE  -> OWNED   an outsider left a request (resume,
+ *                                       post, timer) and schedules it
+ *   ps__conn_close_mailbox OWNED -> CLOSED  before on_close: no more requests
+ *   ps__conn_destroy   CLOSED/OWNED -> FREE
+ *
+ * Outsiders never call epoll_ctl nor change the connection: they leave a
+ * request in the mailbox, and only take ownership (to queue it) when nobody
+ * has it.  The connection's one-shot registration may then still fire, and
+ * an event may already sit in another worker's epoll_wait result: such a
+ * late event finds the connection OWNED (or FREE, or a later connection in
+ * the same memory) and is dropped, or at worst gives that later connection
+ * a turn that finds nothing to do.  That is safe only because the memory
+ * stays a ps_conn with a live lock: records are recycled through the
+ * server's free list and freed only by ps_server_free (the kernel's
+ * SLAB_TYPESAFE_BY_RCU idea).  The same makes a ps_conn_ref held by another
+ * thread safe to use after the connection closed: the id no longer matches.
  */
 #include "internal.h"
 
 #include <errno.h>
-#include <poll.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#define PS_RESET_FROM offsetof(ps_conn, fd) /* fields after this start at zero */
+
+/* Reactor thread (accept). */
 ps_conn *ps__conn_new(ps_server *s, int fd, const struct sockaddr_storage *peer, socklen_t len)
 {
-    ps_conn *c = calloc(1, sizeof *c);
+    ps_conn *c;
 
-    if (!c)
-        return NULL;
-    c->kind = PS_KIND_CONN;
+    pthread_mutex_lock(&s->free_lock);
+    c = s->free_head;
+    if (c)
+        s->free_head = c->free_next;
+    pthread_mutex_unlock(&s->free_lock);
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c)
+            return NULL;
+        c->kind = PS_KIND_CONN;
+        c->srv = s;
+        pthread_mutex_init(&c->lock, NULL);
+    }
+    /* A late event may lock a recycled record at any time: the reset and
+     * the new id are made under the lock, and state OWNED turns it away. */
+    pthread_mutex_lock(&c->lock);
+    memset((char *)c + PS_RESET_FROM, 0, sizeof *c - PS_RESET_FROM);
+    c->state = PS_CS_OWNED;
     c->fd = fd;
-    c->srv = s;
     c->id = ++s->next_id;
+    pthread_mutex_unlock(&c->lock);
     c->timeout_ms = s->cfg.io_timeout_ms;
-    pthread_mutex_init(&c->lock, NULL);
     c->accepted_at = ps__coarse_ms();
     atomic_store_explicit(&c->last_active, c->accepted_at, memory_order_relaxed);
     if (len > sizeof c->peer)
@@ -36,8 +73,40 @@ ps_conn *ps__conn_new(ps_server *s, int fd, const struct sockaddr_storage *peer,
     return c;
 }
 
-/* Unlink from the registry before close(): the drain path shuts down fds
- * under reg_lock, and must never reach a descriptor number already reused. */
+/* Back to the free list; the descriptor is already closed.  Posts left
+ * (none once the mailbox was closed) cannot exist here. */
+void ps__conn_recycle(ps_conn *c)
+{
+    ps_server *s = c->srv;
+
+    ps__buf_free(&c->in);
+    ps__buf_free(&c->out);
+    free(c->peer_str);
+    c->peer_str = NULL;
+    pthread_mutex_lock(&c->lock);
+    c->state = PS_CS_FREE;
+    c->id = 0;
+    pthread_mutex_unlock(&c->lock);
+    pthread_mutex_lock(&s->free_lock);
+    c->free_next = s->free_head;
+    s->free_head = c;
+    pthread_mutex_unlock(&s->free_lock);
+}
+
+/* ps_server_free: every connection is back on the free list by now. */
+void ps__conns_fini(ps_server *s)
+{
+    while (s->free_head) {
+        ps_conn *c = s->free_head;
+        s->free_head = c->free_next;
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+    }
+}
+
+/* The owner ends a connection.  Unlink from the registry before close():
+ * the drain path shuts down fds under reg_lock, and must never reach a
+ * descriptor number already reused. */
 void ps__conn_destroy(struct ps_worker *w, ps_conn *c)
 {
     ps_server *s = c->srv;
@@ -47,17 +116,10 @@ void ps__conn_destroy(struct ps_worker *w, ps_conn *c)
         ps__count(&w->st.forced_closes, 1);
     ps__count(&w->st.closed, 1);
     ps__registry_remove(s, c);
-    /* A pause/resume from another thread may still hold the lock. */
-    pthread_mutex_lock(&c->lock);
-    pthread_mutex_unlock(&c->lock);
-    pthread_mutex_destroy(&c->lock);
     if (c->flags & PS_CF_REGISTERED)
         epoll_ctl(s->cepfd, EPOLL_CTL_DEL, c->fd, NULL); /* in case a fork kept the fd open */
     close(c->fd);
-    ps__buf_free(&c->in);
-    ps__buf_free(&c->out);
-    free(c->peer_str);
-    free(c);
+    ps__conn_recycle(c);
 }
 
 static void epoll_apply(ps_conn *c, int op)
@@ -72,91 +134,111 @@ static void epoll_apply(ps_conn *c, int op)
     }
 }
 
-/* Hand the connection back to epoll (EPOLLIN is dropped while the user has
- * paused reading).  The worker's last touch: as soon as epoll_ctl returns,
- * the reactor may collect the connection for another worker; this one only
- * unlocks, and ps__conn_destroy takes the lock before freeing. */
-void ps__conn_arm(ps_conn *c, uint32_t events)
+/* The owner hands the connection back to epoll (EPOLLIN is dropped while
+ * the user has paused reading) - unless a request arrived during the turn:
+ * then it returns false and the caller still owns the connection and must
+ * run it again.  On true this was the caller's last touch. */
+bool ps__conn_arm(ps_conn *c, uint32_t events)
 {
     int op = (c->flags & PS_CF_REGISTERED) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
 
-    c->flags |= PS_CF_REGISTERED;
     pthread_mutex_lock(&c->lock);
+    if (c->mail || c->posts) {
+        pthread_mutex_unlock(&c->lock);
+        return false;
+    }
     if (atomic_load_explicit(&c->user_paused, memory_order_relaxed))
         events &= ~(uint32_t)EPOLLIN;
+    c->flags |= PS_CF_REGISTERED;
     c->armed = events;
-    c->in_epoll = true;
-    epoll_apply(c, op);
+    c->state = PS_CS_IDLE;
+    epoll_apply(c, op); /* under the lock: a collector must not see IDLE before it */
     pthread_mutex_unlock(&c->lock);
+    return true;
 }
 
-/* Reactor or idle worker: an event arrived.  Returns false for a stale one (a resume
- * re-armed a connection whose event was already on its way), which must
- * be ignored: the connection is already owned by a worker. */
+/* An epoll event arrived (reactor or idle worker).  True: the caller now
+ * owns the connection.  False: a late event (see the top of this file),
+ * to be ignored. */
 bool ps__conn_collect(ps_conn *c)
 {
     bool mine;
 
     pthread_mutex_lock(&c->lock);
-    mine = c->in_epoll;
-    c->in_epoll = false;
+    mine = c->state == PS_CS_IDLE;
+    if (mine)
+        c->state = PS_CS_OWNED;
     pthread_mutex_unlock(&c->lock);
     return mine;
 }
 
-void ps_conn_pause_read(ps_conn *c)
+/* Any thread: leave `mail` bits and/or post p for the connection `id` (0:
+ * whatever connection c is now, for callers that hold the pointer under the
+ * pause/resume contract), and get it run if nobody owns it.  Returns 0,
+ * -ESHUTDOWN if that connection is closed or gone (p was not taken), or
+ * -ENOBUFS past max_posts. */
+int ps__conn_request(ps_conn *c, uint64_t id, unsigned mail, struct ps_post *p)
 {
+    bool schedule;
+
     pthread_mutex_lock(&c->lock);
-    atomic_store_explicit(&c->user_paused, true, memory_order_relaxed);
-    if (c->in_epoll && (c->armed & EPOLLIN)) {
-        c->armed &= ~(uint32_t)EPOLLIN;
-        epoll_apply(c, EPOLL_CTL_MOD);
+    if ((id && c->id != id) || c->state == PS_CS_FREE || c->state == PS_CS_CLOSED) {
+        pthread_mutex_unlock(&c->lock);
+        return -ESHUTDOWN;
     }
+    if (p) {
+        if (c->nposts >= c->srv->cfg.max_posts) {
+            pthread_mutex_unlock(&c->lock);
+            return -ENOBUFS;
+        }
+        p->next = NULL;
+        if (c->posts_tail)
+            c->posts_tail->next = p;
+        else
+            c->posts = p;
+        c->posts_tail = p;
+        c->nposts++;
+    }
+    c->mail |= mail;
+    schedule = c->state == PS_CS_IDLE;
+    if (schedule)
+        c->state = PS_CS_OWNED;
     pthread_mutex_unlock(&c->lock);
-}
-
-void ps_conn_resume_read(ps_conn *c)
-{
-    pthread_mutex_lock(&c->lock);
-    atomic_store_explicit(&c->user_paused, false, memory_order_relaxed);
-    /* While in epoll no worker owns the connection, so its flags are stable
-     * (the arming worker wrote them before taking this lock). */
-    if (c->in_epoll && !(c->armed & EPOLLIN) && !(c->flags & PS_CF_NO_READ)) {
-        c->armed |= EPOLLIN;
-        epoll_apply(c, EPOLL_CTL_MOD);
-    }
-    pthread_mutex_unlock(&c->lock);
-}
-
-/* ------------------------------------------------------------- buffers */
-
-void ps__buf_free(ps_buf *b)
-{
-    free(b->data);
-    memset(b, 0, sizeof *b);
-}
-
-/* Append, compacting or growing (doubling) as needed. */
-int ps__buf_append(ps_buf *b, const void *data, size_t len)
-{
-    if (b->off + b->len + len > b->cap && b->off > 0) {
-        memmove(b->data, b->data + b->off, b->len);
-        b->off = 0;
-    }
-    if (b->len + len > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        char *p;
-        while (cap < b->len + len)
-            cap *= 2;
-        p = realloc(b->data, cap);
-        if (!p)
-            return -ENOMEM;
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->off + b->len, data, len);
-    b->len += len;
+    if (schedule)
+        ps__queue_push_spill(c->srv->q, &c->spill, c);
     return 0;
+}
+
+/* The owner empties the mailbox: returns the mail bits, *posts the posts in
+ * order (to run and free). */
+unsigned ps__conn_take_mail(ps_conn *c, struct ps_post **posts)
+{
+    unsigned mail;
+
+    pthread_mutex_lock(&c->lock);
+    mail = c->mail;
+    *posts = c->posts;
+    c->mail = 0;
+    c->posts = c->posts_tail = NULL;
+    c->nposts = 0;
+    pthread_mutex_unlock(&c->lock);
+    return mail;
+}
+
+/* The owner, before on_close: refuse requests from now on.  Returns the
+ * posts still waiting (to cancel). */
+struct ps_post *ps__conn_close_mailbox(ps_conn *c)
+{
+    struct ps_post *p;
+
+    pthread_mutex_lock(&c->lock);
+    c->state = PS_CS_CLOSED;
+    p = c->posts;
+    c->posts = c->posts_tail = NULL;
+    c->nposts = 0;
+    c->mail = 0;
+    pthread_mutex_unlock(&c->lock);
+    return p;
 }
 
 /* ----------------------------------------------------------- accessors */
@@ -211,165 +293,3 @@ size_t ps_conn_pending(const ps_conn *c)
     return c->out.len;
 }
 
-/* ------------------------------------------------------ blocking style */
-
-/* Wait up to timeout_ms (-1: forever) for `events`.  Returns 1 when worth
- * retrying the syscall (ready, or HUP/ERR, which the syscall reports), 0 on
- * timeout, or -errno. */
-static int poll_fd(int fd, short events, int timeout_ms)
-{
-    struct pollfd pfd = {.fd = fd, .events = events};
-    int64_t deadline = timeout_ms >= 0 ? ps__now_ms() + timeout_ms : -1;
-
-    for (;;) {
-        int left = -1, n;
-        if (deadline >= 0) {
-            int64_t d = deadline - ps__now_ms();
-            left = d > 0 ? (int)d : 0;
-        }
-        n = poll(&pfd, 1, left);
-        if (n != 0 || left == 0)
-            return n > 0 ? 1 : n == 0 ? 0 : errno == EINTR ? 1 : -errno;
-    }
-}
-
-static int min_timeout(int a, int b)
-{
-    if (a < 0)
-        return b;
-    if (b < 0)
-        return a;
-    return a < b ? a : b;
-}
-
-static int timed_out(ps_conn *c)
-{
-    ps__count(&c->w->st.timeouts, 1);
-    return -ETIMEDOUT;
-}
-
-/* Wait for input within the per-call timeout and what is left of the
- * request allowance (request_timeout_ms + min_rate). */
-static int wait_readable(ps_conn *c)
-{
-    int budget = ps__read_wait_budget(c);
-    int64_t t0;
-    int rc;
-
-    if (budget == 0)
-        return timed_out(c);
-    t0 = ps__now_ms();
-    rc = poll_fd(c->fd, POLLIN, min_timeout(c->timeout_ms, budget));
-    c->read_waited_ms += ps__now_ms() - t0;
-    return rc == 0 ? timed_out(c) : rc < 0 ? rc : 0;
-}
-
-/* Wait for room to write: a peer that does not read makes no progress. */
-static int wait_writable(ps_conn *c)
-{
-    int t = c->srv->cfg.write_timeout_ms > 0 ? c->srv->cfg.write_timeout_ms : -1;
-    int rc = poll_fd(c->fd, POLLOUT, min_timeout(c->timeout_ms, t));
-
-    return rc == 0 ? timed_out(c) : rc < 0 ? rc : 0;
-}
-
-/* A connection-ending error (reset, ...): counted once per connection. */
-static int io_error(ps_conn *c, int err)
-{
-    if (!(c->flags & PS_CF_FATAL)) {
-        c->flags |= PS_CF_FATAL;
-        ps__count(&c->w->st.io_errors, 1);
-    }
-    return -err;
-}
-
-ssize_t ps_conn_read(ps_conn *c, void *buf, size_t len)
-{
-    if (c->in.len > 0) { /* bytes that came with the PROXY header */
-        size_t n = len < c->in.len ? len : c->in.len;
-        memcpy(buf, c->in.data + c->in.off, n);
-        c->in.off += n;
-        c->in.len -= n;
-        if (c->in.len == 0)
-            ps__buf_free(&c->in);
-        return (ssize_t)n;
-    }
-    for (;;) {
-        ssize_t n = recv(c->fd, buf, len, 0);
-        int rc;
-        if (n >= 0) {
-            ps__conn_got(c, (uint64_t)n);
-            c->turn_in += (uint64_t)n;
-            return n;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return io_error(c, errno);
-        rc = wait_readable(c);
-        if (rc < 0)
-            return rc;
-    }
-}
-
-ssize_t ps_conn_read_exact(ps_conn *c, void *buf, size_t len)
-{
-    size_t got = 0;
-
-    while (got < len) {
-        ssize_t n = ps_conn_read(c, (char *)buf + got, len - got);
-        if (n < 0)
-            return n;
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    return (ssize_t)got;
-}
-
-int ps_conn_write_all(ps_conn *c, const void *buf, size_t len)
-{
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
-        int rc;
-        if (n > 0) {
-            ps__count(&c->w->st.bytes_out, (uint64_t)n);
-            ps__conn_touch(c);
-            p += n;
-            len -= (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-            return io_error(c, (errno == ECONNRESET || errno == EPIPE) ? EPIPE : errno);
-        rc = wait_writable(c);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
-}
-
-void ps_conn_set_timeout(ps_conn *c, int timeout_ms)
-{
-    c->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
-}
-
-int ps_conn_shutdown_write(ps_conn *c)
-{
-    return shutdown(c->fd, SHUT_WR) < 0 ? -errno : 0;
-}
-
-void ps_conn_park(ps_conn *c)
-{
-    c->flags |= PS_CF_PARK;
-}
-
-void ps_conn_close(ps_conn *c)
-{
-    c->flags |= PS_CF_CLOSING;
-    if (!c->srv->event_style)
-        shutdown(c->fd, SHUT_RDWR);
-}

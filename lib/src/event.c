@@ -123,7 +123,7 @@ int ps_conn_send(ps_conn *c, const void *data, size_t len)
 
     if (!c->srv->event_style)
         return -EINVAL;
-    if (c->flags & (PS_CF_CLOSING | PS_CF_FATAL | PS_CF_OUTLIMIT))
+    if (c->flags & (PS_CF_CLOSING | PS_CF_FATAL | PS_CF_OUTLIMIT | PS_CF_WR_SHUT))
         return -EPIPE;
     while (c->out.len == 0 && len > 0) { /* nothing queued: write directly */
         ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -276,19 +276,115 @@ static ps_close_reason close_reason(const ps_conn *c)
     return PS_CLOSE_EOF;
 }
 
+/* The end: refuse requests, cancel what waits (posts get -ECANCELED, the
+ * timer is dropped), then on_close, then the socket and the record go. */
 static void finish(struct ps_worker *w, ps_conn *c)
 {
     ps_server *s = c->srv;
+    struct ps_post *p = ps__conn_close_mailbox(c);
 
+    ps__timer_cancel(s, c);
+    while (p) {
+        struct ps_post *next = p->next;
+        p->fn(c, p->arg, -ECANCELED);
+        free(p);
+        p = next;
+    }
     if (s->h.on_close)
         s->h.on_close(c, close_reason(c), s->user);
     ps__conn_destroy(w, c);
 }
 
+/* Requests other threads left while nobody ran the connection: a resume
+ * re-offers held input, the timer calls on_timer, posts run in order. */
+static void open_mailbox(ps_conn *c)
+{
+    ps_server *s = c->srv;
+    struct ps_post *p;
+    unsigned mail = ps__conn_take_mail(c, &p);
+
+    if ((mail & PS_MAIL_RESUME) && c->in.len > 0)
+        c->flags |= PS_CF_IN_UNSEEN;
+    if ((mail & PS_MAIL_TIMER) && s->h.on_timer)
+        s->h.on_timer(c, s->user);
+    while (p) {
+        struct ps_post *next = p->next;
+        p->fn(c, p->arg, 0);
+        free(p);
+        p = next;
+    }
+}
+
+/* The peer half-closed: tell a handler that asked (once, after on_data has
+ * seen everything) - it keeps the connection for sending. */
+static void peer_done(ps_conn *c)
+{
+    ps_server *s = c->srv;
+
+    if (!(c->flags & PS_CF_PEER_EOF) || (c->flags & PS_CF_EOF_SEEN) || !s->h.on_eof)
+        return;
+    c->flags |= PS_CF_EOF_SEEN;
+    if (!(c->flags & (PS_CF_CLOSING | PS_CF_FATAL | PS_CF_OVERFLOW | PS_CF_OUTLIMIT)))
+        s->h.on_eof(c, s->user);
+}
+
+/* ps_conn_shutdown_write, event style: the FIN goes once output is out. */
+static void write_done(ps_conn *c)
+{
+    if ((c->flags & (PS_CF_WR_SHUT | PS_CF_WR_DONE)) != PS_CF_WR_SHUT || c->out.len > 0)
+        return;
+    c->flags |= PS_CF_WR_DONE;
+    if (shutdown(c->fd, SHUT_WR) < 0)
+        mark_fatal(c);
+}
+
+/* Whether the connection ends now: an error or overflow at once; the
+ * peer's EOF once everything queued has been written (with on_eof: once
+ * our side is shut too); a close request after that and a lingering close. */
+static bool ends_now(struct ps_worker *w, ps_conn *c)
+{
+    bool flushed = c->out.len == 0;
+
+    if (c->flags & (PS_CF_FATAL | PS_CF_OVERFLOW | PS_CF_OUTLIMIT))
+        return true;
+    if ((c->flags & PS_CF_PEER_EOF) && flushed &&
+        (!c->srv->h.on_eof || (c->flags & PS_CF_WR_DONE)))
+        return true;
+    return (c->flags & PS_CF_CLOSING) && flushed && linger(w, c);
+}
+
+/* One turn; returns false when the connection was finished. */
+static bool turn(struct ps_worker *w, ps_conn *c, bool *more)
+{
+    ps_server *s = c->srv;
+
+    open_mailbox(c);
+    if (c->out.len > 0)
+        flush_out(c);
+    if ((c->flags & PS_CF_BACKPRESSURE) && c->out.len <= s->cfg.out_low_water) {
+        backpressure_off(c);
+        if (s->h.on_drain)
+            s->h.on_drain(c, s->user);
+    }
+    if ((c->flags & PS_CF_IN_UNSEEN) && reading_allowed(c)) {
+        /* bytes that came with the PROXY header, or were held back */
+        c->flags &= ~(unsigned)PS_CF_IN_UNSEEN;
+        deliver(c, NULL, 0);
+    }
+    *more = reading_allowed(c) && read_input(w, c);
+    peer_done(c);
+    write_done(c);
+    if (ends_now(w, c)) {
+        finish(w, c);
+        return false;
+    }
+    return true;
+}
+
 void ps__event_turn(struct ps_worker *w, ps_conn *c)
 {
     ps_server *s = c->srv;
-    bool more = false;
+    bool more;
     uint32_t events = 0;
 
     ps__conn_touch(c);
@@ -297,36 +393,28 @@ void ps__event_turn(struct ps_worker *w, ps_conn *c)
         if (s->h.on_open && s->h.on_open(c, s->user) != 0)
             c->flags |= PS_CF_CLOSING;
     }
-    if (c->out.len > 0)
-        flush_out(c);
-    if ((c->flags & PS_CF_BACKPRESSURE) && c->out.len <= s->cfg.out_low_water)
-        backpressure_off(c);
-    if ((c->flags & PS_CF_IN_UNSEEN) && reading_allowed(c)) {
-        /* bytes that came with the PROXY header, or were held back */
-        c->flags &= ~(unsigned)PS_CF_IN_UNSEEN;
-        deliver(c, NULL, 0);
-    }
-    if (reading_allowed(c))
-        more = read_input(w, c);
-
-    /* An error or overflow ends the connection now; the peer's EOF ends it
-     * once everything queued has been written; a close request, after that
-     * and a lingering close. */
-    if (c->flags & (PS_CF_FATAL | PS_CF_OVERFLOW | PS_CF_OUTLIMIT) ||
-        (c->flags & PS_CF_PEER_EOF && c->out.len == 0) ||
-        (c->flags & PS_CF_CLOSING && c->out.len == 0 && linger(w, c))) {
-        finish(w, c);
+    if (!turn(w, c, &more))
         return;
-    }
     if (c->flags & PS_CF_LINGER) {
-        ps__conn_arm(c, EPOLLIN); /* the peer's EOF (or linger_ms) ends it */
-        return;
+        events = EPOLLIN; /* the peer's EOF (or linger_ms) ends it */
+    } else {
+        if (wants_read(c))
+            events |= EPOLLIN;
+        if (c->out.len > 0)
+            events |= EPOLLOUT;
+        if (more && events == EPOLLIN && reading_allowed(c) && ps__queue_try_push(s->q, c) == 0)
+            return; /* fairness: back of the queue, still readable */
     }
-    if (wants_read(c))
-        events |= EPOLLIN;
-    if (c->out.len > 0)
-        events |= EPOLLOUT;
-    if (more && events == EPOLLIN && reading_allowed(c) && ps__queue_try_push(s->q, c) == 0)
-        return; /* fairness: back of the queue, still readable */
-    ps__conn_arm(c, events);
+    if (!ps__conn_arm(c, events))
+        ps__queue_push_spill(s->q, &c->spill, c); /* a request came in: another turn */
+}
+
+/* ps_conn_shutdown_write in the event style (blocking.c dispatches). */
+int ps__event_shutdown_write(ps_conn *c)
+{
+    if (c->flags & (PS_CF_FATAL | PS_CF_OUTLIMIT))
+        return -ENOTCONN;
+    c->flags |= PS_CF_WR_SHUT;
+    write_done(c);
+    return (c->flags & PS_CF_FATAL) ? -ENOTCONN : 0;
 }

@@ -49,6 +49,9 @@ enum {
     PS_CF_LINGER = 1u << 10,      /* event: closed for writing, discarding input */
     PS_CF_OUTLIMIT = 1u << 11,    /* event: max_output passed: drop unflushed */
     PS_CF_MESSAGE = 1u << 12,     /* event: ps_conn_message_begin, no end yet */
+    PS_CF_EOF_SEEN = 1u << 13,    /* event: on_eof has run */
+    PS_CF_WR_SHUT = 1u << 14,     /* event: ps_conn_shutdown_write: FIN after the output */
+    PS_CF_WR_DONE = 1u << 15,     /* event: ... and it was sent */
 };
 /* States in which the connection itself does not read (the user's pause aside). */
 #define PS_CF_NO_READ                                                                   \
@@ -68,17 +71,54 @@ struct ps_dgram {
     char data[];
 };
 
+/* Who may touch a connection: c->state, under c->lock.  Each change has
+ * one function in conn.c (docs/architecture.md, "Ownership"). */
+enum ps_conn_state {
+    PS_CS_FREE = 0, /* on the server's free list (memory is recycled, never freed
+                       while the server runs: late events and handles find this) */
+    PS_CS_OWNED,    /* one thread runs it, or it waits in the queue / pending list */
+    PS_CS_IDLE,     /* armed in epoll and owned by nobody: the thread that collects
+                       its event, or an outsider's request, makes it OWNED */
+    PS_CS_CLOSED,   /* on_close runs or ran: requests are refused */
+};
+
+/* Mailbox requests other than posts (c->mail). */
+enum { PS_MAIL_RESUME = 1u << 0, PS_MAIL_TIMER = 1u << 1 };
+
+/* A timer in the server's heap (timer.c). */
+struct ps_timer {
+    int64_t due;  /* ms, ps__now_ms clock */
+    size_t slot;  /* 1 + index in the heap; 0 when not armed */
+    ps_conn *conn;
+    uint64_t id;  /* conn's id when armed */
+};
+
+/* A ps_conn_post waiting in a connection's mailbox. */
+struct ps_post {
+    struct ps_post *next;
+    ps_post_fn fn;
+    void *arg;
+};
+
 struct ps_conn {
     enum ps_kind kind; /* PS_KIND_CONN; first member */
+    /* -- kept across recycling (conn.c) -- */
+    /* `lock` guards state and the mailbox (mail, posts, nposts): the hand-offs
+     * between the owner, the thread that collects an epoll event, and
+     * outsiders (resume, post, timers).  Taken twice per turn (collect, arm),
+     * never held across a callback. */
+    pthread_mutex_t lock;
+    enum ps_conn_state state;
+    ps_conn *free_next; /* the server's free list, under free_lock */
+    ps_server *srv;
+    /* -- reset for every connection (from `fd` on) -- */
     int fd;
     unsigned flags;
     int timeout_ms;
-    /* `lock` guards in_epoll and armed: the hand-off between the worker that
-     * re-arms, the reactor that collects the event, and pause/resume calls
-     * from other threads.  Never contended on the per-message path. */
-    pthread_mutex_t lock;
-    bool in_epoll;   /* armed and not yet collected by the reactor */
-    uint32_t armed;  /* epoll events of the last arm */
+    unsigned mail;                         /* PS_MAIL_*, under lock */
+    struct ps_post *posts, *posts_tail;    /* under lock, in order */
+    size_t nposts;                         /* under lock */
+    uint32_t armed;  /* epoll events of the last arm (owner) */
     atomic_bool user_paused;               /* ps_conn_pause_read */
     atomic_bool forced;                    /* shut down at the drain deadline */
     atomic_bool timed_out;                 /* shut down by a timeout (timeouts.c) */
@@ -95,14 +135,17 @@ struct ps_conn {
     /* Blocking style, this serve call (worker only). */
     int64_t read_waited_ms;
     uint64_t turn_in;
+    /* Written before the connection is first queued; outsiders holding a
+     * ps_conn_ref compare it under lock. */
     uint64_t id;
-    ps_server *srv;
     struct ps_worker *w; /* worker running it now */
     void *udata;
     ps_buf in;  /* event style: unconsumed input, NULL while empty */
     ps_buf out; /* event style: unsent output, NULL while empty */
     ps_conn *reg_prev, *reg_next; /* registry of live connections, under reg_lock */
     ps_conn *pend_next;           /* reactor's pending list (reactor thread only) */
+    ps_qlink spill;               /* the queue's overflow list (queue.c) */
+    struct ps_timer timer;        /* ps_conn_timer, under the server's timer_lock */
     socklen_t peerlen;
     struct sockaddr_storage peer;
     char *peer_str; /* formatted on first use */
@@ -181,6 +224,14 @@ struct ps_server {
     pthread_mutex_t reg_lock;
     ps_conn *reg_head;
     size_t reg_count;
+    /* timer_lock guards the timer heap and every ps_timer in it (timer.c). */
+    pthread_mutex_t timer_lock;
+    struct ps_timer **heap;
+    size_t nheap, capheap;
+    int64_t timer_sleep_until; /* the deadline the reactor sleeps until */
+    /* free_lock guards free_head: recycled connection records (conn.c). */
+    pthread_mutex_t free_lock;
+    ps_conn *free_head;
     struct ps_client **clients; /* max_per_client > 0: hash of IP -> open count */
 
     /* Workers (about to be) in epoll_wait on cepfd; on a line of its own. */
@@ -199,6 +250,7 @@ struct ps_server {
     bool forced;
     int64_t last_emfile_log;
     int64_t next_scan;       /* ms; 0 when no connection timeout is configured */
+    int64_t next_timer;      /* ms; the timer heap's root, INT64_MAX when empty */
     int scan_period;         /* ms */
 };
 
@@ -215,11 +267,16 @@ int64_t ps__now_ms(void);
 /* addr.c */
 int ps__set_err(ps_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* conn.c */
+/* conn.c: life cycle and ownership */
 ps_conn *ps__conn_new(ps_server *s, int fd, const struct sockaddr_storage *peer, socklen_t len);
+void ps__conn_recycle(ps_conn *c); /* never registered or queued: back to the free list */
 void ps__conn_destroy(struct ps_worker *w, ps_conn *c);
-void ps__conn_arm(ps_conn *c, uint32_t events);
+void ps__conns_fini(ps_server *s);
+bool ps__conn_arm(ps_conn *c, uint32_t events);
 bool ps__conn_collect(ps_conn *c);
+int ps__conn_request(ps_conn *c, uint64_t id, unsigned mail, struct ps_post *p);
+unsigned ps__conn_take_mail(ps_conn *c, struct ps_post **posts);
+struct ps_post *ps__conn_close_mailbox(ps_conn *c);
 /* Milliseconds on CLOCK_MONOTONIC_COARSE: a vDSO read of a value the
  * kernel keeps per tick (a few ns, resolution 1-4 ms), cheap enough for the
  * per-turn activity stamps that the timeout scan compares. */
@@ -251,6 +308,7 @@ bool ps__proxy_step(struct ps_worker *w, ps_conn *c);
 
 /* event.c */
 void ps__event_turn(struct ps_worker *w, ps_conn *c);
+int ps__event_shutdown_write(ps_conn *c);
 
 /* dgram.c */
 void ps__dgram_ready(ps_server *s, ps_listener *l);
@@ -292,6 +350,11 @@ int ps__registry_add(ps_server *s, ps_conn *c); /* -EMFILE/-EUSERS at a limit */
 void ps__registry_remove(ps_server *s, ps_conn *c);
 size_t ps__registry_count(ps_server *s);
 void ps__registry_shutdown_all(ps_server *s);
+
+/* timer.c */
+void ps__timer_cancel(ps_server *s, ps_conn *c);
+int64_t ps__timers_run(ps_server *s, int64_t now); /* reactor: next deadline or INT64_MAX */
+void ps__timers_fini(ps_server *s);
 
 /* timeouts.c */
 void ps__timeouts_init(ps_server *s);

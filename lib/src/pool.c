@@ -33,7 +33,7 @@ static void blocking_turn(struct ps_worker *w, ps_conn *c)
     c->turn_in = 0;
     s->h.serve(c, s->user);
     if ((c->flags & (PS_CF_PARK | PS_CF_CLOSING)) == PS_CF_PARK) {
-        ps__conn_arm(c, EPOLLIN);
+        ps__conn_arm(c, EPOLLIN); /* no mailbox in this style: always armed */
         return;
     }
     ps__conn_destroy(w, c);

@@ -61,7 +61,8 @@ bool ps__proxy_step(struct ps_worker *w, ps_conn *c)
         return false;
     }
     if (rc == 0) {
-        ps__conn_arm(c, EPOLLIN);
+        if (!ps__conn_arm(c, EPOLLIN)) /* no handle exists yet: cannot happen */
+            ps__queue_push_spill(c->srv->q, &c->spill, c);
         return false;
     }
     if (srclen > 0) {

@@ -30,6 +30,7 @@ struct ps_queue {
     void *arg;
     ps_queue_ready_fn on_ready; /* consumers that wait elsewhere (see queue.h) */
     void *ready_arg;
+    ps_qlink *spill_head, *spill_tail; /* ps__queue_push_spill past capacity */
 };
 
 ps_queue *ps__queue_new(size_t capacity, ps_queue_space_fn on_space, void *arg)
@@ -129,6 +130,28 @@ int ps__queue_push(ps_queue *q, void *item)
     return 0;
 }
 
+void ps__queue_push_spill(ps_queue *q, ps_qlink *link, void *item)
+{
+    bool wake, sleepers;
+
+    pthread_mutex_lock(&q->lock);
+    if (q->len < q->cap) { /* then the overflow is empty (see dequeue_locked) */
+        wake = enqueue_locked(q, item);
+    } else {
+        link->item = item;
+        link->next = NULL;
+        if (q->spill_tail)
+            q->spill_tail->next = link;
+        else
+            q->spill_head = link;
+        q->spill_tail = link;
+        wake = false; /* the ring is full: its consumers pass the baton */
+    }
+    sleepers = q->consumers_waiting > 0;
+    pthread_mutex_unlock(&q->lock);
+    notify_item(q, wake, sleepers);
+}
+
 int ps__queue_try_push(ps_queue *q, void *item)
 {
     bool wake, sleepers;
@@ -150,7 +173,9 @@ int ps__queue_try_push(ps_queue *q, void *item)
     return 0;
 }
 
-/* Remove the head under the lock and tell the caller whom to notify. */
+/* Remove the head under the lock and tell the caller whom to notify.  The
+ * slot it frees goes to the first overflow item, if any, so the overflow
+ * keeps its place in line and is non-empty only while the ring is full. */
 static void *dequeue_locked(ps_queue *q, bool *wake_consumer, bool *wake_producer,
                             bool *fire_space)
 {
@@ -158,6 +183,17 @@ static void *dequeue_locked(ps_queue *q, bool *wake_consumer, bool *wake_produce
 
     q->head = (q->head + 1) % q->cap;
     q->len--;
+    if (q->spill_head) {
+        ps_qlink *l = q->spill_head;
+        q->spill_head = l->next;
+        if (!q->spill_head)
+            q->spill_tail = NULL;
+        enqueue_locked(q, l->item);
+        *wake_consumer = true;
+        *wake_producer = false;
+        *fire_space = false; /* still full */
+        return item;
+    }
     *wake_consumer = q->len > 0; /* the baton */
     *wake_producer = q->producers_waiting > 0;
     *fire_space = q->space_wanted;

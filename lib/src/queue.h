@@ -16,6 +16,12 @@
 
 typedef struct ps_queue ps_queue;
 
+/* A link the item carries for ps__queue_push_spill (no allocation). */
+typedef struct ps_qlink {
+    struct ps_qlink *next;
+    void *item;
+} ps_qlink;
+
 /* Called (with the queue lock released) by the consumer whose pop frees the
  * first slot after a failed ps__queue_try_push.  Must not block. */
 typedef void (*ps_queue_space_fn)(void *arg);
@@ -39,6 +45,12 @@ int ps__queue_push(ps_queue *q, void *item);
 /* Returns 0, -EAGAIN if full (then on_space fires once a slot frees), or
  * -ESHUTDOWN. */
 int ps__queue_try_push(ps_queue *q, void *item);
+/* Never blocks, never fails: past capacity the item waits in an overflow
+ * list threaded through its own link, popped after the ring.  Only for
+ * items that exist anyway and can be queued at most once each (a
+ * connection that an outsider's request made runnable), so the overflow is
+ * bounded by their number, not by the rate of requests. */
+void ps__queue_push_spill(ps_queue *q, ps_qlink *link, void *item);
 /* Blocks while empty.  Returns 0 with *item set, or -ESHUTDOWN when the
  * queue is shut down and empty (items queued before shutdown are still
  * delivered). */

@@ -117,6 +117,8 @@ static int next_timeout(ps_server *s, int64_t now)
         t = s->drain_deadline - now;
     if (s->next_scan && s->next_scan - now < t)
         t = s->next_scan - now;
+    if (s->next_timer != INT64_MAX && s->next_timer - now < t)
+        t = s->next_timer - now;
     if (t == INT64_MAX)
         return -1;
     return t < 0 ? 0 : t > INT32_MAX ? INT32_MAX : (int)t;
@@ -124,6 +126,7 @@ static int next_timeout(ps_server *s, int64_t now)
 
 static void on_timers(ps_server *s, int64_t now)
 {
+    s->next_timer = ps__timers_run(s, now);
     if (s->next_scan && now >= s->next_scan) {
         ps__timeouts_scan(s, ps__coarse_ms()); /* the clock of the stamps */
         s->next_scan = now + s->scan_period;
@@ -145,6 +148,7 @@ static void *reactor_main(void *arg)
     struct epoll_event evs[PS_EVENTS_MAX];
 
     ps__timeouts_init(s);
+    s->next_timer = INT64_MAX;
 
     for (;;) {
         int i, n = epoll_wait(s->epfd, evs, PS_EVENTS_MAX, next_timeout(s, ps__now_ms()));

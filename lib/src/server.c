@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@ void ps_config_init(ps_config *cfg)
     cfg->out_high_water = 1u << 20;
     cfg->out_low_water = 256u << 10;
     cfg->max_output = 64u << 20;
+    cfg->max_posts = 65536;
     cfg->max_datagram = 65535;
     cfg->write_timeout_ms = 60000;
     cfg->header_timeout_ms = 5000;
@@ -149,6 +151,8 @@ int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
         return ps__set_err(err, -EINVAL,
                            "out_low_water: %zu must not exceed out_high_water %zu (>= 1)",
                            cfg->out_low_water, cfg->out_high_water);
+    if (cfg->max_posts < 1)
+        return ps__set_err(err, -EINVAL, "max_posts: must be at least 1");
     if (cfg->max_output > 0 && cfg->max_output < cfg->out_high_water)
         return ps__set_err(err, -EINVAL,
                            "max_output: %zu must be 0 (no limit) or at least out_high_water %zu",
@@ -193,6 +197,9 @@ ps_server *ps_server_new(const ps_config *cfg, const ps_handler *h, void *user, 
         close(s->wakefd);
         goto out_free_strings;
     }
+    pthread_mutex_init(&s->free_lock, NULL);
+    pthread_mutex_init(&s->timer_lock, NULL);
+    s->timer_sleep_until = INT64_MAX;
     return s;
 
 out_free_strings:
@@ -338,6 +345,10 @@ void ps_server_free(ps_server *s)
         free(s->listen_copy[i]);
     close(s->wakefd);
     ps__registry_fini(s);
+    ps__conns_fini(s);
+    ps__timers_fini(s);
+    pthread_mutex_destroy(&s->free_lock);
+    pthread_mutex_destroy(&s->timer_lock);
     free(s);
 }
 
