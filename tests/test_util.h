@@ -30,6 +30,7 @@ Suite *features_suite(void);
 Suite *proxy_suite(void);
 Suite *bounds_suite(void);
 Suite *anythread_suite(void);
+Suite *callbacks_suite(void);
 
 /* ------------------------------------------------------------- time */
 
