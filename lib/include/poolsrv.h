@@ -213,7 +213,14 @@ typedef struct ps_config {
                                   like the reject policy (busy_msg, close);
                                   default 0 = unlimited */
     int max_per_client;        /* open connections per client IP address at most
-                                  (Unix sockets: not limited); default 0 */
+                                  (Unix sockets: not limited); default 0.  On
+                                  "proxy:" listeners the address is the client
+                                  the PROXY header names (LOCAL: the
+                                  balancer's), counted once the header is
+                                  read: a client past its share is then
+                                  closed with busy_msg before any callback
+                                  (accepted, closed and limit_refused each
+                                  count it) */
     bool tcp_nodelay;       /* set TCP_NODELAY on accepted sockets; default true */
     bool reuseport;         /* SO_REUSEPORT on bound sockets, so several processes
                                can share a port; default false */
@@ -313,7 +320,9 @@ PS_EXTERN const char *ps_server_listen_name(const ps_server *s, int i);
 typedef struct ps_stats {
     uint64_t accepted;         /* connections accepted and admitted */
     uint64_t rejected;         /* accepted and closed by the reject policy */
-    uint64_t limit_refused;    /* closed at accept: max_connections or max_per_client */
+    uint64_t limit_refused;    /* closed at accept: max_connections or max_per_client
+                                  ("proxy:" listeners: max_per_client after
+                                  the header) */
     uint64_t accept_errors;    /* accept failures other than EAGAIN/EINTR */
     uint64_t accept_emfile;    /* ... of which: out of descriptors (EMFILE/ENFILE) */
     uint64_t queue_full_waits; /* times the block policy paused accepting */

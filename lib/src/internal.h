@@ -96,6 +96,9 @@ struct ps_conn {
     ps_buf in;  /* event style: unconsumed input, NULL while empty */
     ps_buf out; /* event style: unsent output, NULL while empty */
     ps_conn *reg_prev, *reg_next; /* registry of live connections, under reg_lock */
+    bool client_counted;          /* holds a max_per_client slot under peer's
+                                     address (under reg_lock); peer never
+                                     changes once it is set */
     ps_conn *pend_next;           /* reactor's pending list (reactor thread only) */
     socklen_t peerlen;
     struct sockaddr_storage peer;
@@ -282,6 +285,7 @@ void ps__reactor_dispatch(ps_server *s, ps_conn *c);
 int ps__registry_init(ps_server *s);
 void ps__registry_fini(ps_server *s);
 int ps__registry_add(ps_server *s, ps_conn *c); /* -EMFILE/-EUSERS at a limit */
+int ps__registry_count_client(ps_server *s, ps_conn *c); /* proxy: after the header */
 void ps__registry_remove(ps_server *s, ps_conn *c);
 size_t ps__registry_count(ps_server *s);
 void ps__registry_shutdown_all(ps_server *s);
