@@ -341,6 +341,7 @@ int main(int argc, char **argv)
     struct sigctx sc = {0};
     ps_server *admin = NULL;
     pthread_t sig_tid;
+    int rc;
 
     ps_config_init(&cfg);
     cfg.log = log_stderr;
@@ -374,12 +375,22 @@ int main(int argc, char **argv)
         ps_server_free(sc.srv);
         return 1;
     }
+    /* Signals stay blocked in every thread: without this thread nothing
+     * would take SIGINT/SIGTERM and only SIGKILL could stop the server
+     * (a pids cgroup limit, RLIMIT_AS).  So a failure here fails the start,
+     * before the server is announced. */
+    sc.interval = o.stats_interval;
+    if ((rc = pthread_create(&sig_tid, NULL, signal_thread, &sc)) != 0) {
+        fprintf(stderr, PROG ": cannot create the signal thread: %s\n", strerror(rc));
+        ps_server_free(admin);
+        ps_server_stop_now(sc.srv);
+        ps_server_free(sc.srv);
+        return 1;
+    }
     print_listeners(sc.srv);
     if (admin)
         printf("admin on %s\n", ps_server_listen_name(admin, 0));
     fflush(stdout);
-    sc.interval = o.stats_interval;
-    pthread_create(&sig_tid, NULL, signal_thread, &sc);
 
     ps_server_wait(sc.srv);
     atomic_store(&sc.done, true);
