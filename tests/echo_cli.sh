@@ -48,6 +48,11 @@ usage_error "bad --mode" "invalid --mode 'async'" --mode async
 usage_error "unknown option" "unknown option '--bogus'" --bogus
 usage_error "missing value" "needs a value" --queue
 usage_error "stray argument" "unexpected argument 'extra'" extra
+usage_error "bad --unix-mode named" "invalid --unix-mode: unix mode '0778'" --unix-mode 0778
+usage_error "unknown --unix-owner named" "unix owner 'no-such-user-x': no such user" \
+    --unix-owner no-such-user-x
+usage_error "unknown --unix-group named" "unix group 'no-such-group-x': no such group" \
+    --unix-group no-such-group-x
 
 out=$(timeout 5 "$ECHO" --version)
 if [[ $out == "poolsrv-echo $(cat VERSION)" ]]; then ok "--version prints VERSION"; else
@@ -144,6 +149,19 @@ if start second --listen 127.0.0.1:0 --drain-timeout -1; then
     fi
 else
     fail "second server starts" "$(cat "$TMP/second.err")"
+fi
+
+# --unix-mode / --unix-group set the socket file's permissions (who may
+# connect: tests/check_features.c, test_unix_perms).
+if start unixperm --listen 127.0.0.1:0 --listen "unix:$TMP/perm.sock" --unix-mode 0640 \
+    --unix-group "$(id -gn)"; then
+    got=$(stat -c '%a %G' "$TMP/perm.sock")
+    if [[ $got == "640 $(id -gn)" ]]; then ok "--unix-mode 0640: the socket file is 640"; else
+        fail "--unix-mode 0640: the socket file is 640" "$got"
+    fi
+    stop_with TERM
+else
+    fail "--unix-mode: starts" "$(cat "$TMP/unixperm.err")"
 fi
 
 # A thread that cannot be created (a pids cgroup limit, RLIMIT_AS) fails the

@@ -271,6 +271,9 @@ int ps__listen_spec(const char *text, ps_listen_spec *sp, ps_err *err);
 int ps__listeners_open(ps_server *s, ps_err *err);
 void ps__listeners_close(ps_server *s, int type);
 
+/* unix_perms.c */
+int ps__unix_perms_apply(const ps_config *cfg, const char *path, const char *text, ps_err *err);
+
 /* acceptor.c */
 void ps__listeners_enable(ps_server *s, bool on);
 void ps__accept_ready(ps_server *s, ps_listener *l);

@@ -213,6 +213,21 @@ else
     skip "thread-creation failures: no thread shim ($THREAD_SHIM; make builds it)"
 fi
 
+# --unix-mode (the flag parser common to both examples).
+if start_server httpunix "$HTTP_BIN" --listen 127.0.0.1:0 --listen "unix:$TMP/http.sock" \
+    --unix-mode 0600; then
+    check "poolsrv-http --unix-mode 0600: the socket file's mode" 600 \
+        "$(stat -c %a "$TMP/http.sock")"
+    stop_pid "$PID"
+fi
+"$KV_BIN" --unix-mode 9 >/dev/null 2>"$TMP/usage.err"
+rc=$?
+if ((rc == 2)) && grep -q "invalid --unix-mode: unix mode '9'" "$TMP/usage.err"; then
+    pass "poolsrv-kv bad --unix-mode: exit 2 naming the value"
+else
+    fail "poolsrv-kv bad --unix-mode: exit 2 naming the value" "status $rc: $(cat "$TMP/usage.err")"
+fi
+
 # -------------------------------------------------------- poolsrv-http
 if start_server http "$HTTP_BIN" --listen 127.0.0.1:0 --workers 2; then
     HTTP_PORT=$PORT
