@@ -55,6 +55,10 @@ static void usage(FILE *f)
             "  -u, --udp                also echo UDP datagrams on each TCP listener's port\n"
             "      --systemd            listen on the sockets systemd passes (LISTEN_FDS)\n"
             "      --reuseport          SO_REUSEPORT: several processes share a port\n"
+            "      --unix-mode OCTAL    permissions of unix: socket files, e.g. 0660\n"
+            "                           (default: 0777 minus the umask)\n"
+            "      --unix-owner USER    owner of unix: socket files (name or uid)\n"
+            "      --unix-group GROUP   group of unix: socket files (name or gid)\n"
             "  -d, --drain-timeout MS   on SIGINT/SIGTERM, time given to open connections\n"
             "                           before they are shut down (default 5000, -1 = forever);\n"
             "                           a second signal stops at once\n"
@@ -125,6 +129,9 @@ enum {
     OPT_STATS_INTERVAL,
     OPT_ADMIN,
     OPT_LOG_LEVEL,
+    OPT_UNIX_MODE,
+    OPT_UNIX_OWNER,
+    OPT_UNIX_GROUP,
 };
 
 static const struct option long_opts[] = {
@@ -137,6 +144,9 @@ static const struct option long_opts[] = {
     {"udp", no_argument, 0, 'u'},
     {"systemd", no_argument, 0, OPT_SYSTEMD},
     {"reuseport", no_argument, 0, OPT_REUSEPORT},
+    {"unix-mode", required_argument, 0, OPT_UNIX_MODE},
+    {"unix-owner", required_argument, 0, OPT_UNIX_OWNER},
+    {"unix-group", required_argument, 0, OPT_UNIX_GROUP},
     {"drain-timeout", required_argument, 0, 'd'},
     {"idle-timeout", required_argument, 0, 'i'},
     {"first-byte-timeout", required_argument, 0, OPT_FIRST_BYTE},
@@ -171,6 +181,20 @@ static void parse_listen(ps_config *cfg, const char *v)
         die_usage("too many --listen addresses (at most %s)%s", "16", "");
 }
 
+/* --unix-mode / --unix-owner / --unix-group: the library reads the text. */
+static void parse_unix_perm(ps_config *cfg, int c, const char *v)
+{
+    ps_err err;
+
+    if (ps_config_set_unix_perms(cfg, c == OPT_UNIX_MODE ? v : NULL, c == OPT_UNIX_OWNER ? v : NULL,
+                                 c == OPT_UNIX_GROUP ? v : NULL, &err) < 0)
+        die_usage("invalid %s: %s",
+                  c == OPT_UNIX_MODE    ? "--unix-mode"
+                  : c == OPT_UNIX_OWNER ? "--unix-owner"
+                                        : "--unix-group",
+                  err.msg);
+}
+
 static void parse_one(int c, const char *v, ps_config *cfg, struct opts *o)
 {
     switch (c) {
@@ -190,6 +214,9 @@ static void parse_one(int c, const char *v, ps_config *cfg, struct opts *o)
     case 'u': cfg->udp_same_port = true; break;
     case OPT_SYSTEMD: o->systemd = true; break;
     case OPT_REUSEPORT: cfg->reuseport = true; break;
+    case OPT_UNIX_MODE:
+    case OPT_UNIX_OWNER:
+    case OPT_UNIX_GROUP: parse_unix_perm(cfg, c, v); break;
     case 'd': cfg->drain_timeout_ms = parse_int("--drain-timeout", v, -1, INT_MAX); break;
     case 'i': cfg->idle_timeout_ms = parse_int("--idle-timeout", v, 0, INT_MAX); break;
     case OPT_FIRST_BYTE:
@@ -341,6 +368,7 @@ int main(int argc, char **argv)
     struct sigctx sc = {0};
     ps_server *admin = NULL;
     pthread_t sig_tid;
+    int rc;
 
     ps_config_init(&cfg);
     cfg.log = log_stderr;
@@ -374,12 +402,22 @@ int main(int argc, char **argv)
         ps_server_free(sc.srv);
         return 1;
     }
+    /* Signals stay blocked in every thread: without this thread nothing
+     * would take SIGINT/SIGTERM and only SIGKILL could stop the server
+     * (a pids cgroup limit, RLIMIT_AS).  So a failure here fails the start,
+     * before the server is announced. */
+    sc.interval = o.stats_interval;
+    if ((rc = pthread_create(&sig_tid, NULL, signal_thread, &sc)) != 0) {
+        fprintf(stderr, PROG ": cannot create the signal thread: %s\n", strerror(rc));
+        ps_server_free(admin);
+        ps_server_stop_now(sc.srv);
+        ps_server_free(sc.srv);
+        return 1;
+    }
     print_listeners(sc.srv);
     if (admin)
         printf("admin on %s\n", ps_server_listen_name(admin, 0));
     fflush(stdout);
-    sc.interval = o.stats_interval;
-    pthread_create(&sig_tid, NULL, signal_thread, &sc);
 
     ps_server_wait(sc.srv);
     atomic_store(&sc.done, true);

@@ -18,6 +18,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <grp.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include "../server/echo_handlers.h"
@@ -419,6 +422,161 @@ START_TEST(test_unix_listener)
     ck_assert_int_eq(tu_server_wait(s, tu_ms(5000)), 0);
     ck_assert_int_eq(stat(path, &st), -1);
     ps_server_free(s);
+}
+END_TEST
+
+/* In a forked child that has become uid/gid (no supplementary groups):
+ * connect to path and echo a byte.  Returns 0, or the errno that failed
+ * (EACCES: the file's mode refused us), or 255 if the child could not
+ * drop privileges.  Only async-signal-safe calls after fork (the server's
+ * threads are not in the child). */
+static int connect_as(const char *path, uid_t uid, gid_t gid)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int status;
+    pid_t pid;
+
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char c = 'x';
+        int fd;
+        alarm(10); /* bounded whatever happens */
+        if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+            _exit(255);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0)
+            _exit(errno);
+        if (write(fd, &c, 1) != 1 || read(fd, &c, 1) != 1 || c != 'x')
+            _exit(EPROTO);
+        _exit(0);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* unix_mode / unix_owner / unix_group: the socket file gets them, and
+ * another user is refused or let in as they say.  The default is the
+ * umask's mode.  Needs root (to become another user and to chown). */
+START_TEST(test_unix_perms)
+{
+    static const struct {
+        int mode, owner, group; /* owner/group: -1 leave, 1 = nobody/nogroup */
+        int want_err;           /* connecting as nobody:nogroup */
+    } cases[] = {
+        {0600, -1, -1, EACCES}, /* root's, owner-only: nobody is refused */
+        {0666, -1, -1, 0},      /* the same socket open to all */
+        {0600, 1, -1, 0},       /* owner-only, nobody owns it */
+        {0660, -1, 1, 0},       /* group nogroup may */
+        {0606, -1, 1, EACCES},  /* group bits apply to the group: nogroup may not */
+    };
+    char path[108], addr[120];
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    struct stat st;
+    struct passwd *pw;
+    mode_t um;
+    uid_t nobody;
+    gid_t nogroup;
+    size_t i;
+    int got;
+
+    if (geteuid() != 0) {
+        fprintf(stderr, "skip test_unix_perms: needs root (to chown and to connect as nobody)\n");
+        return;
+    }
+    pw = getpwnam("nobody");
+    ck_assert_msg(pw != NULL, "no user 'nobody'");
+    nobody = pw->pw_uid;
+    nogroup = pw->pw_gid;
+    unix_path(path, sizeof path, "perms");
+    snprintf(addr, sizeof addr, "unix:%s", path);
+    echo_handler_init(&h, true);
+
+    /* Default: as bind created it, 0777 minus the umask. */
+    um = umask(022);
+    unlink(path);
+    ps_config_init(&cfg);
+    ps_config_add_listen(&cfg, addr);
+    s = tu_server_start(&cfg, &h, NULL, NULL);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert(S_ISSOCK(st.st_mode));
+    ck_assert_uint_eq(st.st_mode & 07777, 0755);
+    ck_assert_int_eq(connect_as(path, nobody, nogroup), EACCES); /* no write bit for others */
+    ps_server_free(s);
+    umask(um);
+
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ps_config_init(&cfg);
+        ps_config_add_listen(&cfg, addr);
+        cfg.unix_mode = cases[i].mode;
+        cfg.unix_owner = cases[i].owner == 1 ? (int)nobody : -1;
+        cfg.unix_group = cases[i].group == 1 ? (int)nogroup : -1;
+        s = tu_server_start(&cfg, &h, NULL, NULL);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, (unsigned)cases[i].mode);
+        ck_assert_uint_eq(st.st_uid, cases[i].owner == 1 ? nobody : 0);
+        ck_assert_uint_eq(st.st_gid, cases[i].group == 1 ? nogroup : getegid());
+        got = connect_as(path, nobody, nogroup);
+        ck_assert_msg(got == cases[i].want_err, "case %zu (mode %04o): nobody got %d, want %d", i,
+                      (unsigned)cases[i].mode, got, cases[i].want_err);
+        ps_server_free(s);
+    }
+}
+END_TEST
+
+/* The text forms the programs' --unix-* flags pass, and the bounds. */
+START_TEST(test_unix_perms_config)
+{
+    ps_config cfg;
+    ps_handler h;
+    ps_err err;
+
+    ps_config_init(&cfg);
+    ck_assert_int_eq(cfg.unix_mode, 0);
+    ck_assert_int_eq(cfg.unix_owner, -1);
+    ck_assert_int_eq(cfg.unix_group, -1);
+    ck_assert_int_eq(ps_config_set_unix_perms(&cfg, "660", "123", "root", &err), 0);
+    ck_assert_int_eq(cfg.unix_mode, 0660);
+    ck_assert_int_eq(cfg.unix_owner, 123);
+    ck_assert_int_eq(cfg.unix_group, 0);
+    ck_assert_int_eq(ps_config_set_unix_perms(&cfg, "0600", "root", NULL, &err), 0);
+    ck_assert_int_eq(cfg.unix_mode, 0600);
+    ck_assert_int_eq(cfg.unix_owner, 0);
+    ck_assert_int_eq(cfg.unix_group, 0); /* NULL left it */
+    /* Refused, naming the value, and nothing changed. */
+    ck_assert_int_eq(ps_config_set_unix_perms(&cfg, "0", NULL, NULL, &err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "'0'"));
+    ck_assert_int_eq(ps_config_set_unix_perms(&cfg, "0777x", NULL, NULL, &err), -EINVAL);
+    ck_assert_int_eq(ps_config_set_unix_perms(&cfg, "1777", NULL, NULL, &err), -EINVAL);
+    ck_assert_int_eq(ps_config_set_unix_perms(&cfg, "8", NULL, NULL, &err), -EINVAL);
+    ck_assert_int_eq(ps_config_set_unix_perms(&cfg, "", NULL, NULL, &err), -EINVAL);
+    ck_assert_int_eq(ps_config_set_unix_perms(&cfg, "640", "no-such-user-here", NULL, &err),
+                     -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "no such user"));
+    ck_assert_int_eq(ps_config_set_unix_perms(&cfg, NULL, NULL, "no-such-group-here", &err),
+                     -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "no such group"));
+    ck_assert_int_eq(ps_config_set_unix_perms(&cfg, NULL, "99999999999", NULL, &err), -EINVAL);
+    ck_assert_int_eq(cfg.unix_mode, 0600);
+    ck_assert_int_eq(cfg.unix_owner, 0);
+    /* Direct settings are validated with the rest. */
+    tu_config(&cfg);
+    echo_handler_init(&h, true);
+    cfg.unix_mode = 01000;
+    ck_assert_int_eq(ps_config_validate(&cfg, &h, &err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "unix_mode"));
+    cfg.unix_mode = 0;
+    cfg.unix_owner = -2;
+    ck_assert_int_eq(ps_config_validate(&cfg, &h, &err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "unix_owner"));
+    cfg.unix_owner = -1;
+    cfg.unix_group = -7;
+    ck_assert_int_eq(ps_config_validate(&cfg, &h, &err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "unix_group"));
 }
 END_TEST
 
@@ -1268,6 +1426,8 @@ Suite *features_suite(void)
     tcase_set_timeout(flow, 60);
     tcase_add_loop_test(unix_tc, test_unix_listener, 0, 2);
     tcase_add_test(unix_tc, test_unix_stale_and_not_socket);
+    tcase_add_test(unix_tc, test_unix_perms);
+    tcase_add_test(unix_tc, test_unix_perms_config);
     tcase_set_timeout(unix_tc, 20);
     tcase_add_test(udp, test_udp_echo);
     tcase_add_test(udp, test_udp_flood_full_queue);

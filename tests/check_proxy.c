@@ -1,15 +1,141 @@
 /* check_proxy.c - the PROXY protocol v1/v2 header parser (lib/src/proxy.c):
  * valid headers of each kind, every prefix of a valid header asks for more,
  * malformed and foreign input is refused, bytes after the header are left
- * alone. */
+ * alone.  And max_per_client on "proxy:" listeners (lib/src/proxy_conn.c,
+ * registry.c), against a live server on loopback. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../lib/src/proxy.h"
+#include "../server/echo_handlers.h"
 #include "test_util.h"
+
+/* ===================================== max_per_client on proxy: listeners */
+
+/* Connect to the proxy: listener and send a v1 header naming client ip. */
+static int proxy_connect(int port, const char *ip)
+{
+    char hdr[96];
+    int n = snprintf(hdr, sizeof hdr, "PROXY TCP4 %s 127.0.0.1 40000 80\r\n", ip);
+    int fd = tu_connect(port, tu_ms(2000));
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(tu_write_all(fd, hdr, (size_t)n, tu_ms(1000)), 0);
+    return fd;
+}
+
+static ps_server *limited_server(bool event, int *proxy_port, int *plain_port)
+{
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+
+    ps_config_init(&cfg);
+    ps_config_add_listen(&cfg, "proxy:127.0.0.1:0");
+    ps_config_add_listen(&cfg, "127.0.0.1:0");
+    cfg.max_per_client = 2;
+    cfg.workers = 8; /* blocking style: a worker per open connection */
+    echo_handler_init(&h, event);
+    h.busy_msg = "busy\n";
+    h.busy_len = 5;
+    s = tu_server_start(&cfg, &h, NULL, proxy_port);
+    *plain_port = ps_server_port(s, 1);
+    ck_assert_int_gt(*plain_port, 0);
+    return s;
+}
+
+/* Expect the busy line, then end of stream. */
+static void assert_refused(int fd)
+{
+    char line[16];
+
+    ck_assert_int_eq(tu_read_line(fd, line, sizeof line, tu_ms(2000)), 5);
+    ck_assert_str_eq(line, "busy\n");
+    ck_assert_int_eq(tu_expect_eof(fd, tu_ms(2000)), 0);
+}
+
+/* The issue-12 reproduction: three short connections through the proxy
+ * listener, naming three clients, used to leave their slots counted under
+ * 127.0.0.1 (counted under the connecting address, released under the
+ * header's), after which every connection from 127.0.0.1 was refused on
+ * both listeners.  Every slot must come back. */
+START_TEST(test_proxy_limit_no_leak)
+{
+    bool event = _i == 1;
+    static const char *clients[] = {"10.9.9.1", "10.9.9.2", "10.9.9.3"};
+    int pport, lport, i, a, b;
+    uint64_t last;
+    ps_server *s = limited_server(event, &pport, &lport);
+
+    for (i = 0; i < 3; i++) {
+        int fd = proxy_connect(pport, clients[i]);
+        ck_assert_int_eq(tu_echo(fd, "x", 1, true, tu_ms(2000), NULL), 0);
+        close(fd);
+        ck_assert(TU_STAT_EQ(s, closed, (uint64_t)i + 1, tu_ms(2000), &last));
+    }
+    a = tu_connect(lport, tu_ms(2000)); /* two at once: the whole share of 127.0.0.1 */
+    b = tu_connect(lport, tu_ms(2000));
+    ck_assert_int_ge(a, 0);
+    ck_assert_int_ge(b, 0);
+    ck_assert_int_eq(tu_echo(a, "a", 1, false, tu_ms(2000), NULL), 0);
+    ck_assert_int_eq(tu_echo(b, "b", 1, false, tu_ms(2000), NULL), 0);
+    close(a);
+    close(b);
+    a = proxy_connect(pport, clients[0]);
+    ck_assert_int_eq(tu_echo(a, "again", 5, true, tu_ms(2000), NULL), 0);
+    close(a);
+    ck_assert(TU_STAT_EQ(s, active, 0, tu_ms(2000), &last));
+    ck_assert_uint_eq(tu_stats(s).limit_refused, 0);
+    ps_server_free(s);
+}
+END_TEST
+
+/* Behind a load balancer every connection comes from one address; the
+ * limit applies to the client each header names, and its slot is released
+ * under that same name. */
+START_TEST(test_proxy_limit_per_header_client)
+{
+    bool event = _i == 1;
+    int pport, lport, a1, a2, a3, b1, d1, d2;
+    uint64_t last;
+    ps_server *s = limited_server(event, &pport, &lport);
+
+    a1 = proxy_connect(pport, "10.9.9.1");
+    a2 = proxy_connect(pport, "10.9.9.1");
+    ck_assert_int_eq(tu_echo(a1, "1", 1, false, tu_ms(2000), NULL), 0);
+    ck_assert_int_eq(tu_echo(a2, "2", 1, false, tu_ms(2000), NULL), 0);
+    a3 = proxy_connect(pport, "10.9.9.1"); /* a third from the same client */
+    assert_refused(a3);
+    close(a3);
+    ck_assert(TU_STAT_EQ(s, limit_refused, 1, tu_ms(2000), &last));
+    /* Other clients through the same balancer, and the balancer's own
+     * address on the plain listener, still have their whole share. */
+    b1 = proxy_connect(pport, "10.9.9.2");
+    ck_assert_int_eq(tu_echo(b1, "b", 1, false, tu_ms(2000), NULL), 0);
+    d1 = tu_connect(lport, tu_ms(2000));
+    d2 = tu_connect(lport, tu_ms(2000));
+    ck_assert_int_eq(tu_echo(d1, "d", 1, false, tu_ms(2000), NULL), 0);
+    ck_assert_int_eq(tu_echo(d2, "d", 1, false, tu_ms(2000), NULL), 0);
+    /* Closing one of 10.9.9.1's connections gives it a slot again. */
+    close(a1);
+    ck_assert(TU_STAT_EQ(s, active, 4, tu_ms(2000), &last));
+    a1 = proxy_connect(pport, "10.9.9.1");
+    ck_assert_int_eq(tu_echo(a1, "again", 5, false, tu_ms(2000), NULL), 0);
+    ck_assert_uint_eq(tu_stats(s).limit_refused, 1);
+    close(a1);
+    close(a2);
+    close(b1);
+    close(d1);
+    close(d2);
+    ck_assert(TU_STAT_EQ(s, active, 0, tu_ms(2000), &last));
+    ps_server_free(s);
+}
+END_TEST
 
 Suite *proxy_suite(void);
 
@@ -429,6 +555,7 @@ Suite *proxy_suite(void)
 {
     Suite *s = suite_create("proxy");
     TCase *tc = tcase_create("proxy");
+    TCase *limits = tcase_create("limits");
 
     tcase_set_timeout(tc, 10);
     tcase_add_test(tc, test_v1_tcp4);
@@ -445,5 +572,9 @@ Suite *proxy_suite(void)
     tcase_add_test(tc, test_random_input);
     tcase_add_test(tc, test_bad_arguments);
     suite_add_tcase(s, tc);
+    tcase_set_timeout(limits, 20);
+    tcase_add_loop_test(limits, test_proxy_limit_no_leak, 0, 2);
+    tcase_add_loop_test(limits, test_proxy_limit_per_header_client, 0, 2);
+    suite_add_tcase(s, limits);
     return s;
 }

@@ -2,7 +2,8 @@
 # tests/echo_cli.sh - poolsrv-echo as an operator meets it: bad flags and
 # addresses (one line naming the bad value, a usage hint, exit 2), a port in
 # use (the address and the system's reason, exit 1), --version, and a
-# graceful stop on SIGINT and SIGTERM with its one-line summary (exit 0).
+# graceful stop on SIGINT and SIGTERM with its one-line summary (exit 0),
+# and a thread that cannot be created (exit 1 at start, nothing running).
 # Loopback only, ephemeral ports, bounded waits; processes stopped by PID.
 set -u
 
@@ -47,6 +48,11 @@ usage_error "bad --mode" "invalid --mode 'async'" --mode async
 usage_error "unknown option" "unknown option '--bogus'" --bogus
 usage_error "missing value" "needs a value" --queue
 usage_error "stray argument" "unexpected argument 'extra'" extra
+usage_error "bad --unix-mode named" "invalid --unix-mode: unix mode '0778'" --unix-mode 0778
+usage_error "unknown --unix-owner named" "unix owner 'no-such-user-x': no such user" \
+    --unix-owner no-such-user-x
+usage_error "unknown --unix-group named" "unix group 'no-such-group-x': no such group" \
+    --unix-group no-such-group-x
 
 out=$(timeout 5 "$ECHO" --version)
 if [[ $out == "poolsrv-echo $(cat VERSION)" ]]; then ok "--version prints VERSION"; else
@@ -143,6 +149,71 @@ if start second --listen 127.0.0.1:0 --drain-timeout -1; then
     fi
 else
     fail "second server starts" "$(cat "$TMP/second.err")"
+fi
+
+# --unix-mode / --unix-group set the socket file's permissions (who may
+# connect: tests/check_features.c, test_unix_perms).
+if start unixperm --listen 127.0.0.1:0 --listen "unix:$TMP/perm.sock" --unix-mode 0640 \
+    --unix-group "$(id -gn)"; then
+    got=$(stat -c '%a %G' "$TMP/perm.sock")
+    if [[ $got == "640 $(id -gn)" ]]; then ok "--unix-mode 0640: the socket file is 640"; else
+        fail "--unix-mode 0640: the socket file is 640" "$got"
+    fi
+    stop_with TERM
+else
+    fail "--unix-mode: starts" "$(cat "$TMP/unixperm.err")"
+fi
+
+# A thread that cannot be created (a pids cgroup limit, RLIMIT_AS) fails the
+# start: exit 1, a message naming the thread and the reason, no "listening
+# on" line, nothing left running.  Above all the signal thread: without it
+# SIGINT/SIGTERM stay blocked and only SIGKILL stops the server.  The shim
+# makes the Nth pthread_create and all later ones fail with EAGAIN; the
+# order is the workers, the reactor, (--admin: its worker and reactor,) the
+# signal thread.
+# thread_fails NAME N PATTERN ARGS...
+thread_fails() {
+    local name=$1 n=$2 pattern=$3 rc
+    shift 3
+    LD_PRELOAD=$THREAD_SHIM PS_TEST_FAIL_THREAD=$n timeout -k 1 5 "$ECHO" "$@" \
+        >"$TMP/thr.out" 2>"$TMP/thr.err"
+    rc=$?
+    if [[ $rc == 1 ]] && grep -q "^poolsrv-echo: $pattern: Resource temporarily unavailable$" \
+        "$TMP/thr.err" && ! grep -q "listening on" "$TMP/thr.out"; then
+        ok "$name"
+    else
+        fail "$name" "exit $rc (124/137: still running after 5 s), $(tr '\n' '|' <"$TMP/thr.err")"
+    fi
+}
+
+THREAD_SHIM=${THREAD_SHIM:-build/tests/thread_shim.so}
+if [[ -f $THREAD_SHIM ]]; then
+    thread_fails "no signal thread: exit 1 at start, not a server deaf to SIGTERM" 3 \
+        "cannot create the signal thread" --listen 127.0.0.1:0 --workers 1
+    thread_fails "no signal thread (with --admin): exit 1 at start" 5 \
+        "cannot create the signal thread" --listen 127.0.0.1:0 --workers 1 --admin 127.0.0.1:0
+    thread_fails "no worker thread: exit 1 at start" 2 \
+        "workers: cannot create thread 2 of 2" --listen 127.0.0.1:0 --workers 2
+    thread_fails "no reactor thread: exit 1 at start" 3 \
+        "cannot create the reactor thread" --listen 127.0.0.1:0 --workers 2
+    thread_fails "no admin thread: exit 1 at start" 3 \
+        "--admin: workers: cannot create thread 1 of 1" --listen 127.0.0.1:0 --workers 1 \
+        --admin 127.0.0.1:0
+    # The count is right: one thread more and the server runs and stops.
+    export LD_PRELOAD=$THREAD_SHIM PS_TEST_FAIL_THREAD=4
+    start shim --listen 127.0.0.1:0 --workers 1
+    started=$?
+    unset LD_PRELOAD PS_TEST_FAIL_THREAD
+    if [[ $started == 0 ]]; then
+        stop_with TERM
+        if [[ $RC == 0 ]]; then ok "shim: the 4th thread failing spares a 3-thread server"; else
+            fail "shim: the 4th thread failing spares a 3-thread server" "exit $RC"
+        fi
+    else
+        fail "shim: the 4th thread failing spares a 3-thread server" "$(cat "$TMP/shim.err")"
+    fi
+else
+    echo "skip thread-creation failures: no thread shim ($THREAD_SHIM; make builds it)"
 fi
 
 echo "echo-cli: $PASS passed, $FAIL failed"

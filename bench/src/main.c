@@ -504,8 +504,10 @@ int main(int argc, char **argv)
                        ((uint64_t)i < o->messages % (uint64_t)o->threads);
         hist_init(&w->st.lat);
         hist_init(&w->st.conn_lat);
-        if (pthread_create(&tid[i], NULL, load_thread, w) != 0) {
-            fprintf(stderr, "poolsrv-bench: cannot start thread %d\n", i);
+        int rc = pthread_create(&tid[i], NULL, load_thread, w);
+        if (rc != 0) {
+            fprintf(stderr, "poolsrv-bench: cannot create load thread %d of %d: %s\n", i + 1,
+                    o->threads, strerror(rc));
             break;
         }
         started++;

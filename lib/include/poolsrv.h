@@ -236,7 +236,25 @@ typedef struct ps_config {
                                   like the reject policy (busy_msg, close);
                                   default 0 = unlimited */
     int max_per_client;        /* open connections per client IP address at most
-                                  (Unix sockets: not limited); default 0 */
+                                  (Unix sockets: not limited); default 0.  On
+                                  "proxy:" listeners the address is the client
+                                  the PROXY header names (LOCAL: the
+                                  balancer's), counted once the header is
+                                  read: a client past its share is then
+                                  closed with busy_msg before any callback
+                                  (accepted, closed and limit_refused each
+                                  count it) */
+    /* "unix:" listeners that this server binds (not inherited "fd:N"
+     * sockets, whose file belongs to whoever made it): permissions of the
+     * socket file, applied after bind(2) and before listen(2), so no
+     * client can connect while the file still has the umask's mode.
+     * Connecting needs write permission on the file. */
+    int unix_mode;          /* permission bits, 1..0777; default 0 = as created
+                               (0777 minus the process umask) */
+    int unix_owner;         /* uid to give the file (needs CAP_CHOWN); default
+                               -1 = leave it the server's euid */
+    int unix_group;         /* gid to give the file (a group the server is in,
+                               or CAP_CHOWN); default -1 = leave it */
     bool tcp_nodelay;       /* set TCP_NODELAY on accepted sockets; default true */
     bool reuseport;         /* SO_REUSEPORT on bound sockets, so several processes
                                can share a port; default false */
@@ -286,6 +304,15 @@ PS_EXTERN int ps_config_add_listen(ps_config *cfg, const char *addr);
  * yourself before starting children).  Reads the environment: call it
  * before creating threads that change it. */
 PS_EXTERN int ps_config_add_systemd_listeners(ps_config *cfg);
+
+/* Set unix_mode / unix_owner / unix_group from an operator's text (each
+ * may be NULL to leave that field): mode in octal ("660", "0660",
+ * 1..0777); owner a user name or a numeric uid, group a group name or a
+ * numeric gid (names are looked up with getpwnam_r / getgrnam_r, so the
+ * system's user database is read).  Returns 0, or -EINVAL with err->msg
+ * naming the bad value (no field is changed then).  Any thread. */
+PS_EXTERN int ps_config_set_unix_perms(ps_config *cfg, const char *mode, const char *owner,
+                                       const char *group, ps_err *err);
 
 /* Check cfg and handler without creating anything.  Returns 0, or -EINVAL
  * with err->msg naming the field and the reason.  Any thread. */
@@ -350,7 +377,9 @@ PS_EXTERN const char *ps_server_listen_name(const ps_server *s, int i);
 typedef struct ps_stats {
     uint64_t accepted;         /* connections accepted and admitted */
     uint64_t rejected;         /* accepted and closed by the reject policy */
-    uint64_t limit_refused;    /* closed at accept: max_connections or max_per_client */
+    uint64_t limit_refused;    /* closed at accept: max_connections or max_per_client
+                                  ("proxy:" listeners: max_per_client after
+                                  the header) */
     uint64_t accept_errors;    /* accept failures other than EAGAIN/EINTR */
     uint64_t accept_emfile;    /* ... of which: out of descriptors (EMFILE/ENFILE) */
     uint64_t queue_full_waits; /* times the block policy paused accepting */

@@ -143,6 +143,9 @@ struct ps_conn {
     ps_buf in;  /* event style: unconsumed input, NULL while empty */
     ps_buf out; /* event style: unsent output, NULL while empty */
     ps_conn *reg_prev, *reg_next; /* registry of live connections, under reg_lock */
+    bool client_counted;          /* holds a max_per_client slot under peer's
+                                     address (under reg_lock); peer never
+                                     changes once it is set */
     ps_conn *pend_next;           /* reactor's pending list (reactor thread only) */
     ps_qlink spill;               /* the queue's overflow list (queue.c) */
     struct ps_timer timer;        /* ps_conn_timer, under the server's timer_lock */
@@ -333,6 +336,9 @@ int ps__listen_spec(const char *text, ps_listen_spec *sp, ps_err *err);
 int ps__listeners_open(ps_server *s, ps_err *err);
 void ps__listeners_close(ps_server *s, int type);
 
+/* unix_perms.c */
+int ps__unix_perms_apply(const ps_config *cfg, const char *path, const char *text, ps_err *err);
+
 /* acceptor.c */
 void ps__listeners_enable(ps_server *s, bool on);
 void ps__accept_ready(ps_server *s, ps_listener *l);
@@ -347,6 +353,7 @@ void ps__reactor_dispatch(ps_server *s, ps_conn *c);
 int ps__registry_init(ps_server *s);
 void ps__registry_fini(ps_server *s);
 int ps__registry_add(ps_server *s, ps_conn *c); /* -EMFILE/-EUSERS at a limit */
+int ps__registry_count_client(ps_server *s, ps_conn *c); /* proxy: after the header */
 void ps__registry_remove(ps_server *s, ps_conn *c);
 size_t ps__registry_count(ps_server *s);
 void ps__registry_shutdown_all(ps_server *s);

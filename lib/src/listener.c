@@ -105,7 +105,9 @@ static void listener_ready(ps_listener *l, int fd, int type)
     l->fd = fd;
 }
 
-static int bind_one(ps_listener *l, int type, const char *text, int backlog, ps_err *err)
+/* Bind and (streams) listen.  A Unix socket file gets cfg's unix_mode /
+ * owner / group between the two (unix_perms.c says why there). */
+static int bind_one(ps_listener *l, int type, const char *text, const ps_config *cfg, ps_err *err)
 {
     int fd, one = 1, e;
 
@@ -128,7 +130,10 @@ static int bind_one(ps_listener *l, int type, const char *text, int backlog, ps_
         goto out_close;
     }
     l->unlink_path = l->addr.ss_family == AF_UNIX;
-    if (type == SOCK_STREAM && listen(fd, backlog) < 0) {
+    if (l->unlink_path &&
+        (e = ps__unix_perms_apply(cfg, ((struct sockaddr_un *)&l->addr)->sun_path, text, err)) < 0)
+        goto out_close;
+    if (type == SOCK_STREAM && listen(fd, cfg->backlog) < 0) {
         e = ps__set_err(err, -errno, "listen %s: listen: %s", text, ps_strerror(errno));
         goto out_close;
     }
@@ -186,12 +191,12 @@ static int open_pair(ps_server *s, const char *text, ps_err *err)
         return ps__set_err(err, -ENOSPC, "listen %s: too many listeners", text);
     for (tries = 0; tries < PS_PORT_PAIR_TRIES; tries++) {
         tl->addr = want;
-        if ((rc = bind_one(tl, SOCK_STREAM, text, s->cfg.backlog, err)) < 0)
+        if ((rc = bind_one(tl, SOCK_STREAM, text, &s->cfg, err)) < 0)
             return rc;
         ul->addr = tl->addr;
         ul->len = tl->len;
         ul->proxy = false;
-        rc = bind_one(ul, SOCK_DGRAM, text, 0, err);
+        rc = bind_one(ul, SOCK_DGRAM, text, &s->cfg, err);
         if (rc == 0) {
             s->nls += 2;
             return 0;
@@ -262,7 +267,7 @@ int ps__listeners_open(ps_server *s, ps_err *err)
         l->len = sp.len;
         if (sp.type == SOCK_STREAM && s->cfg.udp_same_port && l->addr.ss_family != AF_UNIX) {
             rc = open_pair(s, text, err);
-        } else if ((rc = bind_one(l, sp.type, text, s->cfg.backlog, err)) == 0) {
+        } else if ((rc = bind_one(l, sp.type, text, &s->cfg, err)) == 0) {
             s->nls++;
         }
     }

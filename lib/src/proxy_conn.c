@@ -11,10 +11,16 @@
  * ps_conn_read.  A malformed header closes the connection before any
  * callback runs, counted in proxy_errors.  A peer that never completes its
  * header is cut by the timeout scan (header_timeout_ms).
+ *
+ * max_per_client applies to the client the header names, not to the load
+ * balancer that connected: the connection is counted only here, once the
+ * header is read, and a client past its share is closed with the busy
+ * message (stats.limit_refused), still before any callback.
  */
 #include "internal.h"
 #include "proxy.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +33,20 @@ static void drop(struct ps_worker *w, ps_conn *c, bool bad)
         ps__log(c->srv, PS_LOG_DEBUG, "connection %llu from %s: malformed PROXY header",
                 (unsigned long long)c->id, ps_conn_peer_str(c));
     }
+    ps__conn_destroy(w, c);
+}
+
+/* The client the header named is past max_per_client (or no memory to
+ * count it): refuse it as the acceptor refuses a direct client. */
+static void refuse(struct ps_worker *w, ps_conn *c)
+{
+    ps_server *s = c->srv;
+
+    ps__count(&w->st.limit_refused, 1); /* before the client can see it */
+    ps__log(s, PS_LOG_DEBUG, "connection %llu: client %s over max_per_client, refused",
+            (unsigned long long)c->id, ps_conn_peer_str(c));
+    if (s->h.busy_len > 0) /* best effort, as at accept */
+        send(c->fd, s->h.busy_msg, s->h.busy_len, MSG_NOSIGNAL | MSG_DONTWAIT);
     ps__conn_destroy(w, c);
 }
 
@@ -65,6 +85,7 @@ bool ps__proxy_step(struct ps_worker *w, ps_conn *c)
             ps__queue_push_spill(c->srv->q, &c->spill, c);
         return false;
     }
+    assert(!c->client_counted); /* the key must not change under a count */
     if (srclen > 0) {
         memcpy(&c->peer, &src, srclen);
         c->peerlen = srclen;
@@ -73,6 +94,10 @@ bool ps__proxy_step(struct ps_worker *w, ps_conn *c)
     }
     ps__log(c->srv, PS_LOG_DEBUG, "connection %llu: PROXY header: client %s",
             (unsigned long long)c->id, ps_conn_peer_str(c));
+    if (ps__registry_count_client(c->srv, c) < 0) {
+        refuse(w, c);
+        return false;
+    }
     c->in.off += (size_t)rc;
     c->in.len -= (size_t)rc;
     if (c->in.len == 0)

@@ -9,6 +9,7 @@
  */
 #include "internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -57,7 +58,9 @@ static struct ps_client **find(ps_server *s, int family, const unsigned char ip[
     return pp;
 }
 
-/* Count c against its client; -EUSERS past max_per_client. reg_lock held. */
+/* Count c against its client; -EUSERS past max_per_client.  reg_lock held.
+ * c remembers that it holds a slot, and its peer address (the key) does not
+ * change afterwards, so the release finds the same entry. */
 static int client_acquire(ps_server *s, ps_conn *c)
 {
     unsigned char ip[16];
@@ -71,6 +74,7 @@ static int client_acquire(ps_server *s, ps_conn *c)
         if ((*pp)->n >= s->cfg.max_per_client)
             return -EUSERS;
         (*pp)->n++;
+        c->client_counted = true;
         return 0;
     }
     cl = calloc(1, sizeof *cl);
@@ -80,19 +84,23 @@ static int client_acquire(ps_server *s, ps_conn *c)
     cl->n = 1;
     memcpy(cl->ip, ip, 16);
     *pp = cl;
+    c->client_counted = true;
     return 0;
 }
 
+/* reg_lock held. */
 static void client_release(ps_server *s, ps_conn *c)
 {
     unsigned char ip[16];
     int family = client_key(c, ip);
     struct ps_client **pp, *cl;
 
-    if (!s->clients || !family)
+    if (!c->client_counted)
         return;
+    c->client_counted = false;
     pp = find(s, family, ip);
     cl = *pp;
+    assert(cl && cl->n > 0); /* counted under this very key */
     if (cl && --cl->n == 0) {
         *pp = cl->next;
         free(cl);
@@ -128,7 +136,10 @@ void ps__registry_fini(ps_server *s)
 }
 
 /* Returns 0, or -EMFILE (max_connections) / -EUSERS (max_per_client) /
- * -ENOMEM, in which case c is not registered. */
+ * -ENOMEM, in which case c is not registered.  A connection that still
+ * expects a PROXY header (PS_CF_PROXY) is not counted against its client
+ * here: its peer is the load balancer, and the client it stands for is
+ * counted by ps__registry_count_client once the header names it. */
 int ps__registry_add(ps_server *s, ps_conn *c)
 {
     int rc = 0;
@@ -136,7 +147,7 @@ int ps__registry_add(ps_server *s, ps_conn *c)
     pthread_mutex_lock(&s->reg_lock);
     if (s->cfg.max_connections > 0 && s->reg_count >= (size_t)s->cfg.max_connections)
         rc = -EMFILE;
-    else
+    else if (!(c->flags & PS_CF_PROXY))
         rc = client_acquire(s, c);
     if (rc == 0) {
         c->reg_prev = NULL;
@@ -146,6 +157,23 @@ int ps__registry_add(ps_server *s, ps_conn *c)
         s->reg_head = c;
         s->reg_count++;
     }
+    pthread_mutex_unlock(&s->reg_lock);
+    return rc;
+}
+
+/* "proxy:" listeners, the owning worker, once the header has set c->peer
+ * (to the client it names, or left it the load balancer's for LOCAL):
+ * count c against that client.  Returns 0, or -EUSERS past max_per_client /
+ * -ENOMEM; c stays registered either way (the caller closes it, and the
+ * release then finds nothing counted). */
+int ps__registry_count_client(ps_server *s, ps_conn *c)
+{
+    int rc;
+
+    if (!s->clients)
+        return 0;
+    pthread_mutex_lock(&s->reg_lock);
+    rc = client_acquire(s, c);
     pthread_mutex_unlock(&s->reg_lock);
     return rc;
 }

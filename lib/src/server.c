@@ -33,6 +33,8 @@ void ps_config_init(ps_config *cfg)
     cfg->write_timeout_ms = 60000;
     cfg->header_timeout_ms = 5000;
     cfg->linger_ms = 2000;
+    cfg->unix_owner = -1;
+    cfg->unix_group = -1;
     cfg->log_level = PS_LOG_INFO;
 }
 
@@ -75,6 +77,21 @@ static int check_range(ps_err *err, const char *field, long v, long lo, long hi)
 {
     if (v < lo || v > hi)
         return ps__set_err(err, -EINVAL, "%s: %ld is out of range (%ld..%ld)", field, v, lo, hi);
+    return 0;
+}
+
+static int validate_unix_perms(const ps_config *cfg, ps_err *err)
+{
+    if (cfg->unix_mode < 0 || cfg->unix_mode > 0777)
+        return ps__set_err(err, -EINVAL,
+                           "unix_mode: %#o is out of range (0 = as created, 01..0777)",
+                           (unsigned)cfg->unix_mode);
+    if (cfg->unix_owner < -1)
+        return ps__set_err(err, -EINVAL, "unix_owner: %d is not a uid (-1 = leave)",
+                           cfg->unix_owner);
+    if (cfg->unix_group < -1)
+        return ps__set_err(err, -EINVAL, "unix_group: %d is not a gid (-1 = leave)",
+                           cfg->unix_group);
     return 0;
 }
 
@@ -147,6 +164,8 @@ int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
                            cfg->max_datagram);
     if (cfg->max_input < 1)
         return ps__set_err(err, -EINVAL, "max_input: must be at least 1 byte");
+    if ((rc = validate_unix_perms(cfg, err)) < 0)
+        return rc;
     if (cfg->out_high_water < 1 || cfg->out_low_water > cfg->out_high_water)
         return ps__set_err(err, -EINVAL,
                            "out_low_water: %zu must not exceed out_high_water %zu (>= 1)",

@@ -22,6 +22,10 @@ static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
             "                         0.0.0.0:0 (port 0 = ephemeral); default %s\n"
             "  -w, --workers N        worker threads, 1..1024 (default %d)\n"
             "  -i, --idle-timeout MS  close connections idle this long (default %d, 0 = never)\n"
+            "      --unix-mode OCTAL  permissions of unix: socket files, e.g. 0660\n"
+            "                         (default: 0777 minus the umask)\n"
+            "      --unix-owner USER  owner of unix: socket files (name or uid)\n"
+            "      --unix-group GROUP group of unix: socket files (name or gid)\n"
             "  -h, --help             this text\n"
             "  -V, --version          print the version\n"
             "%s"
@@ -57,12 +61,34 @@ static int parse_int(const ex_prog *p, const char *flag, const char *v, long lo,
     return (int)n;
 }
 
+enum { OPT_UNIX_MODE = 256, OPT_UNIX_OWNER, OPT_UNIX_GROUP };
+
+/* --unix-mode / --unix-owner / --unix-group: the library reads the text. */
+static void parse_unix_perm(const ex_prog *p, ps_config *cfg, int c, const char *v)
+{
+    ps_err err;
+    char msg[320];
+
+    if (ps_config_set_unix_perms(cfg, c == OPT_UNIX_MODE ? v : NULL, c == OPT_UNIX_OWNER ? v : NULL,
+                                 c == OPT_UNIX_GROUP ? v : NULL, &err) < 0) {
+        snprintf(msg, sizeof msg, "invalid %s: %s",
+                 c == OPT_UNIX_MODE    ? "--unix-mode"
+                 : c == OPT_UNIX_OWNER ? "--unix-owner"
+                                       : "--unix-group",
+                 err.msg);
+        die_usage(p, msg, NULL);
+    }
+}
+
 void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
 {
     static const struct option opts[] = {
         {"listen", required_argument, 0, 'l'},
         {"workers", required_argument, 0, 'w'},
         {"idle-timeout", required_argument, 0, 'i'},
+        {"unix-mode", required_argument, 0, OPT_UNIX_MODE},
+        {"unix-owner", required_argument, 0, OPT_UNIX_OWNER},
+        {"unix-group", required_argument, 0, OPT_UNIX_GROUP},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
@@ -86,6 +112,9 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
             break;
         case 'w': cfg->workers = parse_int(p, "--workers", optarg, 1, 1024); break;
         case 'i': cfg->idle_timeout_ms = parse_int(p, "--idle-timeout", optarg, 0, INT_MAX); break;
+        case OPT_UNIX_MODE:
+        case OPT_UNIX_OWNER:
+        case OPT_UNIX_GROUP: parse_unix_perm(p, cfg, c, optarg); break;
         case 'h': usage(p, cfg, stdout); exit(0);
         case 'V': printf("%s %s\n", p->name, ps_version()); exit(0);
         case ':': die_usage(p, "option needs a value: '", argv[optind - 1]);

@@ -42,9 +42,9 @@ $(EX_SPLIT): $(B)/tests/examples/parser_split.o $(B)/$(EX_DIR)/http_hello/http_p
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
 
-test-examples: $(EX_HTTP) $(EX_KV) $(EX_SPLIT) $(LIBA)
+test-examples: $(EX_HTTP) $(EX_KV) $(EX_SPLIT) $(LIBA) $(THREAD_SHIM)
 	HTTP_BIN=$(EX_HTTP) KV_BIN=$(EX_KV) SPLIT_BIN=$(EX_SPLIT) LIBA=$(LIBA) SAN="$(SAN)" \
-		tests/examples/run.sh
+		THREAD_SHIM=$(THREAD_SHIM) tests/examples/run.sh
 
 test-extra:: test-examples
 

@@ -2,7 +2,8 @@
 # tests/examples/run.sh - tests of the embedding examples: poolsrv-http over
 # raw sockets (bash's /dev/tcp: keep-alive, pipelining, bodies, every error
 # status, a request sent one byte at a time, /stats), poolsrv-kv with
-# redis-cli and raw sockets (inline and pipelined commands), the parsers'
+# redis-cli and raw sockets (inline and pipelined commands), a start that
+# cannot create its threads (THREAD_SHIM), the parsers'
 # split-at-every-byte unit test, and the code listings of docs/embedding.md
 # (each must compile; the last of each style is run and answers a line).
 # Run by `make test-examples` (and so by `make test`).
@@ -181,6 +182,51 @@ for bin in "$HTTP_BIN" "$KV_BIN"; do
         fail "$name bad --listen: exit 2" "status $rc"
     fi
 done
+
+# A thread that cannot be created (a pids cgroup limit, RLIMIT_AS) fails the
+# start: exit 1, the thread and the reason on stderr, no "listening on",
+# nothing left running (started workers are joined).  The shim makes the
+# Nth pthread_create and all later ones fail with EAGAIN; the order is the
+# workers, then the reactor.
+THREAD_SHIM=${THREAD_SHIM:-build/tests/thread_shim.so}
+if [[ -f $THREAD_SHIM ]]; then
+    for bin in "$HTTP_BIN" "$KV_BIN"; do
+        name=$(basename "$bin")
+        for n in 2 3; do
+            case $n in
+            2) what="workers: cannot create thread 2 of 2" ;;
+            *) what="cannot create the reactor thread" ;;
+            esac
+            LD_PRELOAD=$THREAD_SHIM PS_TEST_FAIL_THREAD=$n timeout -k 1 "$IO_LIMIT" \
+                "$bin" --listen 127.0.0.1:0 --workers 2 >"$TMP/thr.out" 2>"$TMP/thr.err"
+            rc=$?
+            if ((rc == 1)) && ! grep -q "listening on" "$TMP/thr.out" &&
+                grep -q "^$name: $what: Resource temporarily unavailable$" "$TMP/thr.err"; then
+                pass "$name: thread $n cannot be created: exit 1 at start"
+            else
+                fail "$name: thread $n cannot be created: exit 1 at start" \
+                    "status $rc (124/137: still running), stderr: $(cat "$TMP/thr.err")"
+            fi
+        done
+    done
+else
+    skip "thread-creation failures: no thread shim ($THREAD_SHIM; make builds it)"
+fi
+
+# --unix-mode (the flag parser common to both examples).
+if start_server httpunix "$HTTP_BIN" --listen 127.0.0.1:0 --listen "unix:$TMP/http.sock" \
+    --unix-mode 0600; then
+    check "poolsrv-http --unix-mode 0600: the socket file's mode" 600 \
+        "$(stat -c %a "$TMP/http.sock")"
+    stop_pid "$PID"
+fi
+"$KV_BIN" --unix-mode 9 >/dev/null 2>"$TMP/usage.err"
+rc=$?
+if ((rc == 2)) && grep -q "invalid --unix-mode: unix mode '9'" "$TMP/usage.err"; then
+    pass "poolsrv-kv bad --unix-mode: exit 2 naming the value"
+else
+    fail "poolsrv-kv bad --unix-mode: exit 2 naming the value" "status $rc: $(cat "$TMP/usage.err")"
+fi
 
 # -------------------------------------------------------- poolsrv-http
 if start_server http "$HTTP_BIN" --listen 127.0.0.1:0 --workers 2; then
