@@ -24,13 +24,19 @@ static struct {
     atomic_int closes;
     atomic_size_t max_pending; /* most output pending after an on_data */
     size_t reply;              /* bytes answered per request */
+    char *big;                 /* reply bytes: 'A' + request number % 26 */
     size_t high;               /* the server's out_high_water */
     bool obey;                 /* stop answering at high water */
 } seen;
 
 static void bounds_reset(size_t reply, size_t high, bool obey)
 {
+    free(seen.big);
     memset(&seen, 0, sizeof seen);
+    seen.big = malloc(26 * reply);
+    ck_assert_ptr_nonnull(seen.big);
+    for (int i = 0; i < 26; i++)
+        memset(seen.big + (size_t)i * reply, 'A' + i, reply);
     seen.reply = reply;
     seen.high = high;
     seen.obey = obey;
@@ -55,19 +61,10 @@ static void rec_close(ps_conn *c, ps_close_reason why, void *user)
  * returns only what it answered. */
 static size_t amp_on_data(ps_conn *c, const char *data, size_t len, void *user)
 {
-    static _Thread_local char *big;
-    static _Thread_local size_t bigcap;
     size_t used = 0;
     uint64_t *nreq = ps_conn_data(c);
 
     (void)user;
-    if (bigcap < seen.reply) {
-        free(big);
-        big = malloc(seen.reply);
-        bigcap = big ? seen.reply : 0;
-        if (!big)
-            return len;
-    }
     while (used < len) {
         const char *nl = memchr(data + used, '\n', len - used);
         int rc;
@@ -75,8 +72,7 @@ static size_t amp_on_data(ps_conn *c, const char *data, size_t len, void *user)
             break;
         if (seen.obey && ps_conn_pending(c) > seen.high)
             break;
-        memset(big, 'A' + (int)(*nreq % 26), seen.reply);
-        rc = ps_conn_send(c, big, seen.reply);
+        rc = ps_conn_send(c, seen.big + (*nreq % 26) * seen.reply, seen.reply);
         if (rc == -ENOBUFS)
             atomic_fetch_add(&seen.send_enobufs, 1);
         if (rc < 0)
@@ -248,7 +244,7 @@ START_TEST(test_message_clock_covers_consumed_body)
     char line[64], body[1000];
     int64_t t0, end;
 
-    bounds_reset(0, 0, false);
+    bounds_reset(1, 0, false);
     tu_config(&cfg);
     cfg.request_timeout_ms = tu_ms(300);
     cfg.min_rate = 100;
