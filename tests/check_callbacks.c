@@ -348,6 +348,93 @@ START_TEST(test_conn_timer)
 }
 END_TEST
 
+/* ---------------------------------------------------------- server timers */
+
+static struct {
+    atomic_int runs, overlaps, running, early;
+    int64_t not_before; /* written before start, read by fn */
+    int stop_after;     /* fn frees its own timer after this many runs */
+} st;
+
+static void periodic_fn(ps_timer *t, void *arg)
+{
+    int n;
+
+    (void)arg;
+    if (atomic_fetch_add(&st.running, 1) != 0)
+        atomic_fetch_add(&st.overlaps, 1);
+    if (tu_now_ms() < st.not_before)
+        atomic_fetch_add(&st.early, 1);
+    n = atomic_fetch_add(&st.runs, 1) + 1;
+    {
+        struct pollfd p = {.fd = -1};
+        poll(&p, 0, 30); /* slower than the 10 ms period: expiries must not overlap */
+    }
+    atomic_fetch_sub(&st.running, 1);
+    if (n == st.stop_after)
+        ps_timer_free(t); /* from its own run: freed once it returns */
+}
+
+static void noop_serve(ps_conn *c, void *user)
+{
+    (void)c;
+    (void)user;
+}
+
+/* n runs done, and none running */
+static bool runs_reach(void *arg)
+{
+    return atomic_load(&st.runs) >= *(int *)arg && atomic_load(&st.running) == 0;
+}
+
+/* A periodic server timer faster than its function: runs one at a time,
+ * never early, and frees itself; a one-shot fires once; a stopped one never
+ * does; the rest are freed by ps_server_free.  Both styles. */
+START_TEST(test_server_timers)
+{
+    bool event = _i == 1;
+    ps_config cfg;
+    ps_handler h = {0};
+    ps_server *s;
+    ps_timer *periodic, *once, *stopped, *left;
+    int port, five = 5, six = 6;
+
+    memset(&st, 0, sizeof st);
+    if (event)
+        h.on_data = swallow;
+    else
+        h.serve = noop_serve;
+    tu_config(&cfg);
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    ck_assert_ptr_null(ps_timer_new(s, NULL, NULL));
+    periodic = ps_timer_new(s, periodic_fn, NULL);
+    once = ps_timer_new(s, periodic_fn, NULL);
+    stopped = ps_timer_new(s, periodic_fn, NULL);
+    left = ps_timer_new(s, periodic_fn, NULL);
+    ck_assert(periodic && once && stopped && left);
+    ck_assert_int_eq(ps_timer_start(periodic, -1, 0), -EINVAL);
+    st.stop_after = 5;
+    st.not_before = tu_now_ms() + 20;
+    ck_assert_int_eq(ps_timer_start(stopped, 20, 0), 0);
+    ps_timer_stop(stopped);
+    ck_assert_int_eq(ps_timer_start(periodic, 20, 10), 0);
+    ck_assert(tu_wait_until(runs_reach, &five, tu_ms(5000)));
+    /* it freed itself at 5; then the one-shot makes 6, and nothing more comes */
+    ck_assert_int_eq(ps_timer_start(once, 0, 0), 0);
+    ck_assert(tu_wait_until(runs_reach, &six, tu_ms(5000)));
+    ck_assert_int_eq(ps_timer_start(left, 10000, 0), 0); /* never fires: freed with the server */
+    ps_timer_free(NULL);
+    {
+        struct pollfd p = {.fd = -1};
+        poll(&p, 0, tu_ms(100)); /* room for a wrong extra run to show */
+    }
+    ck_assert_int_eq(atomic_load(&st.runs), 6);
+    ck_assert_int_eq(atomic_load(&st.overlaps), 0);
+    ck_assert_int_eq(atomic_load(&st.early), 0);
+    ps_server_free(s);
+}
+END_TEST
+
 /* ============================================================ half-close */
 
 /* Echo; at the peer's EOF send 1 MiB more, then shut our side. */
@@ -596,6 +683,7 @@ Suite *callbacks_suite(void)
     tcase_add_test(post, test_post_cancelled_at_close);
     tcase_add_test(post, test_max_posts);
     tcase_add_test(timer, test_conn_timer);
+    tcase_add_loop_test(timer, test_server_timers, 0, 2);
     tcase_add_test(half, test_half_close_client_first);
     tcase_add_test(half, test_half_close_server_first);
     tcase_add_test(half, test_on_drain);

@@ -45,6 +45,7 @@ extern "C" {
 typedef struct ps_server ps_server;
 typedef struct ps_conn ps_conn;
 typedef struct ps_dgram ps_dgram;
+typedef struct ps_timer ps_timer;
 
 /* A function run on a connection's behalf by ps_conn_post.  status 0: it
  * runs as one of the connection's callbacks (same rules: never concurrently
@@ -557,6 +558,32 @@ PS_EXTERN int ps_conn_post(ps_conn_ref ref, ps_post_fn fn, void *arg);
  * closes.  Timers fire on the reactor's clock, a few ms late at most (not
  * early).  Returns 0, -EINVAL without an on_timer handler. */
 PS_EXTERN int ps_conn_timer(ps_conn *c, int64_t ms);
+
+/* ---------------------------------------------------------- server timers
+ *
+ * Work that belongs to no connection (a cache sweep, a stats flush): fn
+ * runs on a worker, like a handler, after a delay and optionally every
+ * period.  Both styles.  One timer never runs concurrently with itself: a
+ * periodic expiry that finds the previous run still queued or running is
+ * skipped.  Timers run while the server runs and drains; they fire a few
+ * ms late at most, never early.
+ */
+typedef void (*ps_timer_fn)(ps_timer *t, void *arg);
+
+/* A stopped timer of server s.  Returns NULL for a NULL s or fn, or on
+ * ENOMEM.  Any thread.  Freed by ps_timer_free, or by ps_server_free. */
+PS_EXTERN ps_timer *ps_timer_new(ps_server *s, ps_timer_fn fn, void *arg);
+/* (Re)start: fn runs after ms, then every period_ms if period_ms > 0.
+ * Returns 0, -EINVAL for a negative ms or period, -ENOMEM.  Any thread,
+ * including fn itself. */
+PS_EXTERN int ps_timer_start(ps_timer *t, int64_t ms, int64_t period_ms);
+/* fn will not start again until the next ps_timer_start (a run already
+ * begun on a worker finishes).  Any thread.  Idempotent. */
+PS_EXTERN void ps_timer_stop(ps_timer *t);
+/* Stop and free.  A run already begun finishes first (the memory goes
+ * after it returns); so fn may free its own timer.  NULL is a no-op.  Any
+ * thread; not after ps_server_free. */
+PS_EXTERN void ps_timer_free(ps_timer *t);
 
 #ifdef __cplusplus
 }

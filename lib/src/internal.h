@@ -24,7 +24,7 @@
 #define PS_ALIGN_CACHE _Alignas(64)
 
 /* What an epoll_event's data.ptr points at: every such struct starts with one. */
-enum ps_kind { PS_KIND_WAKE = 1, PS_KIND_LISTENER, PS_KIND_CONN, PS_KIND_DGRAM };
+enum ps_kind { PS_KIND_WAKE = 1, PS_KIND_LISTENER, PS_KIND_CONN, PS_KIND_DGRAM, PS_KIND_TIMER };
 
 /* A growable byte buffer; bytes live at data[off .. off+len). */
 typedef struct ps_buf {
@@ -85,8 +85,9 @@ enum ps_conn_state {
 /* Mailbox requests other than posts (c->mail). */
 enum { PS_MAIL_RESUME = 1u << 0, PS_MAIL_TIMER = 1u << 1 };
 
-/* A timer in the server's heap (timer.c). */
-struct ps_timer {
+/* A node in the server's timer heap (timer.c): a connection's timer, or
+ * a server timer (conn NULL; the node is inside a ps_timer). */
+struct ps_tnode {
     int64_t due;  /* ms, ps__now_ms clock */
     size_t slot;  /* 1 + index in the heap; 0 when not armed */
     ps_conn *conn;
@@ -148,7 +149,7 @@ struct ps_conn {
                                      changes once it is set */
     ps_conn *pend_next;           /* reactor's pending list (reactor thread only) */
     ps_qlink spill;               /* the queue's overflow list (queue.c) */
-    struct ps_timer timer;        /* ps_conn_timer, under the server's timer_lock */
+    struct ps_tnode timer;        /* ps_conn_timer, under the server's timer_lock */
     socklen_t peerlen;
     struct sockaddr_storage peer;
     char *peer_str; /* formatted on first use */
@@ -229,8 +230,9 @@ struct ps_server {
     size_t reg_count;
     /* timer_lock guards the timer heap and every ps_timer in it (timer.c). */
     pthread_mutex_t timer_lock;
-    struct ps_timer **heap;
+    struct ps_tnode **heap;
     size_t nheap, capheap;
+    struct ps_timer *timers; /* every server timer, for ps_server_free */
     int64_t timer_sleep_until; /* the deadline the reactor sleeps until */
     /* free_lock guards free_head: recycled connection records (conn.c). */
     pthread_mutex_t free_lock;
@@ -362,6 +364,7 @@ void ps__registry_shutdown_all(ps_server *s);
 void ps__timer_cancel(ps_server *s, ps_conn *c);
 int64_t ps__timers_run(ps_server *s, int64_t now); /* reactor: next deadline or INT64_MAX */
 void ps__timers_fini(ps_server *s);
+void ps__timer_turn(struct ps_worker *w, struct ps_timer *t); /* a server timer, on a worker */
 
 /* timeouts.c */
 void ps__timeouts_init(ps_server *s);

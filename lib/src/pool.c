@@ -47,6 +47,10 @@ static void run_item(struct ps_worker *w, void *item)
         ps__dgram_turn(w, item);
         return;
     }
+    if (c->kind == PS_KIND_TIMER) {
+        ps__timer_turn(w, item);
+        return;
+    }
     c->w = w;
     if ((c->flags & PS_CF_PROXY) && !ps__proxy_step(w, c))
         return;

@@ -1,12 +1,16 @@
 /*
- * timer.c - one binary min-heap of timers per server, run by the reactor.
+ * timer.c - one binary min-heap of timers per server, run by the reactor:
+ * connections' timers and server timers (ps_timer_*).
  *
  * A connection's timer (ps_conn_timer) lives in the connection record, so
  * arming it allocates nothing but the heap's slot array, which grows to the
  * number of timers armed at once and stays.  Set, cancel and expiry are
  * O(log n) under timer_lock; the reactor sleeps until the root's deadline.
  * An expiry is a request in the connection's mailbox (conn.c), like a post:
- * on_timer then runs on a worker as one of the connection's callbacks.
+ * on_timer then runs on a worker as one of the connection's callbacks.  A
+ * server timer's expiry queues the timer itself for a worker; a periodic
+ * one is re-armed at once but never runs twice at the same time (an expiry
+ * that finds it still queued or running is skipped).
  *
  * Setting a timer wakes the reactor only when the new deadline comes before
  * the one it sleeps until, so re-arming a heartbeat (always later than the
@@ -15,13 +19,28 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
+
+struct ps_timer {
+    enum ps_kind kind; /* PS_KIND_TIMER: a work-queue item; first member */
+    ps_server *srv;
+    ps_timer_fn fn;
+    void *arg;
+    /* Under the server's timer_lock: */
+    struct ps_tnode node;
+    int64_t period;   /* ms; 0 one-shot */
+    bool busy;        /* queued for a worker, or running */
+    bool doomed;      /* ps_timer_free while busy: the worker frees it */
+    struct ps_timer *prev, *next; /* s->timers */
+    ps_qlink link;    /* the work queue's overflow (queue.c) */
+};
 
 #define PS_TIMER_BATCH 256 /* expiries handed out per lock hold */
 
 /* ------------------------------------------------------------ the heap */
 
-static void heap_place(ps_server *s, struct ps_timer *t, size_t i)
+static void heap_place(ps_server *s, struct ps_tnode *t, size_t i)
 {
     s->heap[i] = t;
     t->slot = i + 1;
@@ -29,7 +48,7 @@ static void heap_place(ps_server *s, struct ps_timer *t, size_t i)
 
 static void sift_up(ps_server *s, size_t i)
 {
-    struct ps_timer *t = s->heap[i];
+    struct ps_tnode *t = s->heap[i];
 
     while (i > 0) {
         size_t parent = (i - 1) / 2;
@@ -43,7 +62,7 @@ static void sift_up(ps_server *s, size_t i)
 
 static void sift_down(ps_server *s, size_t i)
 {
-    struct ps_timer *t = s->heap[i];
+    struct ps_tnode *t = s->heap[i];
 
     for (;;) {
         size_t k = 2 * i + 1;
@@ -59,11 +78,11 @@ static void sift_down(ps_server *s, size_t i)
     heap_place(s, t, i);
 }
 
-static int heap_insert(ps_server *s, struct ps_timer *t)
+static int heap_insert(ps_server *s, struct ps_tnode *t)
 {
     if (s->nheap == s->capheap) {
         size_t cap = s->capheap ? s->capheap * 2 : 64;
-        struct ps_timer **h = realloc(s->heap, cap * sizeof *h);
+        struct ps_tnode **h = realloc(s->heap, cap * sizeof *h);
         if (!h)
             return -ENOMEM;
         s->heap = h;
@@ -74,10 +93,10 @@ static int heap_insert(ps_server *s, struct ps_timer *t)
     return 0;
 }
 
-static void heap_remove(ps_server *s, struct ps_timer *t)
+static void heap_remove(ps_server *s, struct ps_tnode *t)
 {
     size_t i = t->slot - 1;
-    struct ps_timer *last = s->heap[--s->nheap];
+    struct ps_tnode *last = s->heap[--s->nheap];
 
     t->slot = 0;
     if (last == t)
@@ -89,12 +108,23 @@ static void heap_remove(ps_server *s, struct ps_timer *t)
         sift_down(s, i);
 }
 
+/* timer_lock held: arm node at now + ms; whether the reactor must wake. */
+static bool arm_locked(ps_server *s, struct ps_tnode *n, int64_t ms, int *rc)
+{
+    n->due = ps__now_ms() + ms;
+    *rc = heap_insert(s, n);
+    if (*rc < 0 || n->slot != 1 || n->due >= s->timer_sleep_until)
+        return false;
+    s->timer_sleep_until = n->due;
+    return true;
+}
+
 /* ---------------------------------------------------------- connections */
 
 int ps_conn_timer(ps_conn *c, int64_t ms)
 {
     ps_server *s = c->srv;
-    struct ps_timer *t = &c->timer;
+    struct ps_tnode *t = &c->timer;
     bool wake = false;
     int rc = 0;
 
@@ -104,13 +134,9 @@ int ps_conn_timer(ps_conn *c, int64_t ms)
     if (t->slot)
         heap_remove(s, t);
     if (ms >= 0) {
-        t->due = ps__now_ms() + ms;
         t->conn = c;
         t->id = c->id;
-        rc = heap_insert(s, t);
-        wake = rc == 0 && t->slot == 1 && t->due < s->timer_sleep_until;
-        if (wake)
-            s->timer_sleep_until = t->due;
+        wake = arm_locked(s, t, ms, &rc);
     }
     pthread_mutex_unlock(&s->timer_lock);
     if (wake)
@@ -127,6 +153,132 @@ void ps__timer_cancel(ps_server *s, ps_conn *c)
     pthread_mutex_unlock(&s->timer_lock);
 }
 
+/* ------------------------------------------------------- server timers */
+
+/* Reactor, timer_lock held: a server timer's node expired.  Returns the
+ * timer to queue, or NULL when its previous run has not finished. */
+static struct ps_timer *server_expired(ps_server *s, struct ps_tnode *n, int64_t now)
+{
+    struct ps_timer *t = (struct ps_timer *)((char *)n - offsetof(struct ps_timer, node));
+    int rc;
+
+    if (t->period > 0) { /* next expiry on the original grid, never in the past */
+        int64_t due = n->due + t->period;
+        arm_locked(s, n, (due > now ? due : now + t->period) - ps__now_ms(), &rc);
+    }
+    if (t->busy)
+        return NULL;
+    t->busy = true;
+    return t;
+}
+
+ps_timer *ps_timer_new(ps_server *s, ps_timer_fn fn, void *arg)
+{
+    ps_timer *t;
+
+    if (!s || !fn)
+        return NULL;
+    t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->kind = PS_KIND_TIMER;
+    t->srv = s;
+    t->fn = fn;
+    t->arg = arg;
+    pthread_mutex_lock(&s->timer_lock);
+    t->next = s->timers;
+    if (s->timers)
+        s->timers->prev = t;
+    s->timers = t;
+    pthread_mutex_unlock(&s->timer_lock);
+    return t;
+}
+
+int ps_timer_start(ps_timer *t, int64_t ms, int64_t period_ms)
+{
+    ps_server *s = t->srv;
+    bool wake;
+    int rc;
+
+    if (ms < 0 || period_ms < 0)
+        return -EINVAL;
+    pthread_mutex_lock(&s->timer_lock);
+    if (t->node.slot)
+        heap_remove(s, &t->node);
+    t->period = period_ms;
+    wake = arm_locked(s, &t->node, ms, &rc);
+    pthread_mutex_unlock(&s->timer_lock);
+    if (wake)
+        ps__reactor_wake(s);
+    return rc;
+}
+
+void ps_timer_stop(ps_timer *t)
+{
+    ps_server *s = t->srv;
+
+    pthread_mutex_lock(&s->timer_lock);
+    if (t->node.slot)
+        heap_remove(s, &t->node);
+    t->period = 0;
+    pthread_mutex_unlock(&s->timer_lock);
+}
+
+/* timer_lock held. */
+static void unlink_timer(ps_server *s, ps_timer *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        s->timers = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+}
+
+void ps_timer_free(ps_timer *t)
+{
+    ps_server *s;
+    bool now;
+
+    if (!t)
+        return;
+    s = t->srv;
+    pthread_mutex_lock(&s->timer_lock);
+    if (t->node.slot)
+        heap_remove(s, &t->node);
+    t->period = 0;
+    now = !t->busy;
+    if (now)
+        unlink_timer(s, t);
+    else
+        t->doomed = true; /* the worker that has it frees it */
+    pthread_mutex_unlock(&s->timer_lock);
+    if (now)
+        free(t);
+}
+
+/* A worker runs a server timer that the reactor queued. */
+void ps__timer_turn(struct ps_worker *w, ps_timer *t)
+{
+    ps_server *s = t->srv;
+    bool doomed;
+
+    (void)w;
+    pthread_mutex_lock(&s->timer_lock);
+    doomed = t->doomed;
+    pthread_mutex_unlock(&s->timer_lock);
+    if (!doomed)
+        t->fn(t, t->arg);
+    pthread_mutex_lock(&s->timer_lock);
+    t->busy = false;
+    doomed = t->doomed;
+    if (doomed)
+        unlink_timer(s, t);
+    pthread_mutex_unlock(&s->timer_lock);
+    if (doomed)
+        free(t);
+}
+
 /* ------------------------------------------------------------- reactor */
 
 /* Hand every expired timer to its connection.  Returns the next deadline
@@ -136,6 +288,7 @@ int64_t ps__timers_run(ps_server *s, int64_t now)
     struct {
         ps_conn *c;
         uint64_t id;
+        struct ps_timer *t;
     } due[PS_TIMER_BATCH];
     int64_t next;
 
@@ -143,19 +296,25 @@ int64_t ps__timers_run(ps_server *s, int64_t now)
         size_t n = 0;
         pthread_mutex_lock(&s->timer_lock);
         while (n < PS_TIMER_BATCH && s->nheap > 0 && s->heap[0]->due <= now) {
-            struct ps_timer *t = s->heap[0];
+            struct ps_tnode *t = s->heap[0];
             heap_remove(s, t);
             due[n].c = t->conn;
             due[n].id = t->id;
-            n++;
+            due[n].t = t->conn ? NULL : server_expired(s, t, now);
+            if (t->conn || due[n].t)
+                n++;
         }
         next = s->nheap > 0 ? s->heap[0]->due : INT64_MAX;
         s->timer_sleep_until = next;
         pthread_mutex_unlock(&s->timer_lock);
         /* A connection closing meanwhile refuses the request by its id;
          * its record is never freed while the server runs (conn.c). */
-        for (size_t i = 0; i < n; i++)
-            ps__conn_request(due[i].c, due[i].id, PS_MAIL_TIMER, NULL);
+        for (size_t i = 0; i < n; i++) {
+            if (due[i].c)
+                ps__conn_request(due[i].c, due[i].id, PS_MAIL_TIMER, NULL);
+            else
+                ps__queue_push_spill(s->q, &due[i].t->link, due[i].t);
+        }
         if (n < PS_TIMER_BATCH)
             return next;
     }
@@ -163,6 +322,11 @@ int64_t ps__timers_run(ps_server *s, int64_t now)
 
 void ps__timers_fini(ps_server *s)
 {
+    while (s->timers) {
+        ps_timer *t = s->timers;
+        s->timers = t->next;
+        free(t);
+    }
     free(s->heap);
     s->heap = NULL;
     s->nheap = s->capheap = 0;
