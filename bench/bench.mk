@@ -5,7 +5,8 @@
 #   make bench-smoke    harness self-test + a short verified run against poolsrv-echo
 #   make bench-sweep    cost versus message size and connections (bench/results/sweep.md)
 #   make bench-refs     build the reference and misbehaving test servers, and
-#                       bench/wakeup-cost (thread wake-up against system call)
+#                       bench/wakeup-cost (thread wake-up against system call),
+#                       bench/heartbeat (what 10,000 connection timers cost)
 #   make bench-deps     install (as root) or name the packages `make bench` needs
 #
 # Knobs for `make bench` (environment or make variables):
@@ -20,6 +21,17 @@ PROGRAMS   += $(BENCH)
 # What a thread-to-thread wake-up costs here (docs/architecture.md); built
 # with the references, not installed.
 WAKEUP     := $(O)bench/wakeup-cost
+
+# What connection timers cost: N idle connections with a heartbeat each
+# (docs/benchmarks.md); built with the references, not installed.
+HEARTBEAT  := $(O)bench/heartbeat
+
+$(B)/bench/tools/heartbeat.o: ALL_CPPFLAGS += $(if $(HAVE_UV),-DHAVE_UV $(UV_CFLAGS))
+
+$(HEARTBEAT): $(B)/bench/tools/heartbeat.o $(LIBA)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread $(if $(HAVE_UV),$(UV_LIBS))
 
 $(WAKEUP): $(B)/bench/tools/wakeup_cost.o
 	@mkdir -p $(@D)
@@ -68,7 +80,7 @@ $(REFS_DIR)/%-echo: $(B)/bench/refs/%_echo.o $(B)/bench/refs/ref_common.o
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
 
-bench-refs: $(REFS) $(WAKEUP)
+bench-refs: $(REFS) $(WAKEUP) $(HEARTBEAT)
 	@$(if $(HAVE_UV),,echo "note: libuv missing, bench/refs/uv-echo not built (make bench-deps)" >&2)
 	@$(if $(HAVE_EV),,echo "note: libevent missing, bench/refs/ev-echo not built (make bench-deps)" >&2)
 

@@ -203,10 +203,10 @@ static size_t lines_on_data(ps_conn *c, const char *data, size_t len, void *user
     while ((nl = memchr(data + used, '\n', len - used)) != NULL) {
         size_t n = (size_t)(nl - (data + used));
 
+        atomic_fetch_add(&l->lines, 1); /* before the reply: the client may assert at once */
         ps_conn_send(c, "[", 1);
         ps_conn_send(c, data + used, n);
         ps_conn_send(c, "]\n", 2);
-        atomic_fetch_add(&l->lines, 1);
         used += n + 1;
     }
     if (used < len)

@@ -62,6 +62,7 @@ ps_conn *ps__conn_new(ps_server *s, int fd, const struct sockaddr_storage *peer,
     c->state = PS_CS_OWNED;
     c->fd = fd;
     c->id = ++s->next_id;
+    c->ready = EPOLLIN; /* a new connection may have bytes already */
     pthread_mutex_unlock(&c->lock);
     c->timeout_ms = s->cfg.io_timeout_ms;
     c->accepted_at = ps__coarse_ms();
@@ -137,11 +138,18 @@ static void epoll_apply(ps_conn *c, int op)
 /* The owner hands the connection back to epoll (EPOLLIN is dropped while
  * the user has paused reading) - unless a request arrived during the turn:
  * then it returns false and the caller still owns the connection and must
- * run it again.  On true this was the caller's last touch. */
+ * run it again.  On true this was the caller's last touch.
+ *
+ * When an outsider's request started the turn, the connection's last arm
+ * may not have fired: `live` says so (collect clears it for every event,
+ * late ones too).  Then the same events need no epoll_ctl - a timer or a
+ * post costs its send and nothing more.  If the arm fires meanwhile, its
+ * event finds the connection IDLE again and is served as usual. */
 bool ps__conn_arm(ps_conn *c, uint32_t events)
 {
     int op = (c->flags & PS_CF_REGISTERED) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
 
+    c->ready = 0;
     pthread_mutex_lock(&c->lock);
     if (c->mail || c->posts) {
         pthread_mutex_unlock(&c->lock);
@@ -149,10 +157,13 @@ bool ps__conn_arm(ps_conn *c, uint32_t events)
     }
     if (atomic_load_explicit(&c->user_paused, memory_order_relaxed))
         events &= ~(uint32_t)EPOLLIN;
-    c->flags |= PS_CF_REGISTERED;
-    c->armed = events;
     c->state = PS_CS_IDLE;
-    epoll_apply(c, op); /* under the lock: a collector must not see IDLE before it */
+    if (!c->live || c->armed != events) {
+        c->flags |= PS_CF_REGISTERED;
+        c->armed = events;
+        c->live = true;
+        epoll_apply(c, op); /* under the lock: a collector must not see IDLE before it */
+    }
     pthread_mutex_unlock(&c->lock);
     return true;
 }
@@ -160,15 +171,18 @@ bool ps__conn_arm(ps_conn *c, uint32_t events)
 /* An epoll event arrived (reactor or idle worker).  True: the caller now
  * owns the connection.  False: a late event (see the top of this file),
  * to be ignored. */
-bool ps__conn_collect(ps_conn *c)
+bool ps__conn_collect(ps_conn *c, uint32_t events)
 {
     bool mine;
 
     pthread_mutex_lock(&c->lock);
+    c->live = false; /* one-shot: whatever this event was, the arm is spent */
     mine = c->state == PS_CS_IDLE;
     if (mine)
         c->state = PS_CS_OWNED;
     pthread_mutex_unlock(&c->lock);
+    if (mine)
+        c->ready = events;
     return mine;
 }
 

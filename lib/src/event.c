@@ -303,8 +303,11 @@ static void open_mailbox(ps_conn *c)
     struct ps_post *p;
     unsigned mail = ps__conn_take_mail(c, &p);
 
-    if ((mail & PS_MAIL_RESUME) && c->in.len > 0)
-        c->flags |= PS_CF_IN_UNSEEN;
+    if (mail & PS_MAIL_RESUME) {
+        c->ready |= EPOLLIN; /* bytes may have waited while paused */
+        if (c->in.len > 0)
+            c->flags |= PS_CF_IN_UNSEEN;
+    }
     if ((mail & PS_MAIL_TIMER) && s->h.on_timer)
         s->h.on_timer(c, s->user);
     while (p) {
@@ -363,6 +366,7 @@ static bool turn(struct ps_worker *w, ps_conn *c, bool *more)
         flush_out(c);
     if ((c->flags & PS_CF_BACKPRESSURE) && c->out.len <= s->cfg.out_low_water) {
         backpressure_off(c);
+        c->ready |= EPOLLIN; /* bytes may have waited while we did not read */
         if (s->h.on_drain)
             s->h.on_drain(c, s->user);
     }
@@ -371,7 +375,10 @@ static bool turn(struct ps_worker *w, ps_conn *c, bool *more)
         c->flags &= ~(unsigned)PS_CF_IN_UNSEEN;
         deliver(c, NULL, 0);
     }
-    *more = reading_allowed(c) && read_input(w, c);
+    /* Read only when the socket said so: a turn that only a post or a
+     * timer started saves the recv that would say EAGAIN. */
+    *more = (c->ready & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) && reading_allowed(c) &&
+            read_input(w, c);
     peer_done(c);
     write_done(c);
     if (ends_now(w, c)) {
@@ -402,8 +409,11 @@ void ps__event_turn(struct ps_worker *w, ps_conn *c)
             events |= EPOLLIN;
         if (c->out.len > 0)
             events |= EPOLLOUT;
-        if (more && events == EPOLLIN && reading_allowed(c) && ps__queue_try_push(s->q, c) == 0)
-            return; /* fairness: back of the queue, still readable */
+        if (more && events == EPOLLIN && reading_allowed(c)) {
+            c->ready = EPOLLIN;
+            if (ps__queue_try_push(s->q, c) == 0)
+                return; /* fairness: back of the queue, still readable */
+        }
     }
     if (!ps__conn_arm(c, events))
         ps__queue_push_spill(s->q, &c->spill, c); /* a request came in: another turn */

@@ -120,6 +120,9 @@ struct ps_conn {
     struct ps_post *posts, *posts_tail;    /* under lock, in order */
     size_t nposts;                         /* under lock */
     uint32_t armed;  /* epoll events of the last arm (owner) */
+    bool live;       /* under lock: that arm has not fired yet (no event collected since) */
+    uint32_t ready;  /* owner: the readiness that started this turn (EPOLLIN for a new or
+                        re-queued connection, 0 when only the mailbox did) */
     atomic_bool user_paused;               /* ps_conn_pause_read */
     atomic_bool forced;                    /* shut down at the drain deadline */
     atomic_bool timed_out;                 /* shut down by a timeout (timeouts.c) */
@@ -278,7 +281,7 @@ void ps__conn_recycle(ps_conn *c); /* never registered or queued: back to the fr
 void ps__conn_destroy(struct ps_worker *w, ps_conn *c);
 void ps__conns_fini(ps_server *s);
 bool ps__conn_arm(ps_conn *c, uint32_t events);
-bool ps__conn_collect(ps_conn *c);
+bool ps__conn_collect(ps_conn *c, uint32_t events);
 int ps__conn_request(ps_conn *c, uint64_t id, unsigned mail, struct ps_post *p);
 unsigned ps__conn_take_mail(ps_conn *c, struct ps_post **posts);
 struct ps_post *ps__conn_close_mailbox(ps_conn *c);

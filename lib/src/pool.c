@@ -93,7 +93,7 @@ static void *take_ready(struct ps_worker *w, struct epoll_event *evs, int n)
             (void)rc;
             continue;
         }
-        if (!ps__conn_collect(c))
+        if (!ps__conn_collect(c, evs[i].events))
             continue;
         if (!first)
             first = c;
