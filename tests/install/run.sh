@@ -346,6 +346,62 @@ else
     fail "build outside.c statically (pkg-config --static --libs)" "$(show "$TMP/static.log")"
 fi
 
+# ------------------------------------------------- a chat server, as a stranger
+
+# chat.c posts to other connections (ps_conn_ref_of, ps_conn_post) and keeps a
+# heartbeat (ps_conn_timer, on_timer), knowing only the installed header.
+# chat_session HOST PORT: two subscribers and a publisher over /dev/tcp.
+chat_session() {
+    local host=$1 port=$2 a b p line
+    exec {a}<>"/dev/tcp/$host/$port" || return 1
+    exec {b}<>"/dev/tcp/$host/$port" || return 1
+    exec {p}<>"/dev/tcp/$host/$port" || return 1
+    printf 'SUB news\n' >&"$a"
+    printf 'SUB news\n' >&"$b"
+    IFS= read -r -t "$RUN_LIMIT" line <&"$a" && [[ $line == "OK news" ]] || return 2
+    IFS= read -r -t "$RUN_LIMIT" line <&"$b" && [[ $line == "OK news" ]] || return 3
+    printf 'PUB news hello all\n' >&"$p"
+    IFS= read -r -t "$RUN_LIMIT" line <&"$p" && [[ $line == "SENT 2" ]] || return 4
+    IFS= read -r -t "$RUN_LIMIT" line <&"$a" && [[ $line == "MSG news hello all" ]] || return 5
+    IFS= read -r -t "$RUN_LIMIT" line <&"$b" && [[ $line == "MSG news hello all" ]] || return 6
+    exec {b}>&- # one subscriber leaves: the next message reaches one
+    printf 'PUB news again\n' >&"$p"
+    IFS= read -r -t "$RUN_LIMIT" line <&"$p" && [[ $line == "SENT 1" ]] || return 7
+    IFS= read -r -t "$RUN_LIMIT" line <&"$a" && [[ $line == "MSG news again" ]] || return 8
+    # silent now: the heartbeat (300 ms) comes
+    IFS= read -r -t "$RUN_LIMIT" line <&"$a" && [[ $line == "PING" ]] || return 9
+    exec {a}>&- {p}>&-
+}
+
+cp tests/install/chat.c "$OUT/"
+if (cd "$OUT" && timeout "$RUN_LIMIT" "$CC" "${STRICT[@]}" -D_POSIX_C_SOURCE=200809L \
+    chat.c "${PC_CFLAGS[@]}" "${PC_LIBS[@]}" -lpthread -o chat) >"$TMP/chat.log" 2>&1; then
+    pass "build chat.c (posts, timers) against the installed header"
+    start_server "$TMP/chat.out" env "LD_LIBRARY_PATH=$LIB" "$OUT/chat" 127.0.0.1:0 300
+    if await_listen "$SERVER_PID" "$TMP/chat.out"; then
+        chat_session "$HOST" "$PORT"
+        rc=$?
+        if ((rc == 0)); then
+            pass "chat: SUB/PUB fan-out through ps_conn_post, heartbeat through on_timer"
+        else
+            fail "chat: SUB/PUB fan-out through ps_conn_post, heartbeat through on_timer" \
+                "step $rc failed" "$(show "$TMP/chat.out.err")"
+        fi
+        stop_server "$SERVER_PID"
+        rc=$?
+        if ((rc == 0)); then
+            pass "chat: SIGTERM stops it, exit status 0"
+        else
+            fail "chat: SIGTERM stops it, exit status 0" "exit status $rc"
+        fi
+    else
+        fail "chat prints 'listening on ADDR'" "$(show "$TMP/chat.out.err")"
+        stop_server "$SERVER_PID"
+    fi
+else
+    fail "build chat.c (posts, timers) against the installed header" "$(show "$TMP/chat.log")"
+fi
+
 # --------------------------------------------- installed programs together
 
 # The installed poolsrv-echo answers the installed poolsrv-client.
