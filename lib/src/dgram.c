@@ -6,7 +6,9 @@
  * blocks on a full queue: the datagram is dropped and counted, as the
  * network would.  The buffer is one byte longer than max_datagram, and
  * MSG_TRUNC reports the real length, so an oversized datagram is detected
- * and dropped rather than handed over cut short.
+ * and dropped rather than handed over cut short.  On wildcard listeners
+ * the datagram's destination address comes along (IP_PKTINFO), for the
+ * reply policy (dgram_policy.c), which ps_dgram_reply applies.
  */
 #include "internal.h"
 
@@ -16,16 +18,50 @@
 
 #define PS_DGRAM_BATCH 64 /* datagrams per socket per wake-up */
 
+/* The destination address from IP_PKTINFO / IPV6_PKTINFO, IPv4 mapped. */
+static bool dst_of(struct msghdr *mh, struct in6_addr *dst)
+{
+    struct cmsghdr *cm;
+
+    for (cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+        if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(cm), sizeof pi);
+            memset(dst, 0, sizeof *dst);
+            dst->s6_addr[10] = dst->s6_addr[11] = 0xff;
+            memcpy(&dst->s6_addr[12], &pi.ipi_addr, 4);
+            return true;
+        }
+        if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
+            struct in6_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(cm), sizeof pi);
+            *dst = pi.ipi6_addr;
+            return true;
+        }
+    }
+    return false;
+}
+
 void ps__dgram_ready(ps_server *s, ps_listener *l)
 {
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+    } ctl;
     int i;
 
     for (i = 0; i < PS_DGRAM_BATCH; i++) {
         struct sockaddr_storage from;
-        socklen_t fromlen = sizeof from;
+        struct iovec iov = {.iov_base = s->dgram_buf, .iov_len = s->cfg.max_datagram + 1};
+        struct msghdr mh = {.msg_name = &from,
+                            .msg_namelen = sizeof from,
+                            .msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = l->any_addr ? ctl.buf : NULL,
+                            .msg_controllen = l->any_addr ? sizeof ctl.buf : 0};
+        socklen_t fromlen;
         struct ps_dgram *d;
-        ssize_t n = recvfrom(l->fd, s->dgram_buf, s->cfg.max_datagram + 1,
-                             MSG_TRUNC | MSG_DONTWAIT, (struct sockaddr *)&from, &fromlen);
+        ssize_t n = recvmsg(l->fd, &mh, MSG_TRUNC | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -42,8 +78,11 @@ void ps__dgram_ready(ps_server *s, ps_listener *l)
             ps__count(&s->rst.datagrams_dropped, 1);
             continue;
         }
+        fromlen = mh.msg_namelen;
         d->kind = PS_KIND_DGRAM;
         d->fd = l->fd;
+        d->l = l;
+        d->have_dst = l->any_addr && dst_of(&mh, &d->dst);
         d->fromlen = fromlen;
         memcpy(&d->from, &from, fromlen);
         d->len = (size_t)n;
@@ -89,5 +128,9 @@ int ps_dgram_sendto(ps_dgram *d, const void *data, size_t len, const struct sock
 
 int ps_dgram_reply(ps_dgram *d, const void *data, size_t len)
 {
+    int rc = ps__dgram_reply_check(d);
+
+    if (rc < 0)
+        return rc;
     return ps_dgram_sendto(d, data, len, (const struct sockaddr *)&d->from, d->fromlen);
 }
