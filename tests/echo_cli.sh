@@ -47,6 +47,9 @@ usage_error "bad --mode" "invalid --mode 'async'" --mode async
 usage_error "unknown option" "unknown option '--bogus'" --bogus
 usage_error "missing value" "needs a value" --queue
 usage_error "stray argument" "unexpected argument 'extra'" extra
+usage_error "bad --udp-reply-rate" "invalid --udp-reply-rate value '-1'" --udp-reply-rate -1
+usage_error "--udp-reply-burst out of range" "expected an integer from 1 to 1000000" \
+    --udp-reply-burst 0
 
 out=$(timeout 5 "$ECHO" --version)
 if [[ $out == "poolsrv-echo $(cat VERSION)" ]]; then ok "--version prints VERSION"; else
