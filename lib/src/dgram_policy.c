@@ -42,7 +42,7 @@
  *
  * Cost per reply with the defaults: a scan of the server's UDP ports (one
  * compare per UDP listener), a switch on the source port, a coarse clock
- * read, a hash and one compare-and-swap on the source's slot: 20-25 ns in
+ * read, a hash and one compare-and-swap on the source's slot: 18-35 ns in
  * all (docs/benchmarks.md).
  */
 #include "internal.h"
