@@ -70,7 +70,7 @@ size_t size_draw(const struct size_law *law, uint32_t id, uint32_t gen, uint64_t
         return law->min + (size_t)(h % (law->max - law->min + 1));
     /* log-uniform over [min, max + 1), floored */
     double u = (double)(h >> 11) * 0x1.0p-53;
-    double lo = log((double)law->min), hi = log((double)law->max + 1);
+    double lo = log((double)law->min), hi = log1p((double)law->max);
     size_t v = (size_t)exp(lo + u * (hi - lo));
     return v < law->min ? law->min : v > law->max ? law->max : v;
 }
