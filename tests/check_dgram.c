@@ -447,7 +447,7 @@ START_TEST(test_reply_rate_limit)
     /* Other sources have their own allowance (sources hashed to the same
      * slot share one: allow one such collision among four). */
     for (i = 2; i <= 5; i++) {
-        char ip[16];
+        char ip[24];
         int ofd;
         snprintf(ip, sizeof ip, "127.0.0.%d", i);
         ofd = udp_from(ip, 0);
