@@ -6,9 +6,10 @@
  *
  * Spoofing needs a raw socket (CAP_NET_RAW), and the tests that spoof or
  * bind service ports run in a private network namespace of their own
- * (CAP_SYS_ADMIN), with lo up and a second local address, 10.11.12.13, on
- * it: nothing they send can leave the namespace.  Without the privileges
- * those tests print "skip: ..." and pass; CI runs them as root.  Each test
+ * (CAP_SYS_ADMIN, or an unprivileged user namespace), with lo up and a
+ * second local address, 10.11.12.13, on it: nothing they send can leave
+ * the namespace.  Where neither is allowed those tests print "skip: ..."
+ * and pass; CI runs them as root.  Each test
  * runs in its own forked child, so the namespace ends with it (with
  * CK_FORK=no the rest of the run stays in the namespace, which still has
  * 127.0.0.1 and ::1).
@@ -77,14 +78,17 @@ static ps_server *start(ps_config *cfg, const char *l1, const char *l2)
 /* ---------------------------------------------------------- privileges */
 
 /* A private network namespace with lo up, and OTHER_LOCAL on lo.  0, or
- * -errno (-EPERM without CAP_SYS_ADMIN). */
+ * -errno (-EPERM without CAP_SYS_ADMIN where unprivileged user namespaces
+ * are off).  Without the capability, a new user namespace grants the ones
+ * the test needs inside the new network namespace (the process is still
+ * single-threaded here, as unshare(CLONE_NEWUSER) requires). */
 static int private_net(void)
 {
     struct ifreq ifr;
     struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
     int fd, rc = 0;
 
-    if (unshare(CLONE_NEWNET) < 0)
+    if (unshare(CLONE_NEWNET) < 0 && unshare(CLONE_NEWUSER | CLONE_NEWNET) < 0)
         return -errno;
     fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -113,7 +117,9 @@ static bool enter_private_net(const char *test)
     int rc = private_net();
 
     if (rc == -EPERM || rc == -EACCES) {
-        fprintf(stderr, "skip: %s needs root (a private network namespace and a raw socket)\n",
+        fprintf(stderr,
+                "skip: %s needs root or user namespaces (a private network namespace "
+                "and a raw socket)\n",
                 test);
         return false;
     }
