@@ -53,6 +53,11 @@ static void usage(FILE *f)
             "                           or reject (send a busy line and close)\n"
             "  -b, --backlog N          listen backlog (default 4096)\n"
             "  -u, --udp                also echo UDP datagrams on each TCP listener's port\n"
+            "      --udp-reply-rate N   UDP: replies per second to one source address,\n"
+            "                           0 = no limit (default 1000)\n"
+            "      --udp-reply-burst N  UDP: ... of which N may go at once (default 1000)\n"
+            "      --udp-any-port       UDP: also answer service source ports (below 1024,\n"
+            "                           known amplifiers, our own port); never our own sockets\n"
             "      --systemd            listen on the sockets systemd passes (LISTEN_FDS)\n"
             "      --reuseport          SO_REUSEPORT: several processes share a port\n"
             "      --unix-mode OCTAL    permissions of unix: socket files, e.g. 0660\n"
@@ -132,6 +137,9 @@ enum {
     OPT_UNIX_MODE,
     OPT_UNIX_OWNER,
     OPT_UNIX_GROUP,
+    OPT_UDP_RATE,
+    OPT_UDP_BURST,
+    OPT_UDP_ANY_PORT,
 };
 
 static const struct option long_opts[] = {
@@ -142,6 +150,9 @@ static const struct option long_opts[] = {
     {"policy", required_argument, 0, 'p'},
     {"backlog", required_argument, 0, 'b'},
     {"udp", no_argument, 0, 'u'},
+    {"udp-reply-rate", required_argument, 0, OPT_UDP_RATE},
+    {"udp-reply-burst", required_argument, 0, OPT_UDP_BURST},
+    {"udp-any-port", no_argument, 0, OPT_UDP_ANY_PORT},
     {"systemd", no_argument, 0, OPT_SYSTEMD},
     {"reuseport", no_argument, 0, OPT_REUSEPORT},
     {"unix-mode", required_argument, 0, OPT_UNIX_MODE},
@@ -212,6 +223,11 @@ static void parse_one(int c, const char *v, ps_config *cfg, struct opts *o)
             die_usage("invalid --policy '%s': expected block or reject%s", v, "");
         break;
     case 'u': cfg->udp_same_port = true; break;
+    case OPT_UDP_RATE: cfg->dgram_reply_rate = parse_int("--udp-reply-rate", v, 0, 1000000); break;
+    case OPT_UDP_BURST:
+        cfg->dgram_reply_burst = parse_int("--udp-reply-burst", v, 1, 1000000);
+        break;
+    case OPT_UDP_ANY_PORT: cfg->dgram_reply_policy &= ~PS_DGRAM_REFUSE_PORTS; break;
     case OPT_SYSTEMD: o->systemd = true; break;
     case OPT_REUSEPORT: cfg->reuseport = true; break;
     case OPT_UNIX_MODE:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tests/bench_selftest.sh - proves that poolsrv-bench passes a correct echo
 # server and catches broken ones: a byte-flipping server (mismatch), a
-# stalling server (timeout), a closed port (refused), the same over UDP, and
-# bad flags (exit 2).
+# stalling server (timeout), a closed port (refused), the same over UDP and
+# with random message sizes (--size-min/--size-max, reproducible by --seed),
+# and bad flags (exit 2).
 # Uses only bench/refs/tpc-echo and bench/refs/bad-echo.  About 6 seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,12 @@ expect_usage "a bad size" -l 12q 127.0.0.1:1
 expect_usage "a missing target" -c 1
 expect_usage "a bad address" -c 1 127.0.0.1
 expect_usage "--duration with --messages" -t 1 -m 10 127.0.0.1:1
+expect_usage "--size-min without --size-max" --size-min 1 127.0.0.1:1
+expect_usage "--size-min above --size-max" --size-min 10 --size-max 5 127.0.0.1:1
+expect_usage "--size with --size-min/--size-max" -l 5 --size-min 1 --size-max 9 127.0.0.1:1
+expect_usage "--seed without random sizes" --seed 3 127.0.0.1:1
+expect_usage "a bad --size-dist" --size-dist normal --size-min 1 --size-max 9 127.0.0.1:1
+expect_usage "--udp sizes above 65507" --udp --size-min 1 --size-max 65508 127.0.0.1:1
 
 # A correct server passes: otherwise the failures below would prove nothing.
 srv_start "$REFS_DIR/tpc-echo" 127.0.0.1:0
@@ -64,6 +71,19 @@ if [[ $RC == 0 && $(json_get messages "$OUT") == 1000 ]]; then
 else
     fail "--messages: exit $RC: $OUT"
 fi
+# Random sizes: one connection, a fixed number of messages: the same seed
+# sends the same bytes, another seed other ones.
+bytes=()
+for seed in 5 5 6; do
+    run_bench -c 1 -p 4 -m 300 --size-min 1 --size-max 1048576 --seed "$seed" "$SRV_ADDR"
+    [[ $RC == 0 ]] || fail "random sizes, seed $seed: exit $RC: $OUT"
+    bytes+=("$(json_get bytes "$OUT")")
+done
+if [[ ${bytes[0]} == "${bytes[1]}" && ${bytes[0]} != "${bytes[2]}" && ${bytes[0]} -gt 0 ]]; then
+    pass "random sizes: seed 5 gives ${bytes[0]} B twice, seed 6 ${bytes[2]} B"
+else
+    fail "random sizes not reproducible: ${bytes[*]}"
+fi
 port=${SRV_ADDR##*:}
 srv_stop
 
@@ -82,6 +102,12 @@ if [[ $RC == 1 && $(json_get err_mismatch "$OUT") -gt 0 ]]; then
     pass "flipping server: mismatch=$(json_get err_mismatch "$OUT"), exit 1"
 else
     fail "flipping server not detected: exit $RC: $OUT"
+fi
+run_bench -c 4 -p 2 -t 0.5 --size-min 1 --size-max 1048576 "$SRV_ADDR"
+if [[ $RC == 1 && $(json_get err_mismatch "$OUT") -gt 0 ]]; then
+    pass "flipping server, sizes 1 B..1 MiB: mismatch=$(json_get err_mismatch "$OUT"), exit 1"
+else
+    fail "flipping server not detected with random sizes: exit $RC: $OUT"
 fi
 srv_stop
 
@@ -110,6 +136,14 @@ if [[ $RC == 1 && $(json_get err_mismatch "$OUT") -gt 0 ]]; then
     pass "flipping udp server: mismatch=$(json_get err_mismatch "$OUT"), exit 1"
 else
     fail "flipping udp server not detected: exit $RC: $OUT"
+fi
+srv_stop
+srv_start "$REFS_DIR/bad-echo" --udp --flip 500000 127.0.0.1:0
+run_bench --udp -c 2 -t 0.5 --size-min 1 --size-max 65507 "$SRV_ADDR"
+if [[ $RC == 1 && $(json_get err_mismatch "$OUT") -gt 0 ]]; then
+    pass "flipping udp server, sizes 1..65507 B: mismatch=$(json_get err_mismatch "$OUT"), exit 1"
+else
+    fail "flipping udp server not detected with random sizes: exit $RC: $OUT"
 fi
 srv_stop
 

@@ -53,6 +53,9 @@ usage_error "unknown --unix-owner named" "unix owner 'no-such-user-x': no such u
     --unix-owner no-such-user-x
 usage_error "unknown --unix-group named" "unix group 'no-such-group-x': no such group" \
     --unix-group no-such-group-x
+usage_error "bad --udp-reply-rate" "invalid --udp-reply-rate value '-1'" --udp-reply-rate -1
+usage_error "--udp-reply-burst out of range" "expected an integer from 1 to 1000000" \
+    --udp-reply-burst 0
 
 out=$(timeout 5 "$ECHO" --version)
 if [[ $out == "poolsrv-echo $(cat VERSION)" ]]; then ok "--version prints VERSION"; else

@@ -59,6 +59,26 @@ void pattern_init(void);
 const uint8_t *pattern_at(uint64_t off);
 uint32_t pattern_phase(uint32_t conn_id);
 
+/* ------------------------------------------------------- message sizes */
+
+/*
+ * --size-min/--size-max: message j of a connection slot (id, its connect
+ * generation gen) has a size drawn from [min, max], uniformly or
+ * log-uniformly (each power of two equally likely), by a hash of (seed,
+ * id, gen, j): the same flags and seed give every connection the same
+ * sizes in every run, whatever the scheduling.
+ */
+enum size_dist { DIST_LOG, DIST_UNIFORM };
+struct size_law {
+    size_t min, max; /* max == 0: fixed size (struct opts.size) */
+    enum size_dist dist;
+    uint64_t seed;
+};
+size_t size_draw(const struct size_law *law, uint32_t id, uint32_t gen, uint64_t j);
+/* Check bounds, reproducibility and spread of size_draw; returns 0, or
+ * prints the fault to stderr and returns 1. */
+int size_selftest(void);
+
 /* ------------------------------------------------------------ error kinds */
 
 enum err_kind {
@@ -84,12 +104,13 @@ struct opts {
     struct sockaddr_storage target;
     socklen_t target_len;
     char target_str[128];
-    int connections;   /* -c */
-    int pipeline;      /* messages in flight per connection */
-    size_t size;       /* -l, bytes per message */
-    double duration;   /* -t seconds; 0 when --messages is used */
-    uint64_t messages; /* total messages; 0 when --duration is used */
-    double rate;       /* total messages/s, 0 = closed loop */
+    int connections;       /* -c */
+    int pipeline;          /* messages in flight per connection */
+    size_t size;           /* -l, bytes per message */
+    struct size_law sizes; /* --size-min/--size-max: random sizes instead */
+    double duration;       /* -t seconds; 0 when --messages is used */
+    uint64_t messages;     /* total messages; 0 when --duration is used */
+    double rate;           /* total messages/s, 0 = closed loop */
     enum mode mode;
     bool udp;
     int threads;

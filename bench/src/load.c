@@ -7,7 +7,11 @@
  *
  * A connection sends the stream pattern_at(phase + i) and verifies every
  * echoed byte against it.  Message j occupies stream bytes [j*size,
- * (j+1)*size) and is complete when all of them came back.  Any failure
+ * (j+1)*size) and is complete when all of them came back.  With random
+ * sizes (--size-min/--size-max) messages follow each other in the stream
+ * just the same; each in-flight message's offset and size are kept in a
+ * ring of --pipeline slots (struct msg), and the fixed-size arithmetic is
+ * left as it was.  Any failure
  * (mismatch, reset, timeout, ...) is counted once by kind and the
  * connection is closed; in --connect-rate mode the slot starts over.
  */
@@ -23,6 +27,12 @@
 #include <unistd.h>
 
 enum cstate { C_IDLE, C_CONNECTING, C_UP, C_DEAD };
+
+/* Random sizes: message j of a connection, at slot j % pipeline. */
+struct msg {
+    uint64_t off; /* its first byte's stream offset */
+    uint32_t len;
+};
 
 struct conn {
     int fd;
@@ -40,6 +50,10 @@ struct conn {
     uint64_t rx_off;  /* bytes echoed and verified */
     uint64_t *ts;     /* closed loop: queue time of message j at j % pipeline */
     uint8_t *got;     /* UDP: message j answered, at j % pipeline */
+    struct msg *m;    /* random sizes: message j at j % pipeline; else NULL */
+    uint64_t q_end;   /* random sizes: stream offset after the last queued message */
+    uint64_t d_end;   /* ... after the last done one */
+    uint64_t tx_msgs; /* random sizes, UDP: datagrams sent */
 };
 
 #define RXBUF 64000 /* < PATTERN_PERIOD: one pattern_at() covers a whole read */
@@ -86,6 +100,7 @@ static void conn_close(struct lt *t, struct conn *c)
     t->inflight -= c->queued - c->done;
     c->queued = c->done = 0;
     c->tx_off = c->rx_off = 0;
+    c->q_end = c->d_end = c->tx_msgs = 0;
     if (c->got)
         memset(c->got, 0, (size_t)t->o->pipeline);
 }
@@ -183,8 +198,14 @@ static void conn_queue(struct lt *t, struct conn *c, uint64_t n, uint64_t now)
     if (c->queued == c->done)
         c->t_act = now;
     for (uint64_t k = 0; k < n; k++) {
+        uint64_t slot = c->queued % (uint64_t)t->o->pipeline;
         if (c->ts)
-            c->ts[c->queued % (uint64_t)t->o->pipeline] = now;
+            c->ts[slot] = now;
+        if (c->m) {
+            c->m[slot].off = c->q_end;
+            c->m[slot].len = (uint32_t)size_draw(&t->o->sizes, c->id, c->gen, c->queued);
+            c->q_end += c->m[slot].len;
+        }
         c->queued++;
     }
     t->inflight += n;
@@ -218,9 +239,11 @@ static void conn_start_run(struct lt *t, struct conn *c, uint64_t now)
 static void conn_flush(struct lt *t, struct conn *c)
 {
     const struct opts *o = t->o;
-    uint64_t end = c->queued * o->size;
+    uint64_t end = c->m ? c->q_end : c->queued * o->size;
     while (c->tx_off < end) {
         size_t len = o->udp ? o->size : (size_t)(end - c->tx_off);
+        if (o->udp && c->m)
+            len = c->m[c->tx_msgs % (uint64_t)o->pipeline].len;
         if (len > PATTERN_PERIOD)
             len = PATTERN_PERIOD;
         ssize_t n = send(c->fd, pattern_at(c->phase + c->tx_off), len, MSG_NOSIGNAL);
@@ -233,6 +256,7 @@ static void conn_flush(struct lt *t, struct conn *c)
             return;
         }
         c->tx_off += (uint64_t)n;
+        c->tx_msgs += o->udp; /* a datagram goes whole or not at all */
     }
     bool out = c->tx_off < end;
     if (out != c->want_out)
@@ -248,7 +272,7 @@ static void msg_done(struct lt *t, struct conn *c, uint64_t j, uint64_t now)
     hist_add(&st->lat, now > sent_at ? now - sent_at : 0);
     if (t->ph == PH_RUN) {
         st->msgs++;
-        st->bytes += o->size;
+        st->bytes += c->m ? c->m[j % (uint64_t)o->pipeline].len : o->size;
     }
 }
 
@@ -284,10 +308,20 @@ static void conn_advance(struct lt *t, struct conn *c, uint64_t n, uint64_t now)
 static void conn_complete(struct lt *t, struct conn *c, uint64_t now)
 {
     uint64_t n = 0;
-    while (c->done < c->queued && (c->done + 1) * t->o->size <= c->rx_off) {
-        msg_done(t, c, c->done, now);
-        c->done++;
-        n++;
+    if (c->m) {
+        while (c->done < c->queued &&
+               c->d_end + c->m[c->done % (uint64_t)t->o->pipeline].len <= c->rx_off) {
+            c->d_end += c->m[c->done % (uint64_t)t->o->pipeline].len;
+            msg_done(t, c, c->done, now);
+            c->done++;
+            n++;
+        }
+    } else {
+        while (c->done < c->queued && (c->done + 1) * t->o->size <= c->rx_off) {
+            msg_done(t, c, c->done, now);
+            c->done++;
+            n++;
+        }
     }
     if (n)
         conn_advance(t, c, n, now);
@@ -299,12 +333,16 @@ static void conn_complete(struct lt *t, struct conn *c, uint64_t now)
 static void dgram_recv(struct lt *t, struct conn *c, const uint8_t *p, size_t len, uint64_t now)
 {
     const uint64_t size = t->o->size, depth = (uint64_t)t->o->pipeline;
-    if (len != size) {
-        conn_fail(t, c, len > size ? ERR_EXCESS : ERR_MISMATCH);
+    const struct size_law *law = &t->o->sizes;
+    if (c->m ? len > law->max : len != size) {
+        conn_fail(t, c, len > (c->m ? law->max : size) ? ERR_EXCESS : ERR_MISMATCH);
         return;
     }
-    for (uint64_t j = c->done; j < c->tx_off / size; j++) {
-        if (c->got[j % depth] || memcmp(p, pattern_at(c->phase + j * size), size) != 0)
+    uint64_t sent = c->m ? c->tx_msgs : c->tx_off / size;
+    for (uint64_t j = c->done; j < sent; j++) {
+        const struct msg *m = c->m ? &c->m[j % depth] : NULL;
+        if (c->got[j % depth] || (m && m->len != len) ||
+            memcmp(p, pattern_at(c->phase + (m ? m->off : j * size)), len) != 0)
             continue;
         c->got[j % depth] = 1;
         c->t_act = now;
@@ -528,7 +566,9 @@ void *load_thread(void *arg)
     bool need_ts = t.o->rate == 0;
     uint64_t *ts = need_ts ? calloc((size_t)w->nconns * (size_t)t.o->pipeline, 8) : NULL;
     uint8_t *got = t.o->udp ? calloc((size_t)w->nconns, (size_t)t.o->pipeline) : NULL;
-    if (t.ep < 0 || !t.c || !t.rx || (need_ts && !ts) || (t.o->udp && !got)) {
+    bool random = t.o->sizes.max > 0;
+    struct msg *m = random ? calloc((size_t)w->nconns * (size_t)t.o->pipeline, sizeof(*m)) : NULL;
+    if (t.ep < 0 || !t.c || !t.rx || (need_ts && !ts) || (t.o->udp && !got) || (random && !m)) {
         w->st.setup_failed = true;
         goto out;
     }
@@ -539,6 +579,7 @@ void *load_thread(void *arg)
         t.c[i].id = (uint32_t)(w->first_conn + i);
         t.c[i].ts = ts ? ts + (size_t)i * (size_t)t.o->pipeline : NULL;
         t.c[i].got = got ? got + (size_t)i * (size_t)t.o->pipeline : NULL;
+        t.c[i].m = m ? m + (size_t)i * (size_t)t.o->pipeline : NULL;
     }
     run_loop(&t);
     /* Whatever is still unanswered now had its chance: a timeout. */
@@ -555,6 +596,7 @@ out:
         close(t.ep);
     free(ts);
     free(got);
+    free(m);
     free(t.rx);
     free(t.c);
     return NULL;

@@ -31,6 +31,12 @@ static void usage(FILE *f)
             "  -c, --connections N      concurrent connections (default 50)\n"
             "  -p, --pipeline D         messages in flight per connection (default 1)\n"
             "  -l, --size S             bytes per message, suffix k for KiB (default 64)\n"
+            "      --size-min S, --size-max S  random sizes instead: each message's size is\n"
+            "                           drawn from S..S (suffixes as -l; UDP: at most 65507)\n"
+            "      --size-dist D        log (default: each power of two equally likely) or\n"
+            "                           uniform\n"
+            "      --seed N             seed of the random sizes (default 1): the same flags\n"
+            "                           and seed give every connection the same sizes\n"
             "  -t, --duration T         measure for T seconds, suffix ms allowed (default 5)\n"
             "  -m, --messages M         measure until M messages are echoed instead\n"
             "  -r, --rate R             open loop: R messages/s in total on a fixed schedule;\n"
@@ -47,7 +53,7 @@ static void usage(FILE *f)
             "      --max-connecting N   connects in progress at once (default 128)\n"
             "      --json               one JSON object instead of the table\n"
             "      --progress / --no-progress  one status line per second (default: on a tty)\n"
-            "      --self-test          check the histogram arithmetic and exit\n"
+            "      --self-test          check the histogram and size arithmetic, exit\n"
             "  -h, --help               this text\n"
             "  -V, --version            print the version\n"
             "\n"
@@ -98,6 +104,7 @@ static int parse_secs(const char *s, const char *what, double *out)
     return 0;
 }
 
+/* -l, --size-min and --size-max: 1 byte to 16 MiB, suffixes k and m. */
 static int parse_size(const char *s, size_t *out)
 {
     char *end;
@@ -165,7 +172,11 @@ enum {
     OPT_PROGRESS,
     OPT_NO_PROGRESS,
     OPT_SELFTEST,
-    OPT_PID
+    OPT_PID,
+    OPT_SIZE_MIN,
+    OPT_SIZE_MAX,
+    OPT_SIZE_DIST,
+    OPT_SEED
 };
 
 static const struct option longopts[] = {
@@ -190,14 +201,35 @@ static const struct option longopts[] = {
     {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
     {"self-test", no_argument, NULL, OPT_SELFTEST},
     {"pid", required_argument, NULL, OPT_PID},
+    {"size-min", required_argument, NULL, OPT_SIZE_MIN},
+    {"size-max", required_argument, NULL, OPT_SIZE_MAX},
+    {"size-dist", required_argument, NULL, OPT_SIZE_DIST},
+    {"seed", required_argument, NULL, OPT_SEED},
     {NULL, 0, NULL, 0},
 };
 
-/* Flag combinations that make no sense; 0 or -1 after a message. */
-static int check_opts(struct opts *o, bool have_t)
+/* Flag combinations that make no sense; 0 or -1 after a message.  have
+ * says which of -t, -l, --size-min, --size-max, --size-dist/--seed were
+ * given. */
+struct given {
+    bool t, l, min, max, law;
+};
+
+static int check_opts(struct opts *o, const struct given *have)
 {
     const char *why = NULL;
-    if (o->messages && have_t)
+    bool random = have->min || have->max;
+    if (random && !(have->min && have->max))
+        why = "--size-min and --size-max go together";
+    else if (random && have->l)
+        why = "--size and --size-min/--size-max exclude each other";
+    else if (have->law && !random)
+        why = "--size-dist and --seed need --size-min and --size-max";
+    else if (random && o->sizes.min > o->sizes.max)
+        why = "--size-min is larger than --size-max";
+    else if (random && o->udp && o->sizes.max > 65507)
+        why = "--udp messages are at most 65507 bytes (--size-max)";
+    else if (o->messages && have->t)
         why = "--duration and --messages exclude each other";
     else if (o->messages && o->mode == MODE_HOLD)
         why = "--hold runs for a --duration, not --messages";
@@ -217,6 +249,30 @@ static int check_opts(struct opts *o, bool have_t)
     }
     if (o->messages)
         o->duration = 0;
+    if (!random)
+        o->sizes.max = 0; /* fixed size */
+    return 0;
+}
+
+static int parse_seed(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-')
+        return bad("seed (an integer from 0)", s);
+    *out = v;
+    return 0;
+}
+
+static int parse_dist(const char *s, enum size_dist *out)
+{
+    if (strcmp(s, "log") == 0)
+        *out = DIST_LOG;
+    else if (strcmp(s, "uniform") == 0)
+        *out = DIST_UNIFORM;
+    else
+        return bad("size-dist (log or uniform)", s);
     return 0;
 }
 
@@ -225,7 +281,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 {
     const char *addr = NULL;
     int progress = -1;
-    bool have_t = false;
+    struct given have = {0};
     long l;
     *o = (struct opts){.connections = 50,
                        .pipeline = 1,
@@ -234,7 +290,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
                        .threads = 1,
                        .timeout = 5,
                        .sources = 16,
-                       .max_connecting = 128};
+                       .max_connecting = 128,
+                       .sizes = {.dist = DIST_LOG, .seed = 1}};
     int ch;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":a:c:p:l:t:m:r:uT:hV", longopts, NULL)) != -1) {
@@ -243,10 +300,29 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case 'a': addr = optarg; break;
         case 'c': rc = parse_int(optarg, "connections", 1, 1000000, &o->connections); break;
         case 'p': rc = parse_int(optarg, "pipeline (1 .. 4096)", 1, 4096, &o->pipeline); break;
-        case 'l': rc = parse_size(optarg, &o->size); break;
+        case 'l':
+            rc = parse_size(optarg, &o->size);
+            have.l = true;
+            break;
         case 't':
             rc = parse_secs(optarg, "duration", &o->duration);
-            have_t = true;
+            have.t = true;
+            break;
+        case OPT_SIZE_MIN:
+            rc = parse_size(optarg, &o->sizes.min);
+            have.min = true;
+            break;
+        case OPT_SIZE_MAX:
+            rc = parse_size(optarg, &o->sizes.max);
+            have.max = true;
+            break;
+        case OPT_SIZE_DIST:
+            rc = parse_dist(optarg, &o->sizes.dist);
+            have.law = true;
+            break;
+        case OPT_SEED:
+            rc = parse_seed(optarg, &o->sizes.seed);
+            have.law = true;
             break;
         case 'm':
             rc = parse_long(optarg, "messages", 1, LONG_MAX, &l);
@@ -276,7 +352,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
             break;
         case OPT_PROGRESS: progress = 1; break;
         case OPT_NO_PROGRESS: progress = 0; break;
-        case OPT_SELFTEST: exit(hist_selftest() ? 1 : 0);
+        case OPT_SELFTEST: exit(hist_selftest() || size_selftest() ? 1 : 0);
         case OPT_PID: rc = parse_int(optarg, "pid", 1, INT_MAX, &o->pid); break;
         case ':':
             fprintf(stderr, "poolsrv-bench: option '%s' needs a value (see --help)\n",
@@ -303,7 +379,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     int trc = parse_target(o, addr);
     if (trc < 0)
         return trc;
-    if (check_opts(o, have_t) < 0)
+    if (check_opts(o, &have) < 0)
         return -1;
     if (o->threads > o->connections)
         o->threads = o->connections;

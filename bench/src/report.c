@@ -69,9 +69,15 @@ void report_human(const struct bench *b, const struct result *r)
 {
     const struct opts *o = &b->o;
     const struct tstats *s = r->sum;
-    printf("poolsrv-bench %s %s %s: connections %d, pipeline %d, size %zu B, threads %d",
-           o->target_str, o->udp ? "udp" : "tcp", mode_name(o), o->connections, o->pipeline,
-           o->size, o->threads);
+    printf("poolsrv-bench %s %s %s: connections %d, pipeline %d, ", o->target_str,
+           o->udp ? "udp" : "tcp", mode_name(o), o->connections, o->pipeline);
+    if (o->sizes.max)
+        printf("size %zu..%zu B %s seed %llu, ", o->sizes.min, o->sizes.max,
+               o->sizes.dist == DIST_LOG ? "log-uniform" : "uniform",
+               (unsigned long long)o->sizes.seed);
+    else
+        printf("size %zu B, ", o->size);
+    printf("threads %d", o->threads);
     if (o->rate > 0)
         printf(", rate %.0f msg/s", o->rate);
     printf("\n");
@@ -131,7 +137,15 @@ void report_json(const struct bench *b, const struct result *r)
            "\"connections\":%d,\"pipeline\":%d,\"size\":%zu,\"threads\":%d,"
            "\"duration_s\":%.3f,\"messages_limit\":%llu,\"rate\":%.1f,\"timeout_s\":%.3f,",
            o->target_str, o->udp ? "udp" : "tcp", mode_name(o), o->connections, o->pipeline,
-           o->size, o->threads, o->duration, (unsigned long long)o->messages, o->rate, o->timeout);
+           o->sizes.max ? (size_t)0 : o->size, o->threads, o->duration,
+           (unsigned long long)o->messages, o->rate, o->timeout);
+    /* Random sizes ("size" is then 0): the law and its seed, to replay the run. */
+    printf("\"size_min\":%zu,\"size_max\":%zu,\"size_dist\":\"%s\",\"seed\":%llu,",
+           o->sizes.max ? o->sizes.min : o->size, o->sizes.max ? o->sizes.max : o->size,
+           o->sizes.max == 0           ? "fixed"
+           : o->sizes.dist == DIST_LOG ? "log"
+                                       : "uniform",
+           (unsigned long long)o->sizes.seed);
     printf("\"connected\":%llu,\"connects_total\":%llu,\"connect_s\":%.3f,\"run_s\":%.3f,"
            "\"held\":%llu,\"server_rss_kb_before\":%ld,\"server_rss_kb_after\":%ld,",
            (unsigned long long)r->connected_at_start, (unsigned long long)s->connects_ok,

@@ -173,6 +173,27 @@ typedef struct ps_handler {
 
 #define PS_MAX_LISTEN 16
 
+/* ps_config.dgram_reply_policy: replies ps_dgram_reply refuses to send.
+ *
+ * PS_DGRAM_REFUSE_SELF   the source is one of this server's own sockets: a
+ *     local address (loopback, 0.0.0.0/::, the address the datagram was
+ *     sent to, or a listener's bound address) with the port of one of the
+ *     server's UDP listeners.  Answering it would send the reply to
+ *     ourselves, and the answer to that, forever (the echo loop started by
+ *     one datagram spoofed from the server's own address).  -ELOOP.
+ * PS_DGRAM_REFUSE_PORTS  the source port is 0, below 1024 (echo, chargen,
+ *     DNS, NTP, ...), one of the UDP services known as amplifiers (1194,
+ *     1434, 1604, 1900, 3283, 3702, 5351, 5353, 5683, 10001, 11211, 27015,
+ *     27960, 33848, 37810), or the port the datagram arrived on (a peer
+ *     service on our own port number, e.g. two echo servers pointed at
+ *     each other).  Clients send from ephemeral ports; such a source is a
+ *     spoofed address aiming our replies at a service, as hardened UDP
+ *     services refuse it.  -EPERM.
+ * Protocols whose peers legitimately use fixed or equal ports (NTP
+ * symmetric mode, mDNS, IKE) clear PS_DGRAM_REFUSE_PORTS. */
+#define PS_DGRAM_REFUSE_SELF 0x1u
+#define PS_DGRAM_REFUSE_PORTS 0x2u
+
 /* What the server does when the work queue is full. */
 typedef enum ps_policy {
     PS_POLICY_BLOCK = 0,  /* stop accepting until a slot frees; the kernel backlog absorbs */
@@ -262,6 +283,14 @@ typedef struct ps_config {
     bool udp_same_port;     /* also receive datagrams (on_datagram) on every TCP
                                listener's address and port; default false */
     size_t max_datagram;    /* larger datagrams are dropped, 1..65535; default 65535 */
+    /* What ps_dgram_reply refuses to answer (see there), PS_DGRAM_REFUSE_*
+     * flags, by default PS_DGRAM_REFUSE_SELF | PS_DGRAM_REFUSE_PORTS. */
+    unsigned dgram_reply_policy;
+    int dgram_reply_rate;   /* ps_dgram_reply: replies per second to one source
+                               address (IPv6: one /64), 0..1000000, 0 = no
+                               limit; default 1000 */
+    int dgram_reply_burst;  /* ... of which this many may go at once, 1..1000000;
+                               default 1000 */
     size_t read_budget;     /* event style: bytes read per connection per turn
                                before it yields to others, >= 1; default 65536 */
     size_t max_input;       /* event style: bound on unconsumed input, >= 1;
@@ -397,6 +426,9 @@ typedef struct ps_stats {
     uint64_t datagrams;        /* datagrams received and queued */
     uint64_t datagrams_dropped;   /* ... dropped: the work queue was full */
     uint64_t datagrams_truncated; /* ... dropped: larger than max_datagram */
+    uint64_t replies_refused_self; /* ps_dgram_reply refused: the source is our own (-ELOOP) */
+    uint64_t replies_refused_port; /* ... refused: the source port (-EPERM) */
+    uint64_t replies_refused_rate; /* ... refused: the source's reply rate (-EBUSY) */
     uint64_t proxy_errors;     /* connections closed for a malformed PROXY header */
     uint64_t output_closes;    /* connections dropped at max_output */
 } ps_stats;
@@ -502,9 +534,18 @@ PS_EXTERN void ps_conn_message_begin(ps_conn *c);
 PS_EXTERN void ps_conn_message_end(ps_conn *c);
 
 /* Datagram style (only from the on_datagram call that received d).
- * ps_dgram_reply: send a datagram back to the sender; ps_dgram_sendto: to
- * any address, from the same socket.  Never block: return 0, -EAGAIN if
- * the socket buffer is full, -EMSGSIZE, or -errno. */
+ * ps_dgram_reply: send a datagram back to the sender, unless the reply
+ *   policy refuses it: -ELOOP (the sender is this server itself,
+ *   PS_DGRAM_REFUSE_SELF), -EPERM (its source port, PS_DGRAM_REFUSE_PORTS),
+ *   -EBUSY (this source address has used its dgram_reply_rate allowance; a
+ *   later reply may pass).  Each refusal is counted (replies_refused_*) and
+ *   nothing is sent.  A source address can be forged, so these guard the
+ *   server against being turned against itself or others.
+ * ps_dgram_sendto: to any address, from the same socket; the address is the
+ *   handler's choice, so no policy applies (a handler that sends to an
+ *   address taken from a datagram should check it, or use ps_dgram_reply).
+ * Both never block: return 0, -EAGAIN if the socket buffer is full,
+ * -EMSGSIZE, or -errno. */
 PS_EXTERN int ps_dgram_reply(ps_dgram *d, const void *data, size_t len);
 PS_EXTERN int ps_dgram_sendto(ps_dgram *d, const void *data, size_t len, const struct sockaddr *to,
                               socklen_t tolen);

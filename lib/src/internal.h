@@ -15,6 +15,7 @@
 #include "poolsrv.h"
 #include "queue.h"
 
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -60,11 +61,16 @@ enum {
 
 struct ps_worker;
 
+struct ps_listener;
+
 /* A received datagram on its way through the queue to on_datagram. */
 struct ps_dgram {
     enum ps_kind kind; /* PS_KIND_DGRAM; first member */
     int fd;            /* the UDP socket it came in on (open until workers exit) */
     struct ps_worker *w;
+    const struct ps_listener *l; /* ... and its listener */
+    bool have_dst;               /* dst is known (IP_PKTINFO on a wildcard listener) */
+    struct in6_addr dst;         /* the address it was sent to; IPv4 as ::ffff:a.b.c.d */
     socklen_t fromlen;
     struct sockaddr_storage from;
     size_t len;
@@ -166,6 +172,7 @@ typedef struct ps_counters {
     atomic_uint_least64_t closed, bytes_in, bytes_out, timeouts, io_errors, forced_closes;
     atomic_uint_least64_t datagrams, datagrams_dropped, datagrams_truncated, proxy_errors;
     atomic_uint_least64_t output_closes;
+    atomic_uint_least64_t replies_refused_self, replies_refused_port, replies_refused_rate;
 } ps_counters;
 
 static inline void ps__count(atomic_uint_least64_t *c, uint64_t n)
@@ -189,6 +196,8 @@ typedef struct ps_listener {
     bool unlink_path;  /* a Unix socket file we created */
     bool reuseport;
     bool proxy;        /* connections start with a PROXY protocol header */
+    bool any_addr;     /* datagrams, bound to 0.0.0.0 or ::: each datagram's
+                          destination comes with it (IP_PKTINFO) */
     socklen_t len;
     struct sockaddr_storage addr; /* as bound (port filled in) */
     char name[80];
@@ -245,6 +254,15 @@ struct ps_server {
     /* Workers (about to be) in epoll_wait on cepfd; on a line of its own. */
     PS_ALIGN_CACHE atomic_int ready_waiters;
     atomic_bool spinning; /* a worker is polling before it sleeps (pool.c) */
+
+    /* Reply policy (dgram_policy.c): set at start, read-only while running,
+     * except the rate table's slots (atomics, any worker). */
+    uint16_t dgram_ports[PS_MAX_LISTEN * 2]; /* ports of our UDP listeners */
+    int ndgram_ports;
+    atomic_int_least64_t *rate_tat; /* dgram_reply_rate > 0: PS_RATE_SLOTS slots */
+    int64_t rate_interval_ns;       /* 1 s / dgram_reply_rate */
+    int64_t rate_depth_ns;          /* rate_interval_ns * dgram_reply_burst */
+    uint64_t rate_seed;             /* keys the slot hash */
 
     /* Reactor thread only. */
     PS_ALIGN_CACHE ps_counters rst;
@@ -321,6 +339,12 @@ int ps__event_shutdown_write(ps_conn *c);
 /* dgram.c */
 void ps__dgram_ready(ps_server *s, ps_listener *l);
 void ps__dgram_turn(struct ps_worker *w, struct ps_dgram *d);
+
+/* dgram_policy.c: what ps_dgram_reply may answer */
+int ps__dgram_policy_new(ps_server *s);    /* ps_server_new: the rate table; -ENOMEM */
+void ps__dgram_policy_start(ps_server *s); /* once the listeners are open */
+void ps__dgram_policy_free(ps_server *s);
+int ps__dgram_reply_check(struct ps_dgram *d); /* worker: 0, -ELOOP, -EPERM, -EBUSY; counted */
 
 /* pool.c */
 int ps__pool_start(ps_server *s, ps_err *err);

@@ -13,6 +13,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#define PS_DGRAM_POLICY_ALL (PS_DGRAM_REFUSE_SELF | PS_DGRAM_REFUSE_PORTS)
+
 void ps_config_init(ps_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -30,6 +32,9 @@ void ps_config_init(ps_config *cfg)
     cfg->max_output = 64u << 20;
     cfg->max_posts = 65536;
     cfg->max_datagram = 65535;
+    cfg->dgram_reply_policy = PS_DGRAM_REFUSE_SELF | PS_DGRAM_REFUSE_PORTS;
+    cfg->dgram_reply_rate = 1000;
+    cfg->dgram_reply_burst = 1000;
     cfg->write_timeout_ms = 60000;
     cfg->header_timeout_ms = 5000;
     cfg->linger_ms = 2000;
@@ -155,8 +160,13 @@ int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
         (rc = check_range(err, "linger_ms", cfg->linger_ms, 0, INT32_MAX)) < 0 ||
         (rc = check_range(err, "max_connections", cfg->max_connections, 0, INT32_MAX)) < 0 ||
         (rc = check_range(err, "max_per_client", cfg->max_per_client, 0, INT32_MAX)) < 0 ||
+        (rc = check_range(err, "dgram_reply_rate", cfg->dgram_reply_rate, 0, 1000000)) < 0 ||
+        (rc = check_range(err, "dgram_reply_burst", cfg->dgram_reply_burst, 1, 1000000)) < 0 ||
         (rc = check_range(err, "log_level", cfg->log_level, PS_LOG_ERROR, PS_LOG_DEBUG)) < 0)
         return rc;
+    if (cfg->dgram_reply_policy & ~PS_DGRAM_POLICY_ALL)
+        return ps__set_err(err, -EINVAL, "dgram_reply_policy: unknown flags 0x%x",
+                           cfg->dgram_reply_policy & ~PS_DGRAM_POLICY_ALL);
     if (cfg->read_budget < 1)
         return ps__set_err(err, -EINVAL, "read_budget: must be at least 1 byte");
     if (cfg->max_datagram < 1 || cfg->max_datagram > 65535)
@@ -210,7 +220,7 @@ ps_server *ps_server_new(const ps_config *cfg, const ps_handler *h, void *user, 
         ps__set_err(err, -errno, "eventfd: %s", ps_strerror(errno));
         goto out_free_strings;
     }
-    if (ps__registry_init(s) < 0) {
+    if (ps__registry_init(s) < 0 || ps__dgram_policy_new(s) < 0) {
         ps__set_err(err, -ENOMEM, "out of memory");
         ps__registry_fini(s);
         close(s->wakefd);
@@ -258,8 +268,11 @@ static int start_steps(ps_server *s, ps_err *err)
     if (!s->dgram_buf && s->h.on_datagram &&
         !(s->dgram_buf = malloc(s->cfg.max_datagram + 1)))
         return ps__set_err(err, -ENOMEM, "max_datagram: out of memory");
-    if ((rc = ps__listeners_open(s, err)) < 0 || (rc = ps__reactor_start(s, err)) < 0 ||
-        (rc = ps__pool_start(s, err)) < 0 || (rc = ps__reactor_run_thread(s, err)) < 0)
+    if ((rc = ps__listeners_open(s, err)) < 0)
+        return rc;
+    ps__dgram_policy_start(s);
+    if ((rc = ps__reactor_start(s, err)) < 0 || (rc = ps__pool_start(s, err)) < 0 ||
+        (rc = ps__reactor_run_thread(s, err)) < 0)
         return rc;
     return 0;
 }
@@ -360,6 +373,7 @@ void ps_server_free(ps_server *s)
     ps__queue_free(s->q);
     free_workers(s);
     free(s->dgram_buf);
+    ps__dgram_policy_free(s);
     for (i = 0; i < PS_MAX_LISTEN; i++)
         free(s->listen_copy[i]);
     close(s->wakefd);
@@ -434,6 +448,9 @@ static void add_counters(ps_stats *o, const ps_counters *c)
     o->datagrams += LOAD(c->datagrams);
     o->datagrams_dropped += LOAD(c->datagrams_dropped);
     o->datagrams_truncated += LOAD(c->datagrams_truncated);
+    o->replies_refused_self += LOAD(c->replies_refused_self);
+    o->replies_refused_port += LOAD(c->replies_refused_port);
+    o->replies_refused_rate += LOAD(c->replies_refused_rate);
     o->proxy_errors += LOAD(c->proxy_errors);
     o->output_closes += LOAD(c->output_closes);
 }

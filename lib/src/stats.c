@@ -29,6 +29,9 @@
     X(datagrams, counter, "Datagrams received and queued")                               \
     X(datagrams_dropped, counter, "Datagrams dropped: work queue full")                  \
     X(datagrams_truncated, counter, "Datagrams dropped: larger than max_datagram")          \
+    X(replies_refused_self, counter, "Datagram replies refused: the source is this server")   \
+    X(replies_refused_port, counter, "Datagram replies refused: a service source port")      \
+    X(replies_refused_rate, counter, "Datagram replies refused: the source's reply rate")    \
     X(proxy_errors, counter, "Connections closed for a malformed PROXY header")          \
     X(output_closes, counter, "Connections dropped at max_output")
 
