@@ -22,6 +22,11 @@ static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
             "                         0.0.0.0:0 (port 0 = ephemeral); default %s\n"
             "  -w, --workers N        worker threads, 1..1024 (default %d)\n"
             "  -i, --idle-timeout MS  close connections idle this long (default %d, 0 = never)\n"
+            "      --request-timeout MS\n"
+            "                         a request must arrive within this long, +1 s per %d\n"
+            "                         bytes received (default %d, 0 = no limit)\n"
+            "      --max-connections N\n"
+            "                         refuse connections past N open (default %d, 0 = no limit)\n"
             "  -h, --help             this text\n"
             "  -V, --version          print the version\n"
             "%s"
@@ -30,7 +35,7 @@ static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
             "gracefully.  Exit status: 0 after a clean stop, 1 if the server could not\n"
             "start, 2 for bad usage.\n",
             p->name, p->summary, p->default_listen, cfg->workers, cfg->idle_timeout_ms,
-            p->extra_help ? p->extra_help : "");
+            cfg->min_rate, cfg->request_timeout_ms, cfg->max_connections, p->extra_help ? p->extra_help : "");
 }
 
 static _Noreturn void die_usage(const ex_prog *p, const char *msg, const char *val)
@@ -63,6 +68,8 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         {"listen", required_argument, 0, 'l'},
         {"workers", required_argument, 0, 'w'},
         {"idle-timeout", required_argument, 0, 'i'},
+        {"request-timeout", required_argument, 0, 'R'},
+        {"max-connections", required_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
@@ -86,6 +93,12 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
             break;
         case 'w': cfg->workers = parse_int(p, "--workers", optarg, 1, 1024); break;
         case 'i': cfg->idle_timeout_ms = parse_int(p, "--idle-timeout", optarg, 0, INT_MAX); break;
+        case 'R':
+            cfg->request_timeout_ms = parse_int(p, "--request-timeout", optarg, 0, INT_MAX);
+            break;
+        case 'C':
+            cfg->max_connections = parse_int(p, "--max-connections", optarg, 0, INT_MAX);
+            break;
         case 'h': usage(p, cfg, stdout); exit(0);
         case 'V': printf("%s %s\n", p->name, ps_version()); exit(0);
         case ':': die_usage(p, "option needs a value: '", argv[optind - 1]);
@@ -175,6 +188,14 @@ int ex_out_flush(ex_out *o)
     }
     o->len = 0;
     return o->err;
+}
+
+bool ex_out_full(ex_out *o, size_t high_water)
+{
+    if (ps_conn_pending(o->conn) + o->len <= high_water)
+        return false;
+    ex_out_flush(o);
+    return ps_conn_pending(o->conn) > high_water;
 }
 
 void ex_out_put(ex_out *o, const void *data, size_t len)
