@@ -11,7 +11,7 @@
  *                                        a failed test may leave threads
  *   CK_RUN_SUITE=server                  only the suite named "server"
  *                                        (queue addr config server event
- *                                        blocking features)
+ *                                        blocking features proxy bounds)
  *   CK_RUN_CASE=stop                     only the test cases named "stop"
  *   CK_VERBOSITY=verbose                 print every test, not just failures
  *   CK_XML_LOG_FILE_NAME=/tmp/ck.xml     per-test results with durations
@@ -48,6 +48,7 @@ int main(void)
     srunner_add_suite(sr, blocking_suite());
     srunner_add_suite(sr, features_suite());
     srunner_add_suite(sr, proxy_suite());
+    srunner_add_suite(sr, bounds_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -28,6 +28,7 @@ Suite *event_suite(void);
 Suite *blocking_suite(void);
 Suite *features_suite(void);
 Suite *proxy_suite(void);
+Suite *bounds_suite(void);
 
 /* ------------------------------------------------------------- time */
 

@@ -102,9 +102,11 @@ typedef enum ps_close_reason {
     PS_CLOSE_OVERFLOW = 3, /* unconsumed input passed ps_config.max_input */
     PS_CLOSE_SHUTDOWN = 4, /* the server stopped and the drain deadline passed */
     PS_CLOSE_TIMEOUT = 5,  /* one of the timeouts in ps_config expired */
+    PS_CLOSE_OUTPUT = 6,   /* pending output would have passed ps_config.max_output */
 } ps_close_reason;
 
-/* "eof", "local", "error", "overflow", "shutdown", "timeout" (or "unknown").
+/* "eof", "local", "error", "overflow", "shutdown", "timeout", "output" (or
+ * "unknown").
  * Static storage; any thread. */
 PS_EXTERN const char *ps_close_reason_str(ps_close_reason why);
 
@@ -227,7 +229,18 @@ typedef struct ps_config {
     size_t out_high_water;  /* event style: stop reading a peer whose pending
                                output exceeds this; default 1 MiB */
     size_t out_low_water;   /* ... and resume below this (<= out_high_water);
-                               default 256 KiB */
+                               default 256 KiB.  Reading restarts with any
+                               input on_data left unconsumed, offered again
+                               without waiting for new bytes */
+    size_t max_output;      /* event style: hard bound on one connection's
+                               pending output.  A ps_conn_send that would pass
+                               it fails with -ENOBUFS and the connection is
+                               dropped unflushed (PS_CLOSE_OUTPUT,
+                               stats.output_closes), like Redis's
+                               client-output-buffer-limit.  Handlers that stop
+                               at out_high_water never reach it; it catches
+                               those that answer without looking.  Default
+                               64 MiB; 0 turns it off; else >= out_high_water */
     ps_log_fn log;          /* optional */
     void *log_user;
     ps_log_level log_level; /* messages above this level are not formatted; default INFO */
@@ -331,6 +344,7 @@ typedef struct ps_stats {
     uint64_t datagrams_dropped;   /* ... dropped: the work queue was full */
     uint64_t datagrams_truncated; /* ... dropped: larger than max_datagram */
     uint64_t proxy_errors;     /* connections closed for a malformed PROXY header */
+    uint64_t output_closes;    /* connections dropped at max_output */
 } ps_stats;
 
 PS_EXTERN void ps_server_stats(const ps_server *s, ps_stats *out);
@@ -401,7 +415,8 @@ PS_EXTERN void ps_conn_park(ps_conn *c);
  *   written now is copied and sent when the socket is writable; while more
  *   than out_high_water bytes are pending the server stops reading from
  *   this peer.  Returns 0, -EPIPE if the connection is closing or broken,
- *   -ENOMEM.
+ *   -ENOMEM, -ENOBUFS if it would take pending output past max_output (the
+ *   connection is then dropped without flushing: PS_CLOSE_OUTPUT).
  * ps_conn_pending: bytes accepted by ps_conn_send and not yet written.
  * ps_conn_close (both styles): close after pending output is flushed
  *   (event style: then a lingering close, see ps_config.linger_ms; on_close
@@ -410,11 +425,24 @@ PS_EXTERN void ps_conn_park(ps_conn *c);
  *   then close: ps_conn_send after ps_conn_close returns -EPIPE.
  *
  * Unconsumed input (on_data returned less than len) is presented again
- * when more bytes arrive, not before: consume every complete message you
- * can in one call. */
+ * when more bytes arrive, and when reading restarts after backpressure (see
+ * out_low_water): consume every complete message you can in one call, but
+ * a handler that answers many requests per call should stop once
+ * ps_conn_pending() passes out_high_water and return only what it answered;
+ * the rest comes back when the peer has read enough.  docs/embedding.md
+ * shows the pattern.
+ *
+ * ps_conn_message_begin / ps_conn_message_end: a message is in progress even
+ *   though on_data consumed its bytes (say, a request body streamed to a
+ *   file).  request_timeout_ms and min_rate then run from begin (or from when
+ *   its first byte was left unconsumed, if earlier) until end, as they do for
+ *   unconsumed input; without begin a trickled body whose bytes are consumed
+ *   as they come is never timed.  Both idempotent. */
 PS_EXTERN int ps_conn_send(ps_conn *c, const void *data, size_t len);
 PS_EXTERN size_t ps_conn_pending(const ps_conn *c);
 PS_EXTERN void ps_conn_close(ps_conn *c);
+PS_EXTERN void ps_conn_message_begin(ps_conn *c);
+PS_EXTERN void ps_conn_message_end(ps_conn *c);
 
 /* Datagram style (only from the on_datagram call that received d).
  * ps_dgram_reply: send a datagram back to the sender; ps_dgram_sendto: to

@@ -117,14 +117,11 @@ void ps_conn_pause_read(ps_conn *c)
 
 void ps_conn_resume_read(ps_conn *c)
 {
-    const unsigned no_read = PS_CF_CLOSING | PS_CF_PEER_EOF | PS_CF_FATAL | PS_CF_OVERFLOW |
-                             PS_CF_BACKPRESSURE;
-
     pthread_mutex_lock(&c->lock);
     atomic_store_explicit(&c->user_paused, false, memory_order_relaxed);
     /* While in epoll no worker owns the connection, so its flags are stable
      * (the arming worker wrote them before taking this lock). */
-    if (c->in_epoll && !(c->armed & EPOLLIN) && !(c->flags & no_read)) {
+    if (c->in_epoll && !(c->armed & EPOLLIN) && !(c->flags & PS_CF_NO_READ)) {
         c->armed |= EPOLLIN;
         epoll_apply(c, EPOLL_CTL_MOD);
     }

@@ -24,8 +24,7 @@
  * applied separately (ps__conn_arm), since another thread may change it. */
 static bool wants_read(const ps_conn *c)
 {
-    return !(c->flags & (PS_CF_CLOSING | PS_CF_PEER_EOF | PS_CF_FATAL | PS_CF_OVERFLOW |
-                         PS_CF_BACKPRESSURE));
+    return !(c->flags & PS_CF_NO_READ);
 }
 
 static bool reading_allowed(const ps_conn *c)
@@ -64,13 +63,67 @@ static void flush_out(ps_conn *c)
     atomic_store_explicit(&c->out_stall_since, 0, memory_order_relaxed);
 }
 
+/* The request clock (request_timeout_ms, min_rate) runs while a message is
+ * incomplete: input left unconsumed, or between ps_conn_message_begin and
+ * _end.  `got` bytes of the message are already in; it keeps running if
+ * already started. */
+static void clock_start(ps_conn *c, size_t got)
+{
+    if (atomic_load_explicit(&c->partial_since, memory_order_relaxed))
+        return;
+    atomic_store_explicit(&c->partial_since, ps__coarse_ms(), memory_order_relaxed);
+    atomic_store_explicit(&c->partial_base,
+                          atomic_load_explicit(&c->total_in, memory_order_relaxed) - got,
+                          memory_order_relaxed);
+}
+
+static void clock_stop(ps_conn *c)
+{
+    atomic_store_explicit(&c->partial_since, 0, memory_order_relaxed);
+}
+
+void ps_conn_message_begin(ps_conn *c)
+{
+    c->flags |= PS_CF_MESSAGE;
+    if (!(c->flags & PS_CF_BACKPRESSURE))
+        clock_start(c, c->in.len);
+}
+
+void ps_conn_message_end(ps_conn *c)
+{
+    c->flags &= ~(unsigned)PS_CF_MESSAGE;
+    if (c->in.len == 0)
+        clock_stop(c);
+}
+
+/* Output passed out_high_water: stop reading.  The request clock stops
+ * too: while we hold the peer's input back, a slow message is our doing. */
+static void backpressure_on(ps_conn *c)
+{
+    c->flags |= PS_CF_BACKPRESSURE;
+    clock_stop(c);
+}
+
+/* Output fell to out_low_water: read again, and offer input on_data left
+ * unconsumed at once - a handler that stopped answering at high water
+ * returned it, and the peer may have nothing more to send. */
+static void backpressure_off(ps_conn *c)
+{
+    c->flags &= ~(unsigned)PS_CF_BACKPRESSURE;
+    if (c->in.len > 0 || (c->flags & PS_CF_MESSAGE))
+        clock_start(c, c->in.len);
+    if (c->in.len > 0)
+        c->flags |= PS_CF_IN_UNSEEN;
+}
+
 int ps_conn_send(ps_conn *c, const void *data, size_t len)
 {
     const char *p = data;
+    size_t max = c->srv->cfg.max_output;
 
     if (!c->srv->event_style)
         return -EINVAL;
-    if (c->flags & (PS_CF_CLOSING | PS_CF_FATAL))
+    if (c->flags & (PS_CF_CLOSING | PS_CF_FATAL | PS_CF_OUTLIMIT))
         return -EPIPE;
     while (c->out.len == 0 && len > 0) { /* nothing queued: write directly */
         ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -88,12 +141,17 @@ int ps_conn_send(ps_conn *c, const void *data, size_t len)
     }
     if (len == 0)
         return 0;
+    if (max > 0 && c->out.len + len > max) {
+        c->flags |= PS_CF_OUTLIMIT;
+        ps__count(&c->w->st.output_closes, 1);
+        return -ENOBUFS;
+    }
     if (c->out.len == 0)
         atomic_store_explicit(&c->out_stall_since, ps__coarse_ms(), memory_order_relaxed);
     if (ps__buf_append(&c->out, p, len) < 0)
         return -ENOMEM;
-    if (c->out.len > c->srv->cfg.out_high_water)
-        c->flags |= PS_CF_BACKPRESSURE;
+    if (c->out.len > c->srv->cfg.out_high_water && !(c->flags & PS_CF_BACKPRESSURE))
+        backpressure_on(c);
     return 0;
 }
 
@@ -104,12 +162,8 @@ static void keep_input(ps_conn *c, const char *data, size_t len)
         c->flags |= PS_CF_OVERFLOW;
         return;
     }
-    if (c->in.len == 0) { /* a partial message begins: the request timeout runs */
-        atomic_store_explicit(&c->partial_since, ps__coarse_ms(), memory_order_relaxed);
-        atomic_store_explicit(&c->partial_base,
-                              atomic_load_explicit(&c->total_in, memory_order_relaxed) - len,
-                              memory_order_relaxed);
-    }
+    if (c->in.len == 0 && !(c->flags & PS_CF_BACKPRESSURE))
+        clock_start(c, len); /* a partial message begins */
     if (ps__buf_append(&c->in, data, len) < 0)
         mark_fatal(c);
 }
@@ -117,7 +171,8 @@ static void keep_input(ps_conn *c, const char *data, size_t len)
 static void input_consumed(ps_conn *c)
 {
     ps__buf_free(&c->in);
-    atomic_store_explicit(&c->partial_since, 0, memory_order_relaxed);
+    if (!(c->flags & PS_CF_MESSAGE))
+        clock_stop(c);
 }
 
 /* Hand new bytes to on_data, together with any earlier unconsumed input. */
@@ -129,7 +184,7 @@ static void deliver(ps_conn *c, const char *data, size_t len)
     if (c->in.len > 0) {
         if (len > 0)
             keep_input(c, data, len);
-        if (c->flags & (PS_CF_OVERFLOW | PS_CF_FATAL))
+        if (c->flags & (PS_CF_OVERFLOW | PS_CF_FATAL | PS_CF_OUTLIMIT))
             return;
         used = s->h.on_data(c, c->in.data + c->in.off, c->in.len, s->user);
         if (used >= c->in.len) {
@@ -210,6 +265,8 @@ static ps_close_reason close_reason(const ps_conn *c)
         return PS_CLOSE_SHUTDOWN;
     if (atomic_load_explicit(&c->timed_out, memory_order_relaxed))
         return PS_CLOSE_TIMEOUT;
+    if (c->flags & PS_CF_OUTLIMIT)
+        return PS_CLOSE_OUTPUT;
     if (c->flags & PS_CF_OVERFLOW)
         return PS_CLOSE_OVERFLOW;
     if (c->flags & PS_CF_FATAL)
@@ -240,22 +297,22 @@ void ps__event_turn(struct ps_worker *w, ps_conn *c)
         if (s->h.on_open && s->h.on_open(c, s->user) != 0)
             c->flags |= PS_CF_CLOSING;
     }
-    if ((c->flags & PS_CF_IN_UNSEEN) && !(c->flags & PS_CF_CLOSING)) {
-        /* bytes that came with the PROXY header */
-        c->flags &= ~(unsigned)PS_CF_IN_UNSEEN;
-        deliver(c, NULL, 0);
-    }
     if (c->out.len > 0)
         flush_out(c);
     if ((c->flags & PS_CF_BACKPRESSURE) && c->out.len <= s->cfg.out_low_water)
-        c->flags &= ~(unsigned)PS_CF_BACKPRESSURE;
+        backpressure_off(c);
+    if ((c->flags & PS_CF_IN_UNSEEN) && reading_allowed(c)) {
+        /* bytes that came with the PROXY header, or were held back */
+        c->flags &= ~(unsigned)PS_CF_IN_UNSEEN;
+        deliver(c, NULL, 0);
+    }
     if (reading_allowed(c))
         more = read_input(w, c);
 
     /* An error or overflow ends the connection now; the peer's EOF ends it
      * once everything queued has been written; a close request, after that
      * and a lingering close. */
-    if (c->flags & (PS_CF_FATAL | PS_CF_OVERFLOW) ||
+    if (c->flags & (PS_CF_FATAL | PS_CF_OVERFLOW | PS_CF_OUTLIMIT) ||
         (c->flags & PS_CF_PEER_EOF && c->out.len == 0) ||
         (c->flags & PS_CF_CLOSING && c->out.len == 0 && linger(w, c))) {
         finish(w, c);

@@ -47,7 +47,13 @@ enum {
     PS_CF_PROXY = 1u << 8,        /* PROXY protocol header not yet read */
     PS_CF_IN_UNSEEN = 1u << 9,    /* event: c->in holds bytes on_data has not seen */
     PS_CF_LINGER = 1u << 10,      /* event: closed for writing, discarding input */
+    PS_CF_OUTLIMIT = 1u << 11,    /* event: max_output passed: drop unflushed */
+    PS_CF_MESSAGE = 1u << 12,     /* event: ps_conn_message_begin, no end yet */
 };
+/* States in which the connection itself does not read (the user's pause aside). */
+#define PS_CF_NO_READ                                                                   \
+    (PS_CF_CLOSING | PS_CF_PEER_EOF | PS_CF_FATAL | PS_CF_OVERFLOW | PS_CF_BACKPRESSURE | \
+     PS_CF_OUTLIMIT)
 
 struct ps_worker;
 
@@ -109,6 +115,7 @@ typedef struct ps_counters {
     atomic_uint_least64_t queue_full_waits;
     atomic_uint_least64_t closed, bytes_in, bytes_out, timeouts, io_errors, forced_closes;
     atomic_uint_least64_t datagrams, datagrams_dropped, datagrams_truncated, proxy_errors;
+    atomic_uint_least64_t output_closes;
 } ps_counters;
 
 static inline void ps__count(atomic_uint_least64_t *c, uint64_t n)

@@ -26,6 +26,7 @@ void ps_config_init(ps_config *cfg)
     cfg->max_input = 1u << 20;
     cfg->out_high_water = 1u << 20;
     cfg->out_low_water = 256u << 10;
+    cfg->max_output = 64u << 20;
     cfg->max_datagram = 65535;
     cfg->write_timeout_ms = 60000;
     cfg->header_timeout_ms = 5000;
@@ -148,6 +149,10 @@ int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
         return ps__set_err(err, -EINVAL,
                            "out_low_water: %zu must not exceed out_high_water %zu (>= 1)",
                            cfg->out_low_water, cfg->out_high_water);
+    if (cfg->max_output > 0 && cfg->max_output < cfg->out_high_water)
+        return ps__set_err(err, -EINVAL,
+                           "max_output: %zu must be 0 (no limit) or at least out_high_water %zu",
+                           cfg->max_output, cfg->out_high_water);
     return validate_handler(cfg, h, err);
 }
 
@@ -400,6 +405,7 @@ static void add_counters(ps_stats *o, const ps_counters *c)
     o->datagrams_dropped += LOAD(c->datagrams_dropped);
     o->datagrams_truncated += LOAD(c->datagrams_truncated);
     o->proxy_errors += LOAD(c->proxy_errors);
+    o->output_closes += LOAD(c->output_closes);
 }
 
 void ps_server_stats(const ps_server *cs, ps_stats *out)

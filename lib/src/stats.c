@@ -29,7 +29,8 @@
     X(datagrams, counter, "Datagrams received and queued")                               \
     X(datagrams_dropped, counter, "Datagrams dropped: work queue full")                  \
     X(datagrams_truncated, counter, "Datagrams dropped: larger than max_datagram")          \
-    X(proxy_errors, counter, "Connections closed for a malformed PROXY header")
+    X(proxy_errors, counter, "Connections closed for a malformed PROXY header")          \
+    X(output_closes, counter, "Connections dropped at max_output")
 
 /* One row per field: its name, whether it is a counter (else a gauge),
  * its help text and where it sits in ps_stats. */

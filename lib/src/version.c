@@ -32,6 +32,7 @@ const char *ps_close_reason_str(ps_close_reason why)
     case PS_CLOSE_OVERFLOW: return "overflow";
     case PS_CLOSE_SHUTDOWN: return "shutdown";
     case PS_CLOSE_TIMEOUT: return "timeout";
+    case PS_CLOSE_OUTPUT: return "output";
     }
     return "unknown";
 }
