@@ -339,6 +339,82 @@ EOF2
     [[ -s $TMP/http.err ]] && echo "       poolsrv-http stderr: $(head -c 2000 "$TMP/http.err")"
 fi
 
+# ------------------------------------------ poolsrv-http: bounds (issue 12)
+# 32 clients pipeline 100,000 GETs each (2.7 MB, 13 MB of responses) and
+# never read: each may cost out_high_water (1 MiB) + the output batch
+# (16 KiB) + the requests of one read left unanswered (64 KiB, in a buffer
+# of up to 128 KiB): at most 1.19 MiB.  Without the stop at high water a
+# read's worth of answers came on top (measured 1.33 MiB per client).
+# glibc's thresholds are pinned so that RSS follows live memory (see
+# tests/hostile/README.md).
+if GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072 \
+    start_server httpb "$HTTP_BIN" --listen 127.0.0.1:0 --workers 2; then
+    printf 'GET / HTTP/1.1\r\nHost: t\r\n\r\n%.0s' {1..100000} >"$TMP/pipeline"
+    base=$(rss_kib "$PID")
+    fds=() writers=()
+    for ((i = 0; i < 32; i++)); do
+        exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+        fds+=("$fd")
+        timeout 10 cat "$TMP/pipeline" >&"$fd" &
+        writers+=($!)
+    done
+    wait "${writers[@]}"
+    bound=$((32 * (1024 + 192)))
+    peak=$(peak_rss "$PID" 1 $((base + bound)))
+    check_rss "http bounds: 32 clients pipelining 100,000 GETs, never reading: 1.19 MiB each" \
+        $((peak - base)) "$bound"
+    # Reading restarts: every answer arrives.
+    fd=${fds[0]}
+    got=$(timeout 30 grep -m 100000 -c '^HTTP/1.1 200 OK' <&"$fd")
+    check "http bounds: all 100,000 pipelined answers arrive once the client reads" 100000 "$got"
+    for fd in "${fds[@]}"; do
+        exec {fd}<&-
+    done
+    out=$(exchange "$PORT" 'GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
+    check_match "http bounds: served afterwards" $'HTTP/1.1 200 OK\r\n*hello' "$out"
+    stop_pid "$PID"
+fi
+
+# Item 5 of issue 12: a body consumed as it arrives is still timed.  With
+# --request-timeout 1000 (and min_rate 500 B/s) a body trickled a byte per
+# 100 ms must be cut about 1 s after its head (the scan runs every 250 ms);
+# a body sent at a fine rate for longer than that must be served.
+if start_server httpt "$HTTP_BIN" --listen 127.0.0.1:0 --workers 2 --request-timeout 1000; then
+    exec {HFD}<>"/dev/tcp/127.0.0.1/$PORT"
+    start=${EPOCHREALTIME/./}
+    printf 'POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n' >&"$HFD"
+    read_response "$HFD" # 405, answered at the head; the body is then discarded
+    closed=0
+    for ((i = 0; i < 60 && !closed; i++)); do # 6 s at most
+        printf 'x' >&"$HFD" 2>/dev/null || closed=1
+        IFS= read -r -t 0.1 -N 1 _ <&"$HFD" 2>/dev/null
+        (($? <= 128)) && closed=1 # end of stream (or reset), not the time limit
+    done
+    ms=$(((${EPOCHREALTIME/./} - start) / 1000))
+    exec {HFD}<&-
+    if ((closed && ms >= 900 && ms < 2500)); then
+        pass "http: a body trickled a byte per 100 ms is cut by the request timeout ($ms ms)"
+    else
+        fail "http: a body trickled a byte per 100 ms is cut by the request timeout" \
+            "status $R_STATUS; closed $closed after $ms ms (allowance 1000 ms + scan)"
+    fi
+
+    exec {HFD}<>"/dev/tcp/127.0.0.1/$PORT"
+    head -c 100000 /dev/zero | tr '\0' y >"$TMP/chunk"
+    printf 'POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n' >&"$HFD"
+    read_response "$HFD"
+    for ((i = 0; i < 10; i++)); do # 1 MB over about 2 s: 500 KB/s
+        cat "$TMP/chunk" >&"$HFD" 2>/dev/null || break
+        sleep 0.2
+    done
+    printf 'GET / HTTP/1.1\r\nHost: t\r\n\r\n' >&"$HFD" 2>/dev/null
+    read_response "$HFD"
+    check "http: a body sent at 500 KB/s for 2 s is served, then the next request" \
+        "HTTP/1.1 200 OK|hello" "$R_STATUS|${R_BODY%$'\n'}"
+    exec {HFD}<&-
+    stop_pid "$PID"
+fi
+
 # ------------------------------------------------------- poolsrv-kv
 have_redis_cli() {
     command -v redis-cli >/dev/null && return 0
