@@ -48,6 +48,7 @@ typedef struct kv_ctx {
     size_t argc;
     resp_str *argv;
     size_t reply_left; /* what this command's reply may still add */
+    bool mget_overflow; /* MGET's reply did not fit in the batch */
     bool quit;
 } kv_ctx;
 
@@ -213,14 +214,58 @@ static void cmd_incr(kv_ctx *x)
         reply_int(x, (long long)v);
 }
 
-/* MGET sizes its reply first (a lock per key, no copy), so one request of
- * 800 bytes naming a large value 400 times is refused, not buffered.  A
- * value that grows between the two passes becomes an error element. */
+/* Runs with the shard locked: the optimistic pass of MGET, which appends a
+ * value only if it fits in what is left of the batch (never flushing it). */
+static void put_value_in_batch(const char *val, size_t len, void *ctx)
+{
+    kv_ctx *x = ctx;
+    char *p;
+
+    if (x->mget_overflow || len > EX_OUT_CAP - x->out->len ||
+        EX_OUT_CAP - x->out->len - len < BULK_HEAD) {
+        x->mget_overflow = true;
+        return;
+    }
+    p = x->out->buf + x->out->len;
+    x->out->len += (size_t)snprintf(p, BULK_HEAD, "$%zu\r\n", len);
+    ex_out_put(x->out, val, len); /* fits: a copy into the batch */
+    ex_out_put(x->out, "\r\n", 2);
+}
+
+/* Most MGET replies fit in the output batch: build it there in one pass,
+ * and if it does not fit, take it back out and go the sized way. */
+static bool mget_in_batch(kv_ctx *x)
+{
+    size_t mark = x->out->len, i;
+
+    if (EX_OUT_CAP - mark < BULK_HEAD || x->reply_left < EX_OUT_CAP)
+        return false;
+    x->mget_overflow = false;
+    x->out->len += (size_t)snprintf(x->out->buf + mark, BULK_HEAD, "*%zu\r\n", x->argc - 1);
+    for (i = 1; i < x->argc && !x->mget_overflow; i++) {
+        if (kv_get(x->store, x->argv[i].p, x->argv[i].n, put_value_in_batch, x))
+            continue;
+        if (EX_OUT_CAP - x->out->len < 5)
+            x->mget_overflow = true;
+        else
+            ex_out_put(x->out, "$-1\r\n", 5);
+    }
+    if (x->mget_overflow)
+        x->out->len = mark;
+    return !x->mget_overflow;
+}
+
+/* Larger MGET replies are sized first (a lock per key, no copy), so one
+ * request of 800 bytes naming a large value 400 times is refused, not
+ * buffered.  A value that grows between the two passes becomes an error
+ * element. */
 static void cmd_mget(kv_ctx *x)
 {
     size_t total = BULK_HEAD, i;
     char *p;
 
+    if (mget_in_batch(x))
+        return;
     for (i = 1; i < x->argc && total <= x->reply_left; i++) {
         if (!kv_get(x->store, x->argv[i].p, x->argv[i].n, add_reply_size, &total))
             total += BULK_HEAD;
