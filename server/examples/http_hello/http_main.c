@@ -40,9 +40,8 @@ typedef struct http_app {
  * connection closed: closing a socket with unread input makes the kernel
  * send RST, which can destroy the answer before the client reads it.  An
  * early error (say 505 on the request line) would otherwise race the rest of
- * the head.  A body sent after an error head can still meet a RST: poolsrv
- * offers no lingering close (half-close, drain, then close) to event
- * handlers yet. */
+ * the head.  A body sent after an error head is absorbed by ps_conn_close's
+ * lingering close (ps_config.linger_ms). */
 #define HTTP_ERROR_DRAIN (64u << 10)
 
 /* Per-connection state. */
