@@ -2,8 +2,11 @@
 # tests/examples/run.sh - tests of the embedding examples: poolsrv-http over
 # raw sockets (bash's /dev/tcp: keep-alive, pipelining, bodies, every error
 # status, a request sent one byte at a time, /stats), poolsrv-kv with
-# redis-cli and raw sockets (inline and pipelined commands), the parsers'
-# split-at-every-byte unit test, and the code listings of docs/embedding.md
+# redis-cli and raw sockets (inline and pipelined commands), the bounds of
+# issue 12 against clients that do not read (server RSS from /proc/PID/status,
+# replies, and the server still serving afterwards), poolsrv-http's request
+# timeout on trickled bodies, the parsers' split-at-every-byte unit test
+# (and the RESP parser's memory per argument), and the code listings of docs/embedding.md
 # (each must compile; the last of each style is run and answers a line).
 # Run by `make test-examples` (and so by `make test`).
 #
