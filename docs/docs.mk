@@ -13,7 +13,8 @@
 #                              poolsrv(3) and docs/api.md, the SVG is well formed
 
 MANDIR ?= $(PREFIX)/share/man
-MAN1   := docs/man/poolsrv-echo.1 docs/man/poolsrv-client.1 docs/man/poolsrv-bench.1
+MAN1   := docs/man/poolsrv-echo.1 docs/man/poolsrv-client.1 docs/man/poolsrv-bench.1 \
+          docs/man/poolsrv-http.1 docs/man/poolsrv-kv.1
 MAN3   := docs/man/poolsrv.3
 
 .PHONY: test-install check-docs
@@ -39,5 +40,5 @@ test-extra:: test-install
 
 check-docs: $(PROGRAMS)
 	ECHO_BIN=$(ECHO) CLIENT_BIN=$(O)client/poolsrv-client BENCH_BIN=$(O)bench/poolsrv-bench \
-		docs/check-docs.sh
+		HTTP_BIN=$(EX_HTTP) KV_BIN=$(EX_KV) docs/check-docs.sh
 test-extra:: check-docs

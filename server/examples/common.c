@@ -26,6 +26,11 @@ static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
             "                         (default: 0777 minus the umask)\n"
             "      --unix-owner USER  owner of unix: socket files (name or uid)\n"
             "      --unix-group GROUP group of unix: socket files (name or gid)\n"
+            "      --request-timeout MS\n"
+            "                         a request must arrive within this long, +1 s per %d\n"
+            "                         bytes received (default %d, 0 = no limit)\n"
+            "      --max-connections N\n"
+            "                         refuse connections past N open (default %d, 0 = no limit)\n"
             "  -h, --help             this text\n"
             "  -V, --version          print the version\n"
             "%s"
@@ -34,7 +39,7 @@ static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
             "gracefully.  Exit status: 0 after a clean stop, 1 if the server could not\n"
             "start, 2 for bad usage.\n",
             p->name, p->summary, p->default_listen, cfg->workers, cfg->idle_timeout_ms,
-            p->extra_help ? p->extra_help : "");
+            cfg->min_rate, cfg->request_timeout_ms, cfg->max_connections, p->extra_help ? p->extra_help : "");
 }
 
 static _Noreturn void die_usage(const ex_prog *p, const char *msg, const char *val)
@@ -89,6 +94,8 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         {"unix-mode", required_argument, 0, OPT_UNIX_MODE},
         {"unix-owner", required_argument, 0, OPT_UNIX_OWNER},
         {"unix-group", required_argument, 0, OPT_UNIX_GROUP},
+        {"request-timeout", required_argument, 0, 'R'},
+        {"max-connections", required_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
@@ -115,6 +122,12 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         case OPT_UNIX_MODE:
         case OPT_UNIX_OWNER:
         case OPT_UNIX_GROUP: parse_unix_perm(p, cfg, c, optarg); break;
+        case 'R':
+            cfg->request_timeout_ms = parse_int(p, "--request-timeout", optarg, 0, INT_MAX);
+            break;
+        case 'C':
+            cfg->max_connections = parse_int(p, "--max-connections", optarg, 0, INT_MAX);
+            break;
         case 'h': usage(p, cfg, stdout); exit(0);
         case 'V': printf("%s %s\n", p->name, ps_version()); exit(0);
         case ':': die_usage(p, "option needs a value: '", argv[optind - 1]);
@@ -204,6 +217,14 @@ int ex_out_flush(ex_out *o)
     }
     o->len = 0;
     return o->err;
+}
+
+bool ex_out_full(ex_out *o, size_t high_water)
+{
+    if (ps_conn_pending(o->conn) + o->len <= high_water)
+        return false;
+    ex_out_flush(o);
+    return ps_conn_pending(o->conn) > high_water;
 }
 
 void ex_out_put(ex_out *o, const void *data, size_t len)

@@ -1,7 +1,8 @@
 /*
  * common.h - what the two example programs share: the command line of
- * poolsrv-echo (--listen, --workers, --idle-timeout, --help, --version), the
- * run loop with graceful stop on SIGINT/SIGTERM, and a small output batcher.
+ * poolsrv-echo (--listen, --workers, --idle-timeout, --max-connections,
+ * --help, --version) and --request-timeout, the run loop with graceful stop
+ * on SIGINT/SIGTERM, and a small output batcher.
  *
  * Only lib/include/poolsrv.h is used: these files are written the way an
  * outside program embeds the library.
@@ -11,6 +12,7 @@
 
 #include "poolsrv.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct ex_prog {
@@ -57,5 +59,13 @@ char *ex_out_reserve(ex_out *o, size_t n);
 void ex_out_commit(ex_out *o, size_t n);
 /* Hand everything batched to ps_conn_send.  Returns 0 or the first error. */
 int ex_out_flush(ex_out *o);
+/* Whether the connection has more than high_water bytes of output waiting,
+ * counting the batch (flushed first when that decides it): the point where
+ * a handler answering many requests per on_data stops and returns the rest
+ * unconsumed (docs/embedding.md).  A true answer means poolsrv has stopped
+ * reading the peer and will offer the rest again once output has drained;
+ * a false one never strands requests, since the batch is then what would
+ * tip it over and it has been handed to ps_conn_send. */
+bool ex_out_full(ex_out *o, size_t high_water);
 
 #endif

@@ -12,6 +12,7 @@
 #include "resp.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -343,10 +344,58 @@ static void resp_cases(void)
     free(big);
 }
 
+/* Issue 12: an unfinished "*N" of "$0" arguments made the parser hold
+ * 32 bytes per argument received (16 MiB of arrays for 6 MB of input).  It
+ * must hold nothing per argument until the command is complete, and give a
+ * large argv back on resp_release. */
+static void resp_memory_case(void)
+{
+    const size_t nargs = 100000;
+    size_t len = 0, used, argc = 0, i, cap_waiting, cap_done, cap_released;
+    char *buf = malloc(16 + nargs * 6);
+    resp_parser p;
+    resp_str *argv = NULL;
+    int rc_waiting, rc_done;
+    bool args_ok = true;
+
+    if (!buf)
+        abort();
+    len += (size_t)sprintf(buf, "*%zu\r\n", nargs);
+    for (i = 0; i + 1 < nargs; i++) {
+        memcpy(buf + len, "$0\r\n\r\n", 6);
+        len += 6;
+    }
+    resp_parser_init(&p);
+    rc_waiting = resp_parse(&p, buf, len, &used, &argc, &argv); /* one argument short */
+    cap_waiting = p.cap;
+    memcpy(buf + len, "$0\r\n\r\n", 6);
+    len += 6;
+    rc_done = resp_parse(&p, buf, len, &used, &argc, &argv);
+    cap_done = p.cap;
+    for (i = 0; rc_done == RESP_COMMAND && i < argc; i++)
+        args_ok = args_ok && argv[i].n == 0 && argv[i].p >= buf && argv[i].p <= buf + len;
+    resp_release(&p);
+    cap_released = p.cap;
+    if (rc_waiting == RESP_NEED_MORE && cap_waiting <= 8 && rc_done == RESP_COMMAND &&
+        used == len && argc == nargs && args_ok && cap_done >= nargs && cap_released <= 8) {
+        passed++;
+        printf("ok   resp: no per-argument memory until a command is complete\n");
+    } else {
+        failed++;
+        printf("FAIL resp: no per-argument memory until a command is complete\n"
+               "       waiting: rc %d, argv capacity %zu (want <= 8); done: rc %d argc %zu "
+               "used %zu of %zu args_ok %d capacity %zu; released: capacity %zu\n",
+               rc_waiting, cap_waiting, rc_done, argc, used, len, args_ok, cap_done, cap_released);
+    }
+    resp_parser_free(&p);
+    free(buf);
+}
+
 int main(void)
 {
     http_cases();
     resp_cases();
+    resp_memory_case();
     printf("parser-split: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -2,9 +2,12 @@
 # tests/examples/run.sh - tests of the embedding examples: poolsrv-http over
 # raw sockets (bash's /dev/tcp: keep-alive, pipelining, bodies, every error
 # status, a request sent one byte at a time, /stats), poolsrv-kv with
-# redis-cli and raw sockets (inline and pipelined commands), a start that
-# cannot create its threads (THREAD_SHIM), the parsers'
-# split-at-every-byte unit test, and the code listings of docs/embedding.md
+# redis-cli and raw sockets (inline and pipelined commands), the bounds of
+# issue 12 against clients that do not read (server RSS from /proc/PID/status,
+# replies, and the server still serving afterwards), poolsrv-http's request
+# timeout on trickled bodies, a start that cannot create its threads
+# (THREAD_SHIM), the parsers' split-at-every-byte unit test (and the RESP
+# parser's memory per argument), and the code listings of docs/embedding.md
 # (each must compile; the last of each style is run and answers a line).
 # Run by `make test-examples` (and so by `make test`).
 #
@@ -147,6 +150,39 @@ read_response() {
         IFS= read -r -t "$IO_LIMIT" -N "$len" R_BODY <&"$fd" || return 1
     fi
     return 0
+}
+
+# rss_kib PID: the process's resident set (VmRSS), KiB.
+rss_kib() {
+    awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null
+}
+
+# peak_rss PID SECONDS LIMIT_KIB: the highest RSS seen, sampled every 50 ms
+# for SECONDS (a measurement window: the bounds below are about what the
+# server holds once it has done all it will with a peer that does not
+# read), stopping early once it passes LIMIT_KIB.
+peak_rss() {
+    local pid=$1 n=$(($2 * 20)) limit=$3 i r max=0
+    for ((i = 0; i < n; i++)); do
+        r=$(rss_kib "$pid")
+        [[ -n $r ]] || break
+        ((r > max)) && max=$r
+        ((max > limit)) && break
+        sleep 0.05
+    done
+    echo "$max"
+}
+
+# check_rss NAME GREW_KIB BOUND_KIB: RSS bounds are skipped in sanitizer
+# builds (AddressSanitizer's quarantine keeps freed memory on purpose).
+check_rss() {
+    if [[ -n $SAN ]]; then
+        skip "$1: RSS bound not checked in a sanitizer build"
+    elif (($2 <= $3)); then
+        pass "$1 (RSS +$(($2 / 1024)) MiB, bound $(($3 / 1024)) MiB)"
+    else
+        fail "$1" "server RSS grew by $(($2 / 1024)) MiB, bound $(($3 / 1024)) MiB"
+    fi
 }
 
 for bin in "$HTTP_BIN" "$KV_BIN" "$SPLIT_BIN"; do
@@ -352,6 +388,82 @@ EOF2
     [[ -s $TMP/http.err ]] && echo "       poolsrv-http stderr: $(head -c 2000 "$TMP/http.err")"
 fi
 
+# ------------------------------------------ poolsrv-http: bounds (issue 12)
+# 32 clients pipeline 100,000 GETs each (2.7 MB, 13 MB of responses) and
+# never read: each may cost out_high_water (1 MiB) + the output batch
+# (16 KiB) + the requests of one read left unanswered (64 KiB, in a buffer
+# of up to 128 KiB): at most 1.19 MiB.  Without the stop at high water a
+# read's worth of answers came on top (measured 1.33 MiB per client).
+# glibc's thresholds are pinned so that RSS follows live memory (see
+# tests/hostile/README.md).
+if GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072 \
+    start_server httpb "$HTTP_BIN" --listen 127.0.0.1:0 --workers 2; then
+    printf 'GET / HTTP/1.1\r\nHost: t\r\n\r\n%.0s' {1..100000} >"$TMP/pipeline"
+    base=$(rss_kib "$PID")
+    fds=() writers=()
+    for ((i = 0; i < 32; i++)); do
+        exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+        fds+=("$fd")
+        timeout 10 cat "$TMP/pipeline" >&"$fd" &
+        writers+=($!)
+    done
+    wait "${writers[@]}"
+    bound=$((32 * (1024 + 192)))
+    peak=$(peak_rss "$PID" 1 $((base + bound)))
+    check_rss "http bounds: 32 clients pipelining 100,000 GETs, never reading: 1.19 MiB each" \
+        $((peak - base)) "$bound"
+    # Reading restarts: every answer arrives.
+    fd=${fds[0]}
+    got=$(timeout 30 grep -m 100000 -c '^HTTP/1.1 200 OK' <&"$fd")
+    check "http bounds: all 100,000 pipelined answers arrive once the client reads" 100000 "$got"
+    for fd in "${fds[@]}"; do
+        exec {fd}<&-
+    done
+    out=$(exchange "$PORT" 'GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
+    check_match "http bounds: served afterwards" $'HTTP/1.1 200 OK\r\n*hello' "$out"
+    stop_pid "$PID"
+fi
+
+# Item 5 of issue 12: a body consumed as it arrives is still timed.  With
+# --request-timeout 1000 (and min_rate 500 B/s) a body trickled a byte per
+# 100 ms must be cut about 1 s after its head (the scan runs every 250 ms);
+# a body sent at a fine rate for longer than that must be served.
+if start_server httpt "$HTTP_BIN" --listen 127.0.0.1:0 --workers 2 --request-timeout 1000; then
+    exec {HFD}<>"/dev/tcp/127.0.0.1/$PORT"
+    start=${EPOCHREALTIME/./}
+    printf 'POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n' >&"$HFD"
+    read_response "$HFD" # 405, answered at the head; the body is then discarded
+    closed=0
+    for ((i = 0; i < 60 && !closed; i++)); do # 6 s at most
+        printf 'x' >&"$HFD" 2>/dev/null || closed=1
+        IFS= read -r -t 0.1 -N 1 _ <&"$HFD" 2>/dev/null
+        (($? <= 128)) && closed=1 # end of stream (or reset), not the time limit
+    done
+    ms=$(((${EPOCHREALTIME/./} - start) / 1000))
+    exec {HFD}<&-
+    if ((closed && ms >= 900 && ms < 2500)); then
+        pass "http: a body trickled a byte per 100 ms is cut by the request timeout ($ms ms)"
+    else
+        fail "http: a body trickled a byte per 100 ms is cut by the request timeout" \
+            "status $R_STATUS; closed $closed after $ms ms (allowance 1000 ms + scan)"
+    fi
+
+    exec {HFD}<>"/dev/tcp/127.0.0.1/$PORT"
+    head -c 100000 /dev/zero | tr '\0' y >"$TMP/chunk"
+    printf 'POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n' >&"$HFD"
+    read_response "$HFD"
+    for ((i = 0; i < 10; i++)); do # 1 MB over about 2 s: 500 KB/s
+        cat "$TMP/chunk" >&"$HFD" 2>/dev/null || break
+        sleep 0.2
+    done
+    printf 'GET / HTTP/1.1\r\nHost: t\r\n\r\n' >&"$HFD" 2>/dev/null
+    read_response "$HFD"
+    check "http: a body sent at 500 KB/s for 2 s is served, then the next request" \
+        "HTTP/1.1 200 OK|hello" "$R_STATUS|${R_BODY%$'\n'}"
+    exec {HFD}<&-
+    stop_pid "$PID"
+fi
+
 # ------------------------------------------------------- poolsrv-kv
 have_redis_cli() {
     command -v redis-cli >/dev/null && return 0
@@ -433,6 +545,123 @@ if start_server kv "$KV_BIN" --listen 127.0.0.1:0 --workers 4; then
     stop_pid "$KV_PID"
     check "kv: SIGTERM stops the server, exit status 0" 0 "$STOP_STATUS"
     [[ -s $TMP/kv.err ]] && echo "       poolsrv-kv stderr: $(head -c 2000 "$TMP/kv.err")"
+fi
+
+# ------------------------------------------- poolsrv-kv: bounds (issue 12)
+# One small request must not make the server buffer without bound for a
+# client that does not read: poolsrv-kv stops answering past out_high_water
+# (1 MiB) and takes up the rest when the client has read, refuses a reply
+# that alone would pass max_output (64 MiB), and keeps nothing per argument
+# of an unfinished command.  Each case fails on a server without those
+# bounds (there: 512 MiB, 200 MiB and +32 MiB).
+# bulk_set FD KEY BYTES: SET KEY to BYTES bytes of 'v'; prints the reply line.
+bulk_set() {
+    local line
+    { printf '*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n' "${#2}" "$2" "$3"
+        head -c "$3" /dev/zero | tr '\0' v
+        printf '\r\n'; } >&"$1"
+    IFS= read -r -t "$IO_LIMIT" line <&"$1"
+    echo "${line%$'\r'}"
+}
+
+# kv_ping PORT: PING on a new connection; prints the reply.
+kv_ping() {
+    exchange "$1" 'PING\r\nQUIT\r\n' | head -1 | tr -d '\r'
+}
+
+# Each case has a server of its own, so that one without the bounds fails
+# each case on its own account.
+if start_server kvb "$KV_BIN" --listen 127.0.0.1:0 --workers 2; then
+    exec {KA}<>"/dev/tcp/127.0.0.1/$PORT"
+    check "kv bounds: SET an 8 MiB value" "+OK" "$(bulk_set "$KA" big 8388608)"
+    # MGET naming the 8 MiB value 64 times (a 700-byte request, a 512 MiB
+    # answer), never read: refused with an error, nothing buffered.
+    base=$(rss_kib "$PID")
+    exec {KB}<>"/dev/tcp/127.0.0.1/$PORT"
+    { printf '*65\r\n$4\r\nMGET\r\n'; for ((i = 0; i < 64; i++)); do printf '$3\r\nbig\r\n'; done; } >&"$KB"
+    IFS= read -r -t "$IO_LIMIT" line <&"$KB"
+    peak=$(peak_rss "$PID" 1 $((base + 72 * 1024)))
+    check "kv bounds: MGET of 64 x 8 MiB answered with an error" \
+        "-ERR reply too large for this connection's output limit" "${line%$'\r'}"
+    check_rss "kv bounds: MGET of 64 x 8 MiB, never read: under max_output + 8 MiB" \
+        $((peak - base)) $((72 * 1024))
+    exec {KB}<&-
+    check "kv bounds: served after the MGET" +PONG "$(kv_ping "$PORT")"
+    exec {KA}<&-
+    stop_pid "$PID"
+    check "kv bounds: SIGTERM stops the server, exit status 0" 0 "$STOP_STATUS"
+fi
+
+if start_server kvb "$KV_BIN" --listen 127.0.0.1:0 --workers 2; then
+    exec {KA}<>"/dev/tcp/127.0.0.1/$PORT"
+    check "kv bounds: SET a 1 MiB value" "+OK" "$(bulk_set "$KA" mid 1048576)"
+    exec {KA}<&-
+    # 200 pipelined GETs of the 1 MiB value (1.8 KB sent), not read for a
+    # second: about out_high_water + one reply is buffered; then every reply
+    # arrives once the client reads (the rest was taken up on drain).
+    base=$(rss_kib "$PID")
+    exec {KC}<>"/dev/tcp/127.0.0.1/$PORT"
+    printf 'GET mid\r\n%.0s' {1..200} >&"$KC"
+    peak=$(peak_rss "$PID" 1 $((base + 10 * 1024)))
+    check_rss "kv bounds: 200 pipelined GETs of 1 MiB, not read: under 1 MiB + 1 MiB + 8 MiB slack" \
+        $((peak - base)) $((10 * 1024))
+    want=$((200 * (10 + 1048576 + 2))) # "$1048576\r\n" value "\r\n"
+    got=$(timeout 30 head -c "$want" <&"$KC" | tr -d 'v\r\n')
+    check "kv bounds: all 200 replies arrive once the client reads" \
+        "$(printf '$1048576%.0s' {1..200})" "$got"
+    exec {KC}<&-
+    check "kv bounds: served after the pipeline" +PONG "$(kv_ping "$PORT")"
+    stop_pid "$PID"
+fi
+
+if start_server kvb "$KV_BIN" --listen 127.0.0.1:0 --workers 2; then
+    # An unfinished "*1048576" of "$0" arguments (6 MB): the server holds
+    # those bytes and nothing per argument; completed, it is answered.
+    awk 'BEGIN { printf "*1048576\r\n"; for (i = 0; i < 1000000; i++) printf "$0\r\n\r\n" }' \
+        >"$TMP/manyargs"
+    sent=$(stat -c %s "$TMP/manyargs")
+    base=$(rss_kib "$PID")
+    exec {KD}<>"/dev/tcp/127.0.0.1/$PORT"
+    timeout "$IO_LIMIT" cat "$TMP/manyargs" >&"$KD"
+    peak=$(peak_rss "$PID" 1 $((base + sent / 1024 + 8 * 1024)))
+    check_rss "kv bounds: unfinished *1048576 of \$0 (6 MB): under the bytes sent + 8 MiB" \
+        $((peak - base)) $((sent / 1024 + 8 * 1024))
+    awk 'BEGIN { for (i = 0; i < 48576; i++) printf "$0\r\n\r\n" }' >&"$KD"
+    IFS= read -r -t "$IO_LIMIT" line <&"$KD"
+    check_match "kv bounds: the completed 1,048,576-argument command is answered" \
+        "-ERR unknown command ''*" "${line%$'\r'}"
+    exec {KD}<&-
+    check "kv bounds: served after the long command" +PONG "$(kv_ping "$PORT")"
+    stop_pid "$PID"
+fi
+
+# poolsrv-kv's defaults can be set: a connection cap and a request timeout.
+if start_server kvl "$KV_BIN" --listen 127.0.0.1:0 --workers 2 --max-connections 2 \
+    --request-timeout 500; then
+    KVL_PORT=$PORT
+    KVL_PID=$PID
+    exec {K1}<>"/dev/tcp/127.0.0.1/$KVL_PORT"
+    exec {K2}<>"/dev/tcp/127.0.0.1/$KVL_PORT"
+    printf 'PING\r\n' >&"$K1"
+    IFS= read -r -t "$IO_LIMIT" l1 <&"$K1"
+    printf 'PING\r\n' >&"$K2"
+    IFS= read -r -t "$IO_LIMIT" l2 <&"$K2"
+    out=$(exchange "$KVL_PORT" 'PING\r\n')
+    check "kv: --max-connections 2 refuses a third client" "+PONG|+PONG|" \
+        "${l1%$'\r'}|${l2%$'\r'}|$out"
+    # A command left unfinished is cut after --request-timeout (500 ms, +1 s
+    # per 500 bytes; the scan runs every 125 ms).
+    start=${EPOCHREALTIME/./}
+    printf '*2\r\n$3\r\nGET\r\n$1\r\n' >&"$K1"
+    timeout "$IO_LIMIT" cat <&"$K1" >/dev/null 2>&1
+    ms=$(((${EPOCHREALTIME/./} - start) / 1000))
+    if ((ms >= 450 && ms < 2000)); then
+        pass "kv: an unfinished command is cut by --request-timeout 500 ($ms ms)"
+    else
+        fail "kv: an unfinished command is cut by --request-timeout 500" "closed after $ms ms"
+    fi
+    exec {K1}<&- {K2}<&-
+    stop_pid "$KVL_PID"
 fi
 
 # ------------------------------------------------- parser unit tests

@@ -196,6 +196,8 @@ EXPECTED=(
     "$MAN/man1/poolsrv-echo.1"
     "$MAN/man1/poolsrv-client.1"
     "$MAN/man1/poolsrv-bench.1"
+    "$MAN/man1/poolsrv-http.1"
+    "$MAN/man1/poolsrv-kv.1"
     "$MAN/man3/poolsrv.3"
 )
 for f in "${EXPECTED[@]}"; do

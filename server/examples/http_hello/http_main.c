@@ -30,6 +30,7 @@
 typedef struct http_app {
     size_t max_head;
     uint64_t max_body;
+    size_t high_water;              /* ps_config.out_high_water: stop answering past it */
     atomic_uint_least64_t requests; /* requests answered (any status) */
     atomic_uint_least64_t errors;   /* ... of which 4xx/5xx that closed the connection */
 } http_app;
@@ -39,9 +40,8 @@ typedef struct http_app {
  * connection closed: closing a socket with unread input makes the kernel
  * send RST, which can destroy the answer before the client reads it.  An
  * early error (say 505 on the request line) would otherwise race the rest of
- * the head.  A body sent after an error head can still meet a RST: poolsrv
- * offers no lingering close (half-close, drain, then close) to event
- * handlers yet. */
+ * the head.  A body sent after an error head is absorbed by ps_conn_close's
+ * lingering close (ps_config.linger_ms). */
 #define HTTP_ERROR_DRAIN (64u << 10)
 
 /* Per-connection state. */
@@ -49,6 +49,7 @@ typedef struct http_conn {
     http_parser parser;
     bool closing;      /* answered a non-keep-alive request: discard its body, then close */
     bool draining;     /* answered an error: discard to the end of the head, then close */
+    bool in_message;   /* ps_conn_message_begin is in force (a body or an error head) */
     unsigned char eol; /* blank-line scanner: 0, 1 after LF, 2 after LF CR */
     size_t drain_left; /* bytes still allowed to be discarded */
 } http_conn;
@@ -205,12 +206,34 @@ static int http_on_open(ps_conn *c, void *user)
     http_parser_init(&hc->parser, app->max_head, app->max_body);
     hc->closing = false;
     hc->draining = false;
+    hc->in_message = false;
     hc->eol = 0;
     hc->drain_left = HTTP_ERROR_DRAIN;
     ps_conn_set_data(c, hc);
     return 0;
 }
 
+/* Bytes of a message that on_data consumes as they arrive (a body being
+ * discarded, the rest of a head after an error) do not start poolsrv's
+ * request timer, which watches unconsumed input: say that a message is in
+ * progress, so that request_timeout_ms and min_rate cover it too. */
+static void message_begin(ps_conn *c, http_conn *hc)
+{
+    if (!hc->in_message)
+        ps_conn_message_begin(c);
+    hc->in_message = true;
+}
+
+static void message_end(ps_conn *c, http_conn *hc)
+{
+    if (hc->in_message)
+        ps_conn_message_end(c);
+    hc->in_message = false;
+}
+
+/* Answers the complete requests in data, in order, and returns how many
+ * bytes it used: the rest (a partial head, or requests left unanswered
+ * because the output passed high water) is presented again. */
 static size_t http_on_data(ps_conn *c, const char *data, size_t len, void *user)
 {
     http_app *app = user;
@@ -234,6 +257,8 @@ static size_t http_on_data(ps_conn *c, const char *data, size_t len, void *user)
             off = len;
             break;
         }
+        if (ex_out_full(&o, app->high_water))
+            break; /* the peer is not reading: the rest waits until it does */
         rc = http_parse(&hc->parser, data + off, len - off, &used, &req);
         if (rc < 0) {
             atomic_fetch_add_explicit(&app->requests, 1, memory_order_relaxed);
@@ -244,12 +269,18 @@ static size_t http_on_data(ps_conn *c, const char *data, size_t len, void *user)
              * always starts at a head): has all of it arrived? */
             hc->draining = true;
             close_now = scan_head_end(hc, data + off, len - off);
+            if (!close_now)
+                message_begin(c, hc); /* the rest of the bad head is timed too */
             off = len; /* the rest is never read */
             break;
         }
         off += used;
+        if (rc == HTTP_REQUEST || !http_body_pending(&hc->parser))
+            message_end(c, hc); /* the previous body, if any, is complete */
         if (rc == HTTP_NEED_MORE)
             break;
+        if (http_body_pending(&hc->parser))
+            message_begin(c, hc); /* its body follows: consumed, but timed */
         handle(&o, c, app, &req);
         if (!req.keep_alive) {
             hc->closing = true;
@@ -290,12 +321,15 @@ int main(int argc, char **argv)
     ps_config_init(&cfg);
     cfg.idle_timeout_ms = 60000; /* like a web server's keep-alive timeout */
     /* Slowloris: a request (its head and body) must arrive within 20 s,
-     * extended by 1 s per 500 bytes: Apache mod_reqtimeout's defaults. */
+     * extended by 1 s per 500 bytes: Apache mod_reqtimeout's defaults.  The
+     * head is timed while it is unconsumed input, the body (consumed as it
+     * arrives) through ps_conn_message_begin / _end. */
     cfg.request_timeout_ms = 20000;
     cfg.min_rate = 500;
     ex_parse_args(&prog, argc, argv, &cfg);
     app.max_head = HTTP_MAX_HEAD_DEFAULT;
     app.max_body = HTTP_MAX_BODY_DEFAULT;
+    app.high_water = cfg.out_high_water;
     memset(&h, 0, sizeof h);
     h.on_open = http_on_open;
     h.on_data = http_on_data;

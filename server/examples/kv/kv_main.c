@@ -7,6 +7,13 @@
  * One connection's callbacks never run concurrently, so pipelined commands
  * are answered in order from one on_data call; the store (store.c) is the
  * only state shared between workers.
+ *
+ * Bounds (docs/man/poolsrv-kv.1): one small request can ask for a huge
+ * answer (MGET k k k ... of a large value; a pipeline of GETs), so on_data
+ * stops answering once the connection's pending output passes
+ * out_high_water and returns the commands it has not answered; poolsrv
+ * offers them again when the output has drained.  A reply that alone would
+ * take pending output past max_output is answered with an error instead.
  */
 #include "../common.h"
 #include "resp.h"
@@ -14,10 +21,21 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+/* Shared by every worker (the `user` pointer); read-only after start. */
+typedef struct kv_app {
+    kv_store *store;
+    size_t high_water; /* ps_config.out_high_water: stop answering past it */
+    size_t max_reply;  /* larger replies are refused with ERR_TOO_LARGE */
+} kv_app;
+
+#define ERR_TOO_LARGE "ERR reply too large for this connection's output limit"
+#define BULK_HEAD 32 /* room for "$<len>\r\n" or "*<n>\r\n", and the CRLF after */
 
 typedef struct kv_conn {
     resp_parser parser;
@@ -29,6 +47,8 @@ typedef struct kv_ctx {
     ex_out *out;
     size_t argc;
     resp_str *argv;
+    size_t reply_left; /* what this command's reply may still add */
+    bool mget_overflow; /* MGET's reply did not fit in the batch */
     bool quit;
 } kv_ctx;
 
@@ -65,16 +85,35 @@ static void reply_err(kv_ctx *x, const char *msg)
 /* Runs with the shard locked (see kv_get): copy the value into the batch.
  * A value that does not fit is handed to ps_conn_send under the lock; that
  * call never blocks (what the socket refuses is copied), so the lock is held
- * for a copy, never for the peer. */
+ * for a copy, never for the peer.  A value larger than what the reply may
+ * still add is answered with an error instead (in an MGET, as that element:
+ * RESP2 allows errors inside arrays). */
 static void put_value(const char *val, size_t len, void *ctx)
 {
-    reply_bulk(ctx, val, len);
+    kv_ctx *x = ctx;
+
+    if (len > x->reply_left || x->reply_left - len < BULK_HEAD) {
+        reply_err(x, ERR_TOO_LARGE);
+        x->reply_left = 0;
+        return;
+    }
+    x->reply_left -= len + BULK_HEAD;
+    reply_bulk(x->out, val, len);
 }
 
 static void reply_value_of(kv_ctx *x, const resp_str *key)
 {
-    if (!kv_get(x->store, key->p, key->n, put_value, x->out))
+    if (!kv_get(x->store, key->p, key->n, put_value, x))
         reply_raw(x, "$-1\r\n");
+}
+
+/* Runs with the shard locked: add the size of a value's reply to *ctx. */
+static void add_reply_size(const char *val, size_t len, void *ctx)
+{
+    size_t *total = ctx;
+
+    (void)val;
+    *total += len + BULK_HEAD;
 }
 
 static bool arg_is(const resp_str *a, const char *lit)
@@ -175,12 +214,69 @@ static void cmd_incr(kv_ctx *x)
         reply_int(x, (long long)v);
 }
 
+/* Runs with the shard locked: the optimistic pass of MGET, which appends a
+ * value only if it fits in what is left of the batch (never flushing it). */
+static void put_value_in_batch(const char *val, size_t len, void *ctx)
+{
+    kv_ctx *x = ctx;
+    char *p;
+
+    if (x->mget_overflow || len > EX_OUT_CAP - x->out->len ||
+        EX_OUT_CAP - x->out->len - len < BULK_HEAD) {
+        x->mget_overflow = true;
+        return;
+    }
+    p = x->out->buf + x->out->len;
+    x->out->len += (size_t)snprintf(p, BULK_HEAD, "$%zu\r\n", len);
+    ex_out_put(x->out, val, len); /* fits: a copy into the batch */
+    ex_out_put(x->out, "\r\n", 2);
+}
+
+/* Most MGET replies fit in the output batch: build it there in one pass,
+ * and if it does not fit, take it back out and go the sized way. */
+static bool mget_in_batch(kv_ctx *x)
+{
+    size_t mark = x->out->len, i;
+
+    if (EX_OUT_CAP - mark < BULK_HEAD || x->reply_left < EX_OUT_CAP)
+        return false;
+    x->mget_overflow = false;
+    x->out->len += (size_t)snprintf(x->out->buf + mark, BULK_HEAD, "*%zu\r\n", x->argc - 1);
+    for (i = 1; i < x->argc && !x->mget_overflow; i++) {
+        if (kv_get(x->store, x->argv[i].p, x->argv[i].n, put_value_in_batch, x))
+            continue;
+        if (EX_OUT_CAP - x->out->len < 5)
+            x->mget_overflow = true;
+        else
+            ex_out_put(x->out, "$-1\r\n", 5);
+    }
+    if (x->mget_overflow)
+        x->out->len = mark;
+    return !x->mget_overflow;
+}
+
+/* Larger MGET replies are sized first (a lock per key, no copy), so one
+ * request of 800 bytes naming a large value 400 times is refused, not
+ * buffered.  A value that grows between the two passes becomes an error
+ * element. */
 static void cmd_mget(kv_ctx *x)
 {
-    char *p = ex_out_reserve(x->out, 32);
-    size_t i;
+    size_t total = BULK_HEAD, i;
+    char *p;
 
-    ex_out_commit(x->out, (size_t)snprintf(p, 32, "*%zu\r\n", x->argc - 1));
+    if (mget_in_batch(x))
+        return;
+    for (i = 1; i < x->argc && total <= x->reply_left; i++) {
+        if (!kv_get(x->store, x->argv[i].p, x->argv[i].n, add_reply_size, &total))
+            total += BULK_HEAD;
+    }
+    if (total > x->reply_left) {
+        reply_err(x, ERR_TOO_LARGE);
+        return;
+    }
+    p = ex_out_reserve(x->out, BULK_HEAD);
+    ex_out_commit(x->out, (size_t)snprintf(p, BULK_HEAD, "*%zu\r\n", x->argc - 1));
+    x->reply_left -= BULK_HEAD;
     for (i = 1; i < x->argc; i++)
         reply_value_of(x, &x->argv[i]);
 }
@@ -348,16 +444,20 @@ static int kv_on_open(ps_conn *c, void *user)
     return 0;
 }
 
+/* Answers the complete commands in data, in order, and returns how many
+ * bytes they took: the rest (a partial command, or commands left unanswered
+ * at high water) is presented again. */
 static size_t kv_on_data(ps_conn *c, const char *data, size_t len, void *user)
 {
+    kv_app *app = user;
     kv_conn *kc = ps_conn_data(c);
     ex_out out;
-    kv_ctx x = {.store = user, .out = &out};
+    kv_ctx x = {.store = app->store, .out = &out};
     size_t off = 0, used;
     int rc;
 
     ex_out_init(&out, c);
-    while (off < len) {
+    while (off < len && !ex_out_full(&out, app->high_water)) {
         rc = resp_parse(&kc->parser, data + off, len - off, &used, &x.argc, &x.argv);
         if (rc == RESP_NEED_MORE)
             break;
@@ -373,12 +473,14 @@ static size_t kv_on_data(ps_conn *c, const char *data, size_t len, void *user)
         off += used;
         if (x.argc == 0)
             continue; /* empty line or "*0": Redis ignores it */
+        x.reply_left = app->max_reply;
         dispatch(&x);
         if (x.quit) {
             off = len;
             break;
         }
     }
+    resp_release(&kc->parser); /* a large argv is not kept while idle */
     /* Flush first: ps_conn_send refuses output once the close is requested
      * (ps_conn_close itself flushes what was sent before it). */
     if (ex_out_flush(&out) < 0 || x.quit)
@@ -406,20 +508,37 @@ int main(int argc, char **argv)
         .summary = "A Redis-protocol (RESP2) in-memory key/value store on a fixed pool of worker\n"
                    "threads: PING ECHO SET GET DEL EXISTS INCR MGET MSET DBSIZE FLUSHALL QUIT.",
         .default_listen = "127.0.0.1:6380",
-        .extra_help = "\nLimits: bulk argument 8 MiB, command 16 MiB, inline line 64 KiB.\n",
+        .extra_help = "\nLimits: bulk argument 8 MiB, command 16 MiB, inline line 64 KiB; replies\n"
+                      "stop at 1 MiB of pending output, one reply may add up to 63 MiB (larger:\n"
+                      "an error), and 64 MiB of pending output closes the connection.\n",
     };
+    static kv_app app;
+    size_t reserved;
     ps_config cfg;
     ps_handler h;
-    kv_store *store;
     int rc;
 
     ps_config_init(&cfg);
+    /* A command (with its arguments) must arrive within 20 s, extended by
+     * 1 s per 500 bytes (as poolsrv-http), and at most 10,000 clients at
+     * once (Redis's maxclients). */
+    cfg.request_timeout_ms = 20000;
+    cfg.min_rate = 500;
+    cfg.max_connections = 10000;
     ex_parse_args(&prog, argc, argv, &cfg);
     /* A command may be up to RESP_MAX_COMMAND bytes before it can be
      * parsed; allow that much unconsumed input plus one read. */
     cfg.max_input = RESP_MAX_COMMAND + (1u << 20);
-    store = kv_store_new();
-    if (!store) {
+    /* Answering stops once pending output passes out_high_water, with at
+     * most one batch on top, so a reply may add what max_output leaves
+     * above that; past max_output poolsrv would drop the connection. */
+    app.high_water = cfg.out_high_water;
+    reserved = cfg.out_high_water + EX_OUT_CAP;
+    app.max_reply = cfg.max_output == 0 ? SIZE_MAX
+                    : cfg.max_output > reserved ? cfg.max_output - reserved
+                                                : 0;
+    app.store = kv_store_new();
+    if (!app.store) {
         fprintf(stderr, "%s: out of memory\n", prog.name);
         return 1;
     }
@@ -427,7 +546,7 @@ int main(int argc, char **argv)
     h.on_open = kv_on_open;
     h.on_data = kv_on_data;
     h.on_close = kv_on_close;
-    rc = ex_run(&prog, &cfg, &h, store);
-    kv_store_free(store);
+    rc = ex_run(&prog, &cfg, &h, &app);
+    kv_store_free(app.store);
     return rc;
 }

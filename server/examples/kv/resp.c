@@ -10,25 +10,21 @@ void resp_parser_init(resp_parser *p)
     memset(p, 0, sizeof *p);
     p->want = -1;
     p->bulk = -1;
-    p->cap = sizeof p->small_off / sizeof p->small_off[0];
-    p->off = p->small_off;
+    p->cap = sizeof p->small_argv / sizeof p->small_argv[0];
     p->argv = p->small_argv;
 }
 
-static void free_arrays(resp_parser *p)
+static void free_argv(resp_parser *p)
 {
-    if (p->off != p->small_off)
-        free(p->off);
     if (p->argv != p->small_argv)
         free(p->argv);
-    p->cap = sizeof p->small_off / sizeof p->small_off[0];
-    p->off = p->small_off;
+    p->cap = sizeof p->small_argv / sizeof p->small_argv[0];
     p->argv = p->small_argv;
 }
 
 void resp_parser_free(resp_parser *p)
 {
-    free_arrays(p);
+    free_argv(p);
     free(p->line);
     p->line = NULL;
     p->line_cap = 0;
@@ -39,7 +35,7 @@ void resp_parser_free(resp_parser *p)
 static void reset(resp_parser *p)
 {
     if (p->cap > 64)
-        free_arrays(p);
+        free_argv(p);
     if (p->line_cap > 4096) {
         free(p->line);
         p->line = NULL;
@@ -51,28 +47,30 @@ static void reset(resp_parser *p)
     p->argc = 0;
 }
 
-/* Room for n arguments in off[] and argv[]. */
-static int reserve(resp_parser *p, size_t n)
+void resp_release(resp_parser *p)
+{
+    if (p->done) {
+        reset(p);
+        p->done = false;
+    }
+}
+
+/* Room for n arguments in argv[], keeping its first `keep` entries (inline
+ * fills argv as it goes; multibulk fills it once the count is known). */
+static int reserve(resp_parser *p, size_t n, size_t keep)
 {
     size_t cap = p->cap;
-    size_t(*off)[2];
     resp_str *argv;
 
     if (n <= p->cap)
         return 0;
     while (cap < n)
         cap *= 2;
-    off = malloc(cap * sizeof *off);
     argv = malloc(cap * sizeof *argv);
-    if (!off || !argv) {
-        free(off);
-        free(argv);
+    if (!argv)
         return RESP_ERR_NOMEM;
-    }
-    memcpy(off, p->off, p->argc * sizeof *off);
-    memcpy(argv, p->argv, p->argc * sizeof *argv); /* inline fills argv as it goes */
-    free_arrays(p);
-    p->off = off;
+    memcpy(argv, p->argv, keep * sizeof *argv);
+    free_argv(p);
     p->argv = argv;
     p->cap = cap;
     return 0;
@@ -144,20 +142,36 @@ static int read_bulk(resp_parser *p, const char *buf, size_t len)
         return RESP_NEED_MORE;
     if (buf[p->pos + (size_t)p->bulk] != '\r' || buf[p->pos + (size_t)p->bulk + 1] != '\n')
         return RESP_ERR_CRLF;
-    if (reserve(p, p->argc + 1) < 0)
-        return RESP_ERR_NOMEM;
-    p->off[p->argc][0] = p->pos;
-    p->off[p->argc][1] = (size_t)p->bulk;
-    p->argc++;
+    p->argc++; /* nothing stored: argv is built once the command is complete */
     p->pos += (size_t)p->bulk + 2;
     p->bulk = -1;
     return 1;
 }
 
+/* The command in buf is complete and valid: point argv at its p->argc
+ * arguments, walking their "$<len>" lines again from p->first.  Keeping no
+ * offsets while the command arrives is what bounds the parser's memory by
+ * the arguments actually sent rather than announced or trickled. */
+static int build_argv(resp_parser *p, const char *buf)
+{
+    size_t pos = p->first, next, i;
+    long long v;
+
+    if (reserve(p, p->argc, 0) < 0)
+        return RESP_ERR_NOMEM;
+    for (i = 0; i < p->argc; i++) {
+        read_number_line(buf, p->pos, pos, &v, &next); /* accepted once: 1 */
+        p->argv[i].p = buf + next;
+        p->argv[i].n = (size_t)v;
+        pos = next + (size_t)v + 2;
+    }
+    return 0;
+}
+
 static int parse_multibulk(resp_parser *p, const char *buf, size_t len, size_t *consumed)
 {
     long long v;
-    size_t next, i;
+    size_t next;
     int rc;
 
     if (p->want < 0) {
@@ -167,16 +181,15 @@ static int parse_multibulk(resp_parser *p, const char *buf, size_t len, size_t *
         if (v > (long long)RESP_MAX_ARGS)
             return RESP_ERR_MULTIBULK;
         p->pos = next;
+        p->first = next;
         p->want = v < 0 ? 0 : v;
     }
     while ((long long)p->argc < p->want) {
         if ((rc = read_bulk(p, buf, len)) != 1)
             return rc;
     }
-    for (i = 0; i < p->argc; i++) {
-        p->argv[i].p = buf + p->off[i][0];
-        p->argv[i].n = p->off[i][1];
-    }
+    if ((rc = build_argv(p, buf)) < 0)
+        return rc;
     *consumed = p->pos;
     return RESP_COMMAND;
 }
@@ -269,7 +282,7 @@ static int parse_inline(resp_parser *p, const char *buf, size_t len, size_t *con
             i++;
         if (i >= n)
             break;
-        if (reserve(p, p->argc + 1) < 0)
+        if (reserve(p, p->argc + 1, p->argc) < 0)
             return RESP_ERR_NOMEM;
         start = olen;
         if (buf[i] == '"' || buf[i] == '\'') {

@@ -9,6 +9,13 @@
  * and poolsrv presents the same bytes again with newer ones behind them.
  * The parser remembers how far it got, so a long command arriving in many
  * pieces is scanned once, and the result never depends on the split.
+ *
+ * Memory: while a command arrives the parser keeps no state per argument
+ * (a "*1048576" followed by a trickle of "$0" arguments costs the parser
+ * nothing but its struct; the bytes themselves are the connection's
+ * unconsumed input, at most RESP_MAX_COMMAND).  Only a complete command gets
+ * its argv: 16 bytes per argument it really has, given back by
+ * resp_release (or the next resp_parse) when that array is large.
  */
 #ifndef KV_RESP_H
 #define KV_RESP_H
@@ -30,14 +37,13 @@ typedef struct resp_parser {
     size_t pos;       /* bytes of the current command already parsed */
     long long want;   /* arguments announced by '*', -1 before the '*' line */
     long long bulk;   /* length of the argument being read, -1 before its '$' line */
+    size_t first;     /* multibulk: offset of the first argument's '$' line */
     size_t argc;      /* arguments complete so far */
     int done;         /* the last call returned a command */
-    size_t cap;       /* capacity of off[] and argv[] */
-    size_t (*off)[2]; /* multibulk: offset and length of each argument */
+    size_t cap;       /* capacity of argv[] */
     resp_str *argv;   /* the finished command's arguments */
     char *line;       /* inline: unquoted copy of the arguments */
     size_t line_cap;
-    size_t small_off[8][2];
     resp_str small_argv[8];
 } resp_parser;
 
@@ -66,6 +72,11 @@ void resp_parser_free(resp_parser *p);
  */
 int resp_parse(resp_parser *p, const char *buf, size_t len, size_t *consumed, size_t *argc,
                resp_str **argv);
+
+/* The command last returned is done with: give back its large arrays now
+ * rather than at the next resp_parse, so an idle connection holds only the
+ * parser struct.  Its argv is invalid afterwards. */
+void resp_release(resp_parser *p);
 
 /* The Redis error text for a RESP_ERR_* code, "Protocol error: ...". */
 const char *resp_strerror(int code);
