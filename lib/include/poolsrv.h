@@ -452,7 +452,12 @@ PS_EXTERN int ps_stats_format(const ps_stats *st, ps_stats_format_kind kind, con
  *
  * A ps_conn is owned by the framework.  Handlers may use it only while one of
  * its callbacks (or serve) is running on the current thread; after on_close,
- * or after serve returns without parking, the pointer is invalid.
+ * or after serve returns without parking, the pointer is invalid (to reach a
+ * connection from elsewhere, see ps_conn_ref and ps_conn_post below).  The
+ * descriptor stays open until on_close (or serve) returns.  Sockets are
+ * non-blocking; an event callback holds a worker while it runs and must not
+ * block (no sleeps, no blocking I/O of its own): use the blocking style, or
+ * another thread that posts its result, for that.
  */
 
 /* Both styles. */
