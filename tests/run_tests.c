@@ -12,7 +12,7 @@
  *   CK_RUN_SUITE=server                  only the suite named "server"
  *                                        (queue addr config server event
  *                                        blocking features proxy dgram bounds
- *                                        anythread callbacks)
+ *                                        anythread callbacks connect)
  *   CK_RUN_CASE=stop                     only the test cases named "stop"
  *   CK_VERBOSITY=verbose                 print every test, not just failures
  *   CK_XML_LOG_FILE_NAME=/tmp/ck.xml     per-test results with durations
@@ -52,6 +52,7 @@ int main(void)
     srunner_add_suite(sr, bounds_suite());
     srunner_add_suite(sr, anythread_suite());
     srunner_add_suite(sr, callbacks_suite());
+    srunner_add_suite(sr, connect_suite());
     srunner_add_suite(sr, dgram_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

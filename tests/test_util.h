@@ -31,6 +31,7 @@ Suite *proxy_suite(void);
 Suite *bounds_suite(void);
 Suite *anythread_suite(void);
 Suite *callbacks_suite(void);
+Suite *connect_suite(void);
 Suite *dgram_suite(void);
 
 /* ------------------------------------------------------------- time */

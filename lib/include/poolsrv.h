@@ -112,10 +112,14 @@ typedef enum ps_close_reason {
     PS_CLOSE_SHUTDOWN = 4, /* the server stopped and the drain deadline passed */
     PS_CLOSE_TIMEOUT = 5,  /* one of the timeouts in ps_config expired */
     PS_CLOSE_OUTPUT = 6,   /* pending output would have passed ps_config.max_output */
+    /* Outbound connections (ps_server_connect) that never opened: */
+    PS_CLOSE_REFUSED = 7,         /* the peer refused (ECONNREFUSED) */
+    PS_CLOSE_UNREACHABLE = 8,     /* no route, network/host unreachable, or another connect error */
+    PS_CLOSE_CONNECT_TIMEOUT = 9, /* not connected within connect_timeout_ms */
 } ps_close_reason;
 
-/* "eof", "local", "error", "overflow", "shutdown", "timeout", "output" (or
- * "unknown").
+/* "eof", "local", "error", "overflow", "shutdown", "timeout", "output",
+ * "refused", "unreachable", "connect_timeout" (or "unknown").
  * Static storage; any thread. */
 PS_EXTERN const char *ps_close_reason_str(ps_close_reason why);
 
@@ -301,6 +305,9 @@ typedef struct ps_config {
                                default 256 KiB.  Reading restarts with any
                                input on_data left unconsumed, offered again
                                without waiting for new bytes */
+    int connect_timeout_ms; /* ps_server_connect: not connected this long after
+                               the call: PS_CLOSE_CONNECT_TIMEOUT; 0 = none;
+                               default 10000 */
     size_t max_posts;       /* event style: requests waiting in one connection's
                                mailbox (ps_conn_post) at most; past it
                                ps_conn_post returns -ENOBUFS; default 65536 */
@@ -431,6 +438,10 @@ typedef struct ps_stats {
     uint64_t replies_refused_rate; /* ... refused: the source's reply rate (-EBUSY) */
     uint64_t proxy_errors;     /* connections closed for a malformed PROXY header */
     uint64_t output_closes;    /* connections dropped at max_output */
+    uint64_t connects;         /* outbound connections started (ps_server_connect);
+                                  accepted counts only inbound ones */
+    uint64_t connect_errors;   /* ... of which never opened (refused, unreachable,
+                                  connect timeout) */
 } ps_stats;
 
 PS_EXTERN void ps_server_stats(const ps_server *s, ps_stats *out);
@@ -604,6 +615,32 @@ PS_EXTERN int ps_conn_post(ps_conn_ref ref, ps_post_fn fn, void *arg);
  * closes.  Timers fire on the reactor's clock, a few ms late at most (not
  * early).  Returns 0, -EINVAL without an on_timer handler. */
 PS_EXTERN int ps_conn_timer(ps_conn *c, int64_t ms);
+
+/* ---------------------------------------------------- outbound connections
+ *
+ * Event style.  A connection the server opens (to a backend, an upstream)
+ * lives on the same pool as accepted ones: same callbacks, watermarks,
+ * timeouts, posts and timers, counted in `connects` rather than `accepted`
+ * (and not limited by max_connections or max_per_client).
+ */
+
+/* Open an outbound connection to addr (as ps_addr_parse takes it: IPv4,
+ * [IPv6], "localhost", "unix:PATH" - never a DNS name, so nothing blocks),
+ * served by h's callbacks with `user` as their user pointer and `data` as
+ * ps_conn_data from the start.  Any thread, handlers included, between
+ * ps_server_start and ps_server_stop.
+ * Returns 0 and fills *ref (if not NULL); then exactly one of these follows,
+ * on a worker: on_open once connected (from then on it is like an accepted
+ * connection, ending with on_close), or on_close without on_open, with
+ * PS_CLOSE_REFUSED, PS_CLOSE_UNREACHABLE or PS_CLOSE_CONNECT_TIMEOUT
+ * (ps_conn_data then gives `data` back to free).  Posts to it wait until it
+ * is open.  Returns -EINVAL (a bad address, a blocking-style server, h
+ * without on_data), -ESHUTDOWN (not running, or stopping), or socket(2)'s
+ * error (-EMFILE, ...), with err->msg (if err is not NULL); then no
+ * callback follows.  h must stay valid until that connection's on_close
+ * returns. */
+PS_EXTERN int ps_server_connect(ps_server *s, const char *addr, const ps_handler *h, void *user,
+                                void *data, ps_conn_ref *ref, ps_err *err);
 
 /* ---------------------------------------------------------- server timers
  *

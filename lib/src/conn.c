@@ -61,7 +61,9 @@ ps_conn *ps__conn_new(ps_server *s, int fd, const struct sockaddr_storage *peer,
     memset((char *)c + PS_RESET_FROM, 0, sizeof *c - PS_RESET_FROM);
     c->state = PS_CS_OWNED;
     c->fd = fd;
-    c->id = ++s->next_id;
+    c->id = atomic_fetch_add_explicit(&s->next_id, 1, memory_order_relaxed) + 1;
+    c->h = &s->h;
+    c->user = s->user;
     c->ready = EPOLLIN; /* a new connection may have bytes already */
     pthread_mutex_unlock(&c->lock);
     c->timeout_ms = s->cfg.io_timeout_ms;
@@ -151,7 +153,8 @@ bool ps__conn_arm(ps_conn *c, uint32_t events)
 
     c->ready = 0;
     pthread_mutex_lock(&c->lock);
-    if (c->mail || c->posts) {
+    /* (posts to a connection still connecting wait for on_open) */
+    if (c->mail || (c->posts && !(c->flags & PS_CF_CONNECTING))) {
         pthread_mutex_unlock(&c->lock);
         return false;
     }
@@ -237,6 +240,17 @@ unsigned ps__conn_take_mail(ps_conn *c, struct ps_post **posts)
     c->nposts = 0;
     pthread_mutex_unlock(&c->lock);
     return mail;
+}
+
+bool ps__conn_take_timer(ps_conn *c)
+{
+    bool t;
+
+    pthread_mutex_lock(&c->lock);
+    t = c->mail & PS_MAIL_TIMER;
+    c->mail &= ~(unsigned)PS_MAIL_TIMER;
+    pthread_mutex_unlock(&c->lock);
+    return t;
 }
 
 /* The owner, before on_close: refuse requests from now on.  Returns the

@@ -178,7 +178,6 @@ static void input_consumed(ps_conn *c)
 /* Hand new bytes to on_data, together with any earlier unconsumed input. */
 static void deliver(ps_conn *c, const char *data, size_t len)
 {
-    ps_server *s = c->srv;
     size_t used;
 
     if (c->in.len > 0) {
@@ -186,7 +185,7 @@ static void deliver(ps_conn *c, const char *data, size_t len)
             keep_input(c, data, len);
         if (c->flags & (PS_CF_OVERFLOW | PS_CF_FATAL | PS_CF_OUTLIMIT))
             return;
-        used = s->h.on_data(c, c->in.data + c->in.off, c->in.len, s->user);
+        used = c->h->on_data(c, c->in.data + c->in.off, c->in.len, c->user);
         if (used >= c->in.len) {
             input_consumed(c);
         } else {
@@ -195,7 +194,7 @@ static void deliver(ps_conn *c, const char *data, size_t len)
         }
         return;
     }
-    used = s->h.on_data(c, data, len, s->user);
+    used = c->h->on_data(c, data, len, c->user);
     if (used < len)
         keep_input(c, data + used, len - used);
 }
@@ -263,6 +262,10 @@ static ps_close_reason close_reason(const ps_conn *c)
         return PS_CLOSE_LOCAL; /* even when linger_ms cut it */
     if (atomic_load_explicit(&c->forced, memory_order_relaxed))
         return PS_CLOSE_SHUTDOWN;
+    if (c->connect_err)
+        return c->connect_err == ETIMEDOUT      ? PS_CLOSE_CONNECT_TIMEOUT
+               : c->connect_err == ECONNREFUSED ? PS_CLOSE_REFUSED
+                                                : PS_CLOSE_UNREACHABLE;
     if (atomic_load_explicit(&c->timed_out, memory_order_relaxed))
         return PS_CLOSE_TIMEOUT;
     if (c->flags & PS_CF_OUTLIMIT)
@@ -290,16 +293,20 @@ static void finish(struct ps_worker *w, ps_conn *c)
         free(p);
         p = next;
     }
-    if (s->h.on_close)
-        s->h.on_close(c, close_reason(c), s->user);
+    if (c->h->on_close)
+        c->h->on_close(c, close_reason(c), c->user);
     ps__conn_destroy(w, c);
+}
+
+void ps__event_fail(struct ps_worker *w, ps_conn *c)
+{
+    finish(w, c);
 }
 
 /* Requests other threads left while nobody ran the connection: a resume
  * re-offers held input, the timer calls on_timer, posts run in order. */
 static void open_mailbox(ps_conn *c)
 {
-    ps_server *s = c->srv;
     struct ps_post *p;
     unsigned mail = ps__conn_take_mail(c, &p);
 
@@ -308,8 +315,8 @@ static void open_mailbox(ps_conn *c)
         if (c->in.len > 0)
             c->flags |= PS_CF_IN_UNSEEN;
     }
-    if ((mail & PS_MAIL_TIMER) && s->h.on_timer)
-        s->h.on_timer(c, s->user);
+    if ((mail & PS_MAIL_TIMER) && c->h->on_timer)
+        c->h->on_timer(c, c->user);
     while (p) {
         struct ps_post *next = p->next;
         p->fn(c, p->arg, 0);
@@ -322,13 +329,12 @@ static void open_mailbox(ps_conn *c)
  * seen everything) - it keeps the connection for sending. */
 static void peer_done(ps_conn *c)
 {
-    ps_server *s = c->srv;
 
-    if (!(c->flags & PS_CF_PEER_EOF) || (c->flags & PS_CF_EOF_SEEN) || !s->h.on_eof)
+    if (!(c->flags & PS_CF_PEER_EOF) || (c->flags & PS_CF_EOF_SEEN) || !c->h->on_eof)
         return;
     c->flags |= PS_CF_EOF_SEEN;
     if (!(c->flags & (PS_CF_CLOSING | PS_CF_FATAL | PS_CF_OVERFLOW | PS_CF_OUTLIMIT)))
-        s->h.on_eof(c, s->user);
+        c->h->on_eof(c, c->user);
 }
 
 /* ps_conn_shutdown_write, event style: the FIN goes once output is out. */
@@ -351,7 +357,7 @@ static bool ends_now(struct ps_worker *w, ps_conn *c)
     if (c->flags & (PS_CF_FATAL | PS_CF_OVERFLOW | PS_CF_OUTLIMIT))
         return true;
     if ((c->flags & PS_CF_PEER_EOF) && flushed &&
-        (!c->srv->h.on_eof || (c->flags & PS_CF_WR_DONE)))
+        (!c->h->on_eof || (c->flags & PS_CF_WR_DONE)))
         return true;
     return (c->flags & PS_CF_CLOSING) && flushed && linger(w, c);
 }
@@ -367,8 +373,8 @@ static bool turn(struct ps_worker *w, ps_conn *c, bool *more)
     if ((c->flags & PS_CF_BACKPRESSURE) && c->out.len <= s->cfg.out_low_water) {
         backpressure_off(c);
         c->ready |= EPOLLIN; /* bytes may have waited while we did not read */
-        if (s->h.on_drain)
-            s->h.on_drain(c, s->user);
+        if (c->h->on_drain)
+            c->h->on_drain(c, c->user);
     }
     if ((c->flags & PS_CF_IN_UNSEEN) && reading_allowed(c)) {
         /* bytes that came with the PROXY header, or were held back */
@@ -395,9 +401,11 @@ void ps__event_turn(struct ps_worker *w, ps_conn *c)
     uint32_t events = 0;
 
     ps__conn_touch(c);
+    if ((c->flags & PS_CF_CONNECTING) && !ps__connect_step(w, c))
+        return;
     if (!(c->flags & PS_CF_OPENED)) {
         c->flags |= PS_CF_OPENED;
-        if (s->h.on_open && s->h.on_open(c, s->user) != 0)
+        if (c->h->on_open && c->h->on_open(c, c->user) != 0)
             c->flags |= PS_CF_CLOSING;
     }
     if (!turn(w, c, &more))

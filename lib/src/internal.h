@@ -53,6 +53,7 @@ enum {
     PS_CF_EOF_SEEN = 1u << 13,    /* event: on_eof has run */
     PS_CF_WR_SHUT = 1u << 14,     /* event: ps_conn_shutdown_write: FIN after the output */
     PS_CF_WR_DONE = 1u << 15,     /* event: ... and it was sent */
+    PS_CF_CONNECTING = 1u << 16,  /* outbound: connect(2) not finished */
 };
 /* States in which the connection itself does not read (the user's pause aside). */
 #define PS_CF_NO_READ                                                                   \
@@ -148,6 +149,10 @@ struct ps_conn {
     /* Written before the connection is first queued; outsiders holding a
      * ps_conn_ref compare it under lock. */
     uint64_t id;
+    const ps_handler *h; /* its callbacks: the server's, or ps_server_connect's */
+    bool outbound;       /* made by ps_server_connect (immutable once registered) */
+    int connect_err;     /* outbound: why connect failed (owner) */
+    void *user;          /* ... and their user pointer */
     struct ps_worker *w; /* worker running it now */
     void *udata;
     ps_buf in;  /* event style: unconsumed input, NULL while empty */
@@ -268,7 +273,8 @@ struct ps_server {
     PS_ALIGN_CACHE ps_counters rst;
     char *dgram_buf; /* max_datagram + 1 bytes, to see truncation */
     ps_conn *pend_head, *pend_tail;
-    uint64_t next_id;
+    atomic_uint_least64_t next_id; /* connection ids (reactor, ps_server_connect) */
+    atomic_uint_least64_t connects, connect_errors; /* ps_server_connect, any thread */
     bool accept_paused;      /* block policy: queue full */
     int64_t backoff_until;   /* EMFILE: listeners off until then (ms, monotonic) */
     bool draining;
@@ -302,6 +308,7 @@ bool ps__conn_arm(ps_conn *c, uint32_t events);
 bool ps__conn_collect(ps_conn *c, uint32_t events);
 int ps__conn_request(ps_conn *c, uint64_t id, unsigned mail, struct ps_post *p);
 unsigned ps__conn_take_mail(ps_conn *c, struct ps_post **posts);
+bool ps__conn_take_timer(ps_conn *c); /* owner: a timer expiry waited (cleared) */
 struct ps_post *ps__conn_close_mailbox(ps_conn *c);
 /* Milliseconds on CLOCK_MONOTONIC_COARSE: a vDSO read of a value the
  * kernel keeps per tick (a few ns, resolution 1-4 ms), cheap enough for the
@@ -334,6 +341,10 @@ bool ps__proxy_step(struct ps_worker *w, ps_conn *c);
 
 /* event.c */
 void ps__event_turn(struct ps_worker *w, ps_conn *c);
+void ps__event_fail(struct ps_worker *w, ps_conn *c); /* finish: cancel, on_close, destroy */
+
+/* connect.c */
+bool ps__connect_step(struct ps_worker *w, ps_conn *c);
 int ps__event_shutdown_write(ps_conn *c);
 
 /* dgram.c */
@@ -389,6 +400,7 @@ void ps__registry_shutdown_all(ps_server *s);
 
 /* timer.c */
 void ps__timer_cancel(ps_server *s, ps_conn *c);
+int ps__timer_arm(ps_conn *c, int64_t ms); /* the connection's timer, no handler check */
 int64_t ps__timers_run(ps_server *s, int64_t now); /* reactor: next deadline or INT64_MAX */
 void ps__timers_fini(ps_server *s);
 void ps__timer_turn(struct ps_worker *w, struct ps_timer *t); /* a server timer, on a worker */

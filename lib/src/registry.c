@@ -145,7 +145,9 @@ int ps__registry_add(ps_server *s, ps_conn *c)
     int rc = 0;
 
     pthread_mutex_lock(&s->reg_lock);
-    if (s->cfg.max_connections > 0 && s->reg_count >= (size_t)s->cfg.max_connections)
+    if (c->outbound)
+        rc = 0; /* the limits are for clients */
+    else if (s->cfg.max_connections > 0 && s->reg_count >= (size_t)s->cfg.max_connections)
         rc = -EMFILE;
     else if (!(c->flags & PS_CF_PROXY))
         rc = client_acquire(s, c);

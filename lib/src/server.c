@@ -31,6 +31,7 @@ void ps_config_init(ps_config *cfg)
     cfg->out_low_water = 256u << 10;
     cfg->max_output = 64u << 20;
     cfg->max_posts = 65536;
+    cfg->connect_timeout_ms = 10000;
     cfg->max_datagram = 65535;
     cfg->dgram_reply_policy = PS_DGRAM_REFUSE_SELF | PS_DGRAM_REFUSE_PORTS;
     cfg->dgram_reply_rate = 1000;
@@ -465,6 +466,8 @@ void ps_server_stats(const ps_server *cs, ps_stats *out)
     if (listeners_ready(s) && s->workers) /* the array exists once started */
         for (i = 0; i < s->cfg.workers; i++)
             add_counters(out, &s->workers[i].st);
+    out->connects = atomic_load_explicit(&s->connects, memory_order_relaxed);
+    out->connect_errors = atomic_load_explicit(&s->connect_errors, memory_order_relaxed);
     pthread_mutex_lock(&s->reg_lock);
     out->active = s->reg_count;
     pthread_mutex_unlock(&s->reg_lock);

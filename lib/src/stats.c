@@ -33,7 +33,9 @@
     X(replies_refused_port, counter, "Datagram replies refused: a service source port")      \
     X(replies_refused_rate, counter, "Datagram replies refused: the source's reply rate")    \
     X(proxy_errors, counter, "Connections closed for a malformed PROXY header")          \
-    X(output_closes, counter, "Connections dropped at max_output")
+    X(output_closes, counter, "Connections dropped at max_output")                      \
+    X(connects, counter, "Outbound connections started (ps_server_connect)")            \
+    X(connect_errors, counter, "Outbound connections that failed to connect")
 
 /* One row per field: its name, whether it is a counter (else a gauge),
  * its help text and where it sits in ps_stats. */

@@ -82,7 +82,7 @@ static bool input_expired(ps_server *s, ps_conn *c, int64_t now)
 
     if (cfg->idle_timeout_ms > 0 && now - LD(c->last_active) >= cfg->idle_timeout_ms)
         return true;
-    if (cfg->first_byte_timeout_ms > 0 && LD(c->total_in) == 0 &&
+    if (cfg->first_byte_timeout_ms > 0 && LD(c->total_in) == 0 && !c->outbound &&
         now - c->accepted_at >= cfg->first_byte_timeout_ms)
         return true;
     if (LD(c->header_pending) && cfg->header_timeout_ms > 0 &&

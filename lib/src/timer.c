@@ -123,13 +123,18 @@ static bool arm_locked(ps_server *s, struct ps_tnode *n, int64_t ms, int *rc)
 
 int ps_conn_timer(ps_conn *c, int64_t ms)
 {
+    if (!c->h->on_timer)
+        return -EINVAL;
+    return ps__timer_arm(c, ms);
+}
+
+int ps__timer_arm(ps_conn *c, int64_t ms)
+{
     ps_server *s = c->srv;
     struct ps_tnode *t = &c->timer;
     bool wake = false;
     int rc = 0;
 
-    if (!s->h.on_timer)
-        return -EINVAL;
     pthread_mutex_lock(&s->timer_lock);
     if (t->slot)
         heap_remove(s, t);

@@ -33,6 +33,9 @@ const char *ps_close_reason_str(ps_close_reason why)
     case PS_CLOSE_SHUTDOWN: return "shutdown";
     case PS_CLOSE_TIMEOUT: return "timeout";
     case PS_CLOSE_OUTPUT: return "output";
+    case PS_CLOSE_REFUSED: return "refused";
+    case PS_CLOSE_UNREACHABLE: return "unreachable";
+    case PS_CLOSE_CONNECT_TIMEOUT: return "connect_timeout";
     }
     return "unknown";
 }

@@ -1,0 +1,113 @@
+/*
+ * connect.c - outbound connections (ps_server_connect): a non-blocking
+ * connect from any thread that yields an event-style connection on the same
+ * pool, with the same callbacks, watermarks, timeouts and counters as an
+ * accepted one.
+ *
+ * The calling thread creates the connection and owns it until it arms it
+ * for EPOLLOUT (or queues it, when connect(2) finished or failed at once);
+ * the worker that collects it reads SO_ERROR and either opens it (on_open)
+ * or ends it (on_close with the reason).  The connect timeout is the
+ * connection's own timer, so it is a mailbox request like any expiry.
+ * Addresses are those of ps_addr_parse: numeric, "localhost" or unix: -
+ * nothing that needs DNS, so nothing here blocks.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int ps_server_connect(ps_server *s, const char *addr, const ps_handler *h, void *user,
+                      void *data, ps_conn_ref *ref, ps_err *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    ps_conn *c;
+    int fd, rc;
+    uint64_t id;
+
+    if (!s->event_style || !h || !h->on_data || h->serve)
+        return ps__set_err(err, -EINVAL, "connect: needs an event-style server and handler");
+    if (atomic_load_explicit(&s->state, memory_order_acquire) != PS_STATE_STARTED ||
+        atomic_load_explicit(&s->stopping, memory_order_acquire))
+        return ps__set_err(err, -ESHUTDOWN, "connect: the server is not running");
+    if (!addr)
+        return ps__set_err(err, -EINVAL, "connect: no address");
+    if (ps_addr_parse(addr, &ss, &len, err) < 0)
+        return -EINVAL; /* err->msg names the bad part */
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return ps__set_err(err, -errno, "connect %s: socket: %s", addr, ps_strerror(errno));
+    c = ps__conn_new(s, fd, &ss, len);
+    if (!c) {
+        close(fd);
+        return ps__set_err(err, -ENOMEM, "connect %s: out of memory", addr);
+    }
+    c->h = h;
+    c->user = user;
+    c->udata = data;
+    c->outbound = true;
+    c->flags |= PS_CF_CONNECTING;
+    c->ready = 0;
+    ps__registry_add(s, c); /* outbound connections are not limited */
+    atomic_fetch_add_explicit(&s->connects, 1, memory_order_relaxed);
+    id = c->id; /* before anyone else can own it */
+    do
+        rc = connect(fd, (struct sockaddr *)&ss, len);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0 && errno != EINPROGRESS) {
+        c->connect_err = errno; /* the turn reports it through on_close */
+    } else if (rc < 0) {
+        if (s->cfg.connect_timeout_ms > 0)
+            ps__timer_arm(c, s->cfg.connect_timeout_ms);
+        if (ps__conn_arm(c, EPOLLOUT))
+            goto out;
+    } else {
+        c->ready = EPOLLOUT; /* connected at once (Unix sockets, often) */
+    }
+    ps__queue_push_spill(s->q, &c->spill, c);
+out:
+    if (ref) {
+        ref->conn = c;
+        ref->id = id;
+    }
+    return 0;
+}
+
+/* The turn of a connection still connecting: true once it is connected;
+ * false when it waits on (re-armed) or failed (finished, on_close told). */
+bool ps__connect_step(struct ps_worker *w, ps_conn *c)
+{
+    ps_server *s = c->srv;
+    int e = c->connect_err, one = 1;
+    socklen_t len = sizeof e;
+
+    if (!e && ps__conn_take_timer(c))
+        e = ETIMEDOUT;
+    if (!e && !(c->ready & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+        if (!ps__conn_arm(c, EPOLLOUT)) /* a post woke it: posts wait for on_open */
+            ps__queue_push_spill(s->q, &c->spill, c);
+        return false;
+    }
+    if (!e && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+        e = errno;
+    if (!e && (c->ready & EPOLLHUP))
+        e = ECONNRESET;
+    if (e) {
+        c->connect_err = e;
+        atomic_fetch_add_explicit(&s->connect_errors, 1, memory_order_relaxed);
+        ps__event_fail(w, c);
+        return false;
+    }
+    c->flags &= ~(unsigned)PS_CF_CONNECTING;
+    ps__timer_cancel(s, c);
+    if (s->cfg.tcp_nodelay && c->peer.ss_family != AF_UNIX)
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->ready = EPOLLIN; /* it may have sent already */
+    ps__conn_touch(c);
+    return true;
+}
