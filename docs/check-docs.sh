@@ -20,6 +20,7 @@ CLIENT_BIN=${CLIENT_BIN:-client/poolsrv-client}
 BENCH_BIN=${BENCH_BIN:-bench/poolsrv-bench}
 HTTP_BIN=${HTTP_BIN:-server/examples/poolsrv-http}
 KV_BIN=${KV_BIN:-server/examples/poolsrv-kv}
+PROXY_BIN=${PROXY_BIN:-server/examples/poolsrv-proxy}
 HEADER=lib/include/poolsrv.h
 
 PASSED=0
@@ -86,6 +87,7 @@ check_options "$CLIENT_BIN" docs/man/poolsrv-client.1
 check_options "$BENCH_BIN" docs/man/poolsrv-bench.1
 check_options "$HTTP_BIN" docs/man/poolsrv-http.1
 check_options "$KV_BIN" docs/man/poolsrv-kv.1
+check_options "$PROXY_BIN" docs/man/poolsrv-proxy.1
 
 # ------------------------------------------------------------------ API
 

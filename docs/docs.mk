@@ -14,7 +14,8 @@
 
 MANDIR ?= $(PREFIX)/share/man
 MAN1   := docs/man/poolsrv-echo.1 docs/man/poolsrv-client.1 docs/man/poolsrv-bench.1 \
-          docs/man/poolsrv-http.1 docs/man/poolsrv-kv.1
+          docs/man/poolsrv-http.1 docs/man/poolsrv-kv.1 \
+          docs/man/poolsrv-proxy.1
 MAN3   := docs/man/poolsrv.3
 
 .PHONY: test-install check-docs

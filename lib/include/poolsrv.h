@@ -609,6 +609,21 @@ PS_EXTERN ps_conn_ref ps_conn_ref_of(ps_conn *c);
  * malloc failure returns -ENOMEM). */
 PS_EXTERN int ps_conn_post(ps_conn_ref ref, ps_post_fn fn, void *arg);
 
+/* From a callback (or posted function) of any connection of the same
+ * server: send len bytes to the referenced connection now, as ps_conn_send
+ * would from its own callbacks - if nobody is running it at this moment.
+ * The calling worker then writes them itself (no hand-off, no wake-up; the
+ * receiver's callbacks do not run) and the receiver's watermarks, timeouts,
+ * counters and max_output apply as usual.  Returns the receiver's pending
+ * output after the call (>= 0; past out_high_water the receiver is backed
+ * up: pause your producer until its on_drain), -EBUSY when another thread
+ * runs it now, it is still connecting, or the caller is not one of this
+ * server's workers (then post instead: ps_conn_post keeps order with the
+ * posts before it, which this call does not wait for), -ESHUTDOWN when it
+ * is closed or closing, or ps_conn_send's errors (-EPIPE, -ENOBUFS,
+ * -ENOMEM).  A proxy forwards with it and falls back to a post. */
+PS_EXTERN ssize_t ps_conn_try_send(ps_conn_ref ref, const void *data, size_t len);
+
 /* Event style, from c's callbacks: arm c's one timer to call on_timer once,
  * after ms milliseconds (0: on the next turn); a pending expiry is replaced,
  * and a negative ms cancels it.  It is cancelled anyway when the connection
@@ -629,8 +644,10 @@ PS_EXTERN int ps_conn_timer(ps_conn *c, int64_t ms);
  * served by h's callbacks with `user` as their user pointer and `data` as
  * ps_conn_data from the start.  Any thread, handlers included, between
  * ps_server_start and ps_server_stop.
- * Returns 0 and fills *ref (if not NULL); then exactly one of these follows,
- * on a worker: on_open once connected (from then on it is like an accepted
+ * Returns 0 and fills *ref (if not NULL) before the connection can run, so
+ * that callbacks on other workers (which may start before this call
+ * returns) find it there when the caller fills *ref under a lock they take
+ * too; then exactly one of these follows, on a worker: on_open once connected (from then on it is like an accepted
  * connection, ending with on_close), or on_close without on_open, with
  * PS_CLOSE_REFUSED, PS_CLOSE_UNREACHABLE or PS_CLOSE_CONNECT_TIMEOUT
  * (ps_conn_data then gives `data` back to free).  Posts to it wait until it

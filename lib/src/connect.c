@@ -28,7 +28,6 @@ int ps_server_connect(ps_server *s, const char *addr, const ps_handler *h, void 
     socklen_t len;
     ps_conn *c;
     int fd, rc;
-    uint64_t id;
 
     if (!s->event_style || !h || !h->on_data || h->serve)
         return ps__set_err(err, -EINVAL, "connect: needs an event-style server and handler");
@@ -55,7 +54,10 @@ int ps_server_connect(ps_server *s, const char *addr, const ps_handler *h, void 
     c->ready = 0;
     ps__registry_add(s, c); /* outbound connections are not limited */
     atomic_fetch_add_explicit(&s->connects, 1, memory_order_relaxed);
-    id = c->id; /* before anyone else can own it */
+    if (ref) { /* before anyone else can own it: on_close may come at once */
+        ref->conn = c;
+        ref->id = c->id;
+    }
     do
         rc = connect(fd, (struct sockaddr *)&ss, len);
     while (rc < 0 && errno == EINTR);
@@ -71,10 +73,6 @@ int ps_server_connect(ps_server *s, const char *addr, const ps_handler *h, void 
     }
     ps__queue_push_spill(s->q, &c->spill, c);
 out:
-    if (ref) {
-        ref->conn = c;
-        ref->id = id;
-    }
     return 0;
 }
 

@@ -394,11 +394,26 @@ static bool turn(struct ps_worker *w, ps_conn *c, bool *more)
     return true;
 }
 
+/* The events a connection waits for after a turn (without the fairness
+ * re-queue). */
+static uint32_t rest_events(const ps_conn *c)
+{
+    uint32_t events = 0;
+
+    if (c->flags & PS_CF_LINGER)
+        return EPOLLIN;
+    if (wants_read(c))
+        events |= EPOLLIN;
+    if (c->out.len > 0)
+        events |= EPOLLOUT;
+    return events;
+}
+
 void ps__event_turn(struct ps_worker *w, ps_conn *c)
 {
     ps_server *s = c->srv;
     bool more;
-    uint32_t events = 0;
+    uint32_t events;
 
     ps__conn_touch(c);
     if ((c->flags & PS_CF_CONNECTING) && !ps__connect_step(w, c))
@@ -410,21 +425,51 @@ void ps__event_turn(struct ps_worker *w, ps_conn *c)
     }
     if (!turn(w, c, &more))
         return;
-    if (c->flags & PS_CF_LINGER) {
-        events = EPOLLIN; /* the peer's EOF (or linger_ms) ends it */
-    } else {
-        if (wants_read(c))
-            events |= EPOLLIN;
-        if (c->out.len > 0)
-            events |= EPOLLOUT;
-        if (more && events == EPOLLIN && reading_allowed(c)) {
-            c->ready = EPOLLIN;
-            if (ps__queue_try_push(s->q, c) == 0)
-                return; /* fairness: back of the queue, still readable */
-        }
+    events = rest_events(c); /* lingering: the peer's EOF (or linger_ms) ends it */
+    if (more && events == EPOLLIN && !(c->flags & PS_CF_LINGER) && reading_allowed(c)) {
+        c->ready = EPOLLIN;
+        if (ps__queue_try_push(s->q, c) == 0)
+            return; /* fairness: back of the queue, still readable */
     }
     if (!ps__conn_arm(c, events))
         ps__queue_push_spill(s->q, &c->spill, c); /* a request came in: another turn */
+}
+
+/* A worker of the same server writes to a connection nobody runs: it owns
+ * it for the send (IDLE -> OWNED, as a collector would), then hands it back
+ * to epoll - or to the queue, when the send broke it or a request came
+ * meanwhile, so that its own turn ends it or applies the request.  Its
+ * callbacks never run here. */
+ssize_t ps_conn_try_send(ps_conn_ref ref, const void *data, size_t len)
+{
+    ps_conn *c = ref.conn;
+    struct ps_worker *w = ps__self;
+    ssize_t rc;
+
+    if (!c || !ref.id)
+        return -ESHUTDOWN;
+    if (!w || w->srv != c->srv)
+        return -EBUSY;
+    pthread_mutex_lock(&c->lock);
+    if (c->id != ref.id || c->state == PS_CS_FREE || c->state == PS_CS_CLOSED) {
+        pthread_mutex_unlock(&c->lock);
+        return -ESHUTDOWN;
+    }
+    if (c->state != PS_CS_IDLE || (c->flags & PS_CF_CONNECTING)) {
+        pthread_mutex_unlock(&c->lock);
+        return -EBUSY;
+    }
+    c->state = PS_CS_OWNED;
+    pthread_mutex_unlock(&c->lock);
+    c->w = w;
+    rc = ps_conn_send(c, data, len);
+    if (rc == 0) {
+        rc = (ssize_t)c->out.len;
+        ps__conn_touch(c);
+    }
+    if ((c->flags & (PS_CF_FATAL | PS_CF_OUTLIMIT)) || !ps__conn_arm(c, rest_events(c)))
+        ps__queue_push_spill(c->srv->q, &c->spill, c);
+    return rc;
 }
 
 /* ps_conn_shutdown_write in the event style (blocking.c dispatches). */

@@ -358,6 +358,7 @@ void ps__dgram_policy_free(ps_server *s);
 int ps__dgram_reply_check(struct ps_dgram *d); /* worker: 0, -ELOOP, -EPERM, -EBUSY; counted */
 
 /* pool.c */
+extern _Thread_local struct ps_worker *ps__self; /* this thread's worker, or NULL */
 int ps__pool_start(ps_server *s, ps_err *err);
 void ps__pool_join(ps_server *s);
 int ps__thread_create(pthread_t *tid, void *(*fn)(void *), void *arg);

@@ -164,12 +164,15 @@ static void *wait_ready(struct ps_worker *w)
     return take_ready(w, evs, n);
 }
 
+_Thread_local struct ps_worker *ps__self;
+
 static void *worker_main(void *arg)
 {
     struct ps_worker *w = arg;
     ps_server *s = w->srv;
     void *item;
 
+    ps__self = w;
     for (;;) {
         int rc = ps__queue_try_pop(s->q, &item);
         if (rc == -ESHUTDOWN)

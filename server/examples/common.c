@@ -85,9 +85,28 @@ static void parse_unix_perm(const ex_prog *p, ps_config *cfg, int c, const char 
     }
 }
 
+/* The shared options followed by the program's own. */
+static struct option *all_options(const ex_prog *p, const struct option *shared, size_t nshared)
+{
+    size_t n = 0;
+    struct option *o;
+
+    while (p->extra_opts && p->extra_opts[n].name)
+        n++;
+    o = calloc(nshared + n, sizeof *o); /* nshared counts the zero entry */
+    if (!o) {
+        fprintf(stderr, "%s: out of memory\n", p->name);
+        exit(1);
+    }
+    memcpy(o, shared, (nshared - 1) * sizeof *o);
+    if (n)
+        memcpy(o + nshared - 1, p->extra_opts, n * sizeof *o);
+    return o;
+}
+
 void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
 {
-    static const struct option opts[] = {
+    static const struct option shared[] = {
         {"listen", required_argument, 0, 'l'},
         {"workers", required_argument, 0, 'w'},
         {"idle-timeout", required_argument, 0, 'i'},
@@ -100,6 +119,7 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
+    struct option *opts = all_options(p, shared, sizeof shared / sizeof shared[0]);
     struct sockaddr_storage ss;
     socklen_t len;
     ps_err err;
@@ -108,9 +128,18 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":l:w:i:hV", opts, NULL)) != -1) {
+        if (c >= 512 && p->extra) {
+            if (p->extra(c, optarg, cfg) < 0) {
+                snprintf(msg, sizeof msg, "invalid %s value '", argv[optind - 1]);
+                die_usage(p, msg, optarg ? optarg : "");
+            }
+            continue;
+        }
         switch (c) {
         case 'l':
-            if (ps_addr_parse(optarg, &ss, &len, &err) < 0) {
+            /* "proxy:" (a PROXY protocol header first) goes to the library as is */
+            if (ps_addr_parse(strncmp(optarg, "proxy:", 6) == 0 ? optarg + 6 : optarg, &ss, &len,
+                              &err) < 0) {
                 snprintf(msg, sizeof msg, "invalid --listen address: %s", err.msg);
                 die_usage(p, msg, NULL);
             }
@@ -134,6 +163,7 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         default: die_usage(p, "unknown option '", argv[optind - 1]);
         }
     }
+    free(opts);
     if (optind < argc)
         die_usage(p, "unexpected argument '", argv[optind]);
     if (cfg->nlisten == 0)

@@ -12,6 +12,7 @@
 
 #include "poolsrv.h"
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -20,6 +21,11 @@ typedef struct ex_prog {
     const char *summary;        /* one line for --help */
     const char *default_listen; /* used when no --listen is given */
     const char *extra_help;     /* further --help text, or NULL */
+    /* Options of this program alone (NULL, or a list ended by a zero
+     * entry; each `val` >= 512), and what takes them: returns 0, or -1 for a
+     * bad value (the parser then exits 2 naming the option and value). */
+    const struct option *extra_opts;
+    int (*extra)(int val, const char *arg, ps_config *cfg);
 } ex_prog;
 
 /* Parse the shared flags into cfg (which the caller has initialised with its

@@ -10,13 +10,16 @@
 EX_DIR   := server/examples
 EX_HTTP  := $(O)$(EX_DIR)/poolsrv-http
 EX_KV    := $(O)$(EX_DIR)/poolsrv-kv
+EX_PROXY := $(O)$(EX_DIR)/poolsrv-proxy
 EX_SPLIT := $(B)/tests/examples/parser-split
 
 EX_COMMON_OBJ := $(B)/$(EX_DIR)/common.o
 EX_HTTP_OBJ   := $(B)/$(EX_DIR)/http_hello/http_main.o $(B)/$(EX_DIR)/http_hello/http_parser.o
 EX_KV_OBJ     := $(B)/$(EX_DIR)/kv/kv_main.o $(B)/$(EX_DIR)/kv/resp.o $(B)/$(EX_DIR)/kv/store.o
 
-PROGRAMS += $(EX_HTTP) $(EX_KV)
+EX_PROXY_OBJ  := $(B)/$(EX_DIR)/proxy/proxy_main.o
+
+PROGRAMS += $(EX_HTTP) $(EX_KV) $(EX_PROXY)
 
 .PHONY: test-examples fuzz-examples
 
@@ -24,6 +27,11 @@ $(EX_HTTP): $(EX_HTTP_OBJ) $(EX_COMMON_OBJ) $(LIBA)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
+
+$(EX_PROXY): $(EX_PROXY_OBJ) $(EX_COMMON_OBJ) $(LIBA)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread
 
 $(EX_KV): $(EX_KV_OBJ) $(EX_COMMON_OBJ) $(LIBA)
 	@mkdir -p $(@D)
@@ -47,6 +55,25 @@ test-examples: $(EX_HTTP) $(EX_KV) $(EX_SPLIT) $(LIBA) $(THREAD_SHIM)
 		THREAD_SHIM=$(THREAD_SHIM) tests/examples/run.sh
 
 test-extra:: test-examples
+
+# poolsrv-proxy end to end (tests/proxy/run.sh) with its peer program.
+EX_PEER := $(B)/tests/proxy/peer
+
+$(B)/tests/proxy/peer.o: tests/proxy/peer.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(EX_PEER): $(B)/tests/proxy/peer.o
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
+
+.PHONY: test-proxy
+test-proxy: $(EX_PROXY) $(ECHO) $(O)bench/poolsrv-bench $(O)client/poolsrv-client $(EX_PEER)
+	PROXY_BIN=$(EX_PROXY) ECHO_BIN=$(ECHO) BENCH_BIN=$(O)bench/poolsrv-bench PEER_BIN=$(EX_PEER) \
+		tests/proxy/run.sh
+
+test-extra:: test-proxy
 
 # libFuzzer targets (not part of `all`): build/fuzz-examples/fuzz-{http,resp}.
 FUZZ_CC    ?= clang

@@ -198,6 +198,7 @@ EXPECTED=(
     "$MAN/man1/poolsrv-bench.1"
     "$MAN/man1/poolsrv-http.1"
     "$MAN/man1/poolsrv-kv.1"
+    "$MAN/man1/poolsrv-proxy.1"
     "$MAN/man3/poolsrv.3"
 )
 for f in "${EXPECTED[@]}"; do
