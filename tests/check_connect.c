@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,6 +313,228 @@ START_TEST(test_connect_posts_wait_for_open)
 }
 END_TEST
 
+/* ============================================================ a pair stress */
+
+/* A minimal proxy inside the test: each accepted connection opens a backend
+ * connection to an echo server and the two forward to each other with
+ * ps_conn_try_send, falling back to a post (only while none of that
+ * direction's posts is in flight, to keep the order).  Races: a side closing
+ * while the other writes to it, posts cancelled at close, the backend's
+ * callbacks starting before ps_server_connect returns. */
+struct tpair {
+    atomic_int refs;
+    pthread_mutex_t lock; /* guards front, back */
+    ps_conn_ref front, back;
+    atomic_int inflight[2]; /* posts in flight: [0] to the back, [1] to the front */
+};
+
+struct tchunk {
+    struct tpair *p;
+    int dir;
+    size_t len;
+    char data[];
+};
+
+static atomic_int tp_posts, tp_direct, tp_pairs_freed;
+
+static void tp_unref(struct tpair *p)
+{
+    if (atomic_fetch_sub(&p->refs, 1) == 1) {
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        atomic_fetch_add(&tp_pairs_freed, 1);
+    }
+}
+
+static ps_conn_ref tp_other(struct tpair *p, int dir)
+{
+    ps_conn_ref r;
+
+    pthread_mutex_lock(&p->lock);
+    r = dir == 0 ? p->back : p->front;
+    pthread_mutex_unlock(&p->lock);
+    return r;
+}
+
+static void tp_close(ps_conn *c, void *arg, int status)
+{
+    (void)arg;
+    if (status == 0)
+        ps_conn_close(c);
+}
+
+static void tp_resume(ps_conn *c, void *arg, int status)
+{
+    (void)arg;
+    if (status == 0)
+        ps_conn_resume_read(c);
+}
+
+static void tp_deliver(ps_conn *c, void *arg, int status)
+{
+    struct tchunk *k = arg;
+
+    if (status == 0)
+        ps_conn_send(c, k->data, k->len);
+    atomic_fetch_sub(&k->p->inflight[k->dir], 1);
+    tp_unref(k->p);
+    free(k);
+}
+
+/* dir 0: front to back; 1: back to front */
+static size_t tp_forward(ps_conn *c, const char *data, size_t len, int dir)
+{
+    struct tpair *p = ps_conn_data(c);
+    ps_conn_ref to = tp_other(p, dir);
+    struct tchunk *k;
+
+    if (atomic_load(&p->inflight[dir]) == 0) {
+        ssize_t rc = ps_conn_try_send(to, data, len);
+        if (rc >= 0) {
+            atomic_fetch_add(&tp_direct, 1);
+            return len;
+        }
+        if (rc != -EBUSY) {
+            ps_conn_close(c);
+            return len;
+        }
+    }
+    k = malloc(sizeof *k + len);
+    if (!k)
+        return len;
+    k->p = p;
+    k->dir = dir;
+    k->len = len;
+    memcpy(k->data, data, len);
+    atomic_fetch_add(&p->refs, 1);
+    atomic_fetch_add(&p->inflight[dir], 1);
+    if (ps_conn_post(to, tp_deliver, k) != 0) {
+        atomic_fetch_sub(&p->inflight[dir], 1);
+        atomic_fetch_sub(&p->refs, 1);
+        free(k);
+        ps_conn_close(c);
+    } else {
+        atomic_fetch_add(&tp_posts, 1);
+    }
+    return len;
+}
+
+static size_t tp_front_data(ps_conn *c, const char *d, size_t n, void *u)
+{
+    (void)u;
+    return tp_forward(c, d, n, 0);
+}
+
+static size_t tp_back_data(ps_conn *c, const char *d, size_t n, void *u)
+{
+    (void)u;
+    return tp_forward(c, d, n, 1);
+}
+
+static int tp_back_open(ps_conn *c, void *u)
+{
+    (void)u;
+    ps_conn_post(tp_other(ps_conn_data(c), 1), tp_resume, NULL);
+    return 0;
+}
+
+static void tp_side_close(ps_conn *c, ps_close_reason why, void *u)
+{
+    struct tpair *p = ps_conn_data(c);
+    bool front = p->front.id == ps_conn_id(c);
+
+    (void)why;
+    (void)u;
+    ps_conn_post(tp_other(p, front ? 0 : 1), tp_close, NULL);
+    tp_unref(p);
+}
+
+static const ps_handler tp_back_h = {.on_open = tp_back_open, .on_data = tp_back_data,
+                                     .on_close = tp_side_close};
+static char tp_backend_addr[32];
+
+static int tp_front_open(ps_conn *c, void *u)
+{
+    struct tpair *p = calloc(1, sizeof *p);
+    int rc;
+
+    (void)u;
+    if (!p)
+        return -1;
+    pthread_mutex_init(&p->lock, NULL);
+    atomic_init(&p->refs, 2); /* front and back */
+    p->front = ps_conn_ref_of(c);
+    ps_conn_set_data(c, p);
+    ps_conn_pause_read(c);
+    pthread_mutex_lock(&p->lock);
+    rc = ps_server_connect(ps_conn_server(c), tp_backend_addr, &tp_back_h, NULL, p, &p->back,
+                           NULL);
+    pthread_mutex_unlock(&p->lock);
+    if (rc < 0)
+        atomic_fetch_sub(&p->refs, 1);
+    return rc < 0 ? -1 : 0;
+}
+
+static size_t tp_echo(ps_conn *c, const char *d, size_t n, void *u)
+{
+    (void)u;
+    ps_conn_send(c, d, n);
+    return n;
+}
+
+/* 2,000 clients at once through the in-test proxy (500 under TSan), 4 KiB
+ * each way, every byte checked; half of them reset instead of closing. */
+START_TEST(test_pairs_stress)
+{
+    enum { SIZE = 4096 };
+    ps_config cfg;
+    ps_handler echo_h = {.on_data = tp_echo};
+    ps_handler front_h = {.on_open = tp_front_open, .on_data = tp_front_data,
+                          .on_close = tp_side_close};
+    ps_server *be, *px;
+    int bport, pport, n = 2000, *fds;
+    char out[SIZE], in[SIZE];
+
+#if defined(__SANITIZE_THREAD__)
+    n = 500;
+#endif
+    if (tu_raise_nofile() < 4L * n + 256)
+        n = (int)((tu_raise_nofile() - 256) / 4);
+    fds = calloc((size_t)n, sizeof *fds);
+    ck_assert_ptr_nonnull(fds);
+    atomic_store(&tp_posts, 0);
+    atomic_store(&tp_direct, 0);
+    atomic_store(&tp_pairs_freed, 0);
+    tu_fill(out, SIZE, 9);
+    tu_config(&cfg);
+    cfg.workers = 2;
+    be = tu_server_start(&cfg, &echo_h, NULL, &bport);
+    snprintf(tp_backend_addr, sizeof tp_backend_addr, "127.0.0.1:%d", bport);
+    px = tu_server_start(&cfg, &front_h, NULL, &pport);
+    for (int i = 0; i < n; i++) {
+        fds[i] = tu_connect(pport, tu_ms(5000));
+        ck_assert_msg(fds[i] >= 0, "client %d: %s", i, ps_strerror(fds[i]));
+    }
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(tu_write_all(fds[i], out, SIZE, tu_ms(5000)), 0);
+    for (int i = 0; i < n; i++) {
+        ck_assert_msg(tu_read_exact(fds[i], in, SIZE, tu_ms(10000)) == SIZE, "client %d", i);
+        ck_assert(memcmp(in, out, SIZE) == 0);
+        if (i % 2)
+            tu_close_rst(fds[i]);
+        else
+            close(fds[i]);
+    }
+    tu_assert_all_closed(px, 2 * (uint64_t)n); /* both sides of every pair */
+    ck_assert_uint_eq(tu_stats(px).connects, (uint64_t)n);
+    ck_assert_int_gt(atomic_load(&tp_direct), 0);
+    ps_server_free(px);
+    ps_server_free(be);
+    ck_assert_int_eq(atomic_load(&tp_pairs_freed), n);
+    free(fds);
+}
+END_TEST
+
 Suite *connect_suite(void)
 {
     Suite *s = suite_create("connect");
@@ -324,6 +547,7 @@ Suite *connect_suite(void)
     tcase_add_test(tc, test_connect_unix);
     tcase_add_test(tc, test_connect_bad_calls);
     tcase_add_test(tc, test_connect_posts_wait_for_open);
+    tcase_add_test(tc, test_pairs_stress);
     suite_add_tcase(s, tc);
     return s;
 }
