@@ -67,14 +67,29 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
+    struct option all[sizeof opts / sizeof opts[0] + EX_MAX_OPTS];
+    size_t nbase = sizeof opts / sizeof opts[0] - 1;
     struct sockaddr_storage ss;
     socklen_t len;
     ps_err err;
     char msg[320];
-    int c;
+    int c, i;
 
+    /* The shared options, then the program's own (val 1000 + index). */
+    memcpy(all, opts, nbase * sizeof *opts);
+    for (i = 0; i < p->nopts && i < EX_MAX_OPTS; i++)
+        all[nbase + (size_t)i] = (struct option){p->opts[i].name, required_argument, 0, 1000 + i};
+    all[nbase + (size_t)i] = (struct option){0, 0, 0, 0};
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":l:w:i:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":l:w:i:hV", all, NULL)) != -1) {
+        if (c >= 1000 && c < 1000 + i) {
+            const ex_opt *o = &p->opts[c - 1000];
+            if (o->set(optarg, o->ctx) < 0) {
+                snprintf(msg, sizeof msg, "invalid --%s value '", o->name);
+                die_usage(p, msg, optarg);
+            }
+            continue;
+        }
         switch (c) {
         case 'l':
             if (ps_addr_parse(optarg, &ss, &len, &err) < 0) {

@@ -13,11 +13,23 @@
 
 #include <stddef.h>
 
+/* A program's own option, --name VALUE: set() takes the value (0, or -1 for
+ * a bad one, which ex_parse_args reports as a usage error naming it). */
+typedef struct ex_opt {
+    const char *name; /* without the dashes */
+    int (*set)(const char *value, void *ctx);
+    void *ctx;
+} ex_opt;
+
+#define EX_MAX_OPTS 8
+
 typedef struct ex_prog {
     const char *name;           /* "poolsrv-http" */
     const char *summary;        /* one line for --help */
     const char *default_listen; /* used when no --listen is given */
     const char *extra_help;     /* further --help text, or NULL */
+    const ex_opt *opts;         /* the program's own options (at most EX_MAX_OPTS), */
+    int nopts;                  /* ... described in extra_help */
 } ex_prog;
 
 /* Parse the shared flags into cfg (which the caller has initialised with its

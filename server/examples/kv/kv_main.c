@@ -1,14 +1,16 @@
 /*
  * poolsrv-kv - a Redis-protocol (RESP2) in-memory store on poolsrv's event
  * handlers.  Commands: PING ECHO SET (EX/PX/NX/XX) GET DEL EXISTS INCR MGET
- * MSET DBSIZE FLUSHALL SELECT 0 QUIT, and COMMAND / CONFIG GET answered with
- * an empty array so that redis-cli and redis-benchmark are content.
+ * MSET DBSIZE FLUSHALL SELECT 0 QUIT, the publish/subscribe commands
+ * (pubsub.c), and COMMAND / CONFIG GET answered with an empty array so
+ * that redis-cli and redis-benchmark are content.
  *
  * One connection's callbacks never run concurrently, so pipelined commands
- * are answered in order from one on_data call; the store (store.c) is the
- * only state shared between workers.
+ * are answered in order from one on_data call; the store (store.c) and the
+ * pub/sub registry (pubsub.c) are the only state shared between workers.
  */
 #include "../common.h"
+#include "pubsub.h"
 #include "resp.h"
 #include "store.h"
 
@@ -19,7 +21,15 @@
 #include <string.h>
 #include <strings.h>
 
+/* Shared by every worker (the `user` pointer). */
+typedef struct kv_app {
+    kv_store *store;
+    pubsub *pubsub;
+    pubsub_limits limits; /* --pubsub-limit */
+} kv_app;
+
 typedef struct kv_conn {
+    pubsub_client *sub; /* first: pubsub.c finds it through ps_conn_data */
     resp_parser parser;
 } kv_conn;
 
@@ -30,6 +40,10 @@ typedef struct kv_ctx {
     size_t argc;
     resp_str *argv;
     bool quit;
+    bool hold; /* pub/sub: stop here, the rest of the input waits (pubsub.h) */
+    kv_app *app;
+    ps_conn *conn;
+    kv_conn *kc;
 } kv_ctx;
 
 /* ------------------------------------------------------------- replies */
@@ -281,6 +295,12 @@ static const kv_command commands[] = {
     {"quit", -1, cmd_quit},
     {"command", -1, cmd_empty_array},
     {"config", -2, cmd_config},
+    /* pubsub.c: run = NULL */
+    {"subscribe", -2, NULL},
+    {"unsubscribe", -1, NULL},
+    {"psubscribe", -2, NULL},
+    {"punsubscribe", -1, NULL},
+    {"publish", 3, NULL},
 };
 
 /* Redis's text for an unknown command: name and the first arguments,
@@ -331,7 +351,13 @@ static void dispatch(kv_ctx *x)
         reply_err(x, "ERR syntax error");
         return;
     }
-    c->run(x);
+    if (pubsub_gate(x->kc->sub, x->out, c->name, x->argc, x->argv))
+        return; /* subscribed mode */
+    if (!c->run)
+        x->hold = pubsub_command(x->app->pubsub, &x->kc->sub, x->conn, x->out, c->name, x->argc,
+                                 x->argv) == PUBSUB_HOLD;
+    else
+        c->run(x);
 }
 
 /* --------------------------------------------------------- the handlers */
@@ -343,6 +369,7 @@ static int kv_on_open(ps_conn *c, void *user)
     (void)user;
     if (!kc)
         return -1;
+    kc->sub = NULL;
     resp_parser_init(&kc->parser);
     ps_conn_set_data(c, kc);
     return 0;
@@ -350,9 +377,10 @@ static int kv_on_open(ps_conn *c, void *user)
 
 static size_t kv_on_data(ps_conn *c, const char *data, size_t len, void *user)
 {
+    kv_app *app = user;
     kv_conn *kc = ps_conn_data(c);
     ex_out out;
-    kv_ctx x = {.store = user, .out = &out};
+    kv_ctx x = {.store = app->store, .out = &out, .app = app, .conn = c, .kc = kc};
     size_t off = 0, used;
     int rc;
 
@@ -378,6 +406,8 @@ static size_t kv_on_data(ps_conn *c, const char *data, size_t len, void *user)
             off = len;
             break;
         }
+        if (x.hold)
+            break;
     }
     /* Flush first: ps_conn_send refuses output once the close is requested
      * (ps_conn_close itself flushes what was sent before it). */
@@ -388,29 +418,46 @@ static size_t kv_on_data(ps_conn *c, const char *data, size_t len, void *user)
 
 static void kv_on_close(ps_conn *c, ps_close_reason why, void *user)
 {
+    kv_app *app = user;
     kv_conn *kc = ps_conn_data(c);
 
     (void)why;
-    (void)user;
     if (kc) {
+        pubsub_client_free(app->pubsub, kc->sub);
         resp_parser_free(&kc->parser);
         free(kc);
     }
     ps_conn_set_data(c, NULL);
 }
 
+static int set_pubsub_limit(const char *value, void *ctx)
+{
+    return pubsub_parse_limits(value, ctx);
+}
+
 int main(int argc, char **argv)
 {
+    static kv_app app = {.limits = {PUBSUB_HARD_DEFAULT, PUBSUB_SOFT_DEFAULT,
+                                    PUBSUB_SOFT_SECONDS_DEFAULT}};
+    static const ex_opt opts[] = {{"pubsub-limit", set_pubsub_limit, &app.limits}};
     static const ex_prog prog = {
         .name = "poolsrv-kv",
         .summary = "A Redis-protocol (RESP2) in-memory key/value store on a fixed pool of worker\n"
-                   "threads: PING ECHO SET GET DEL EXISTS INCR MGET MSET DBSIZE FLUSHALL QUIT.",
+                   "threads: PING ECHO SET GET DEL EXISTS INCR MGET MSET DBSIZE FLUSHALL QUIT,\n"
+                   "and SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE PUNSUBSCRIBE PUBLISH.",
         .default_listen = "127.0.0.1:6380",
-        .extra_help = "\nLimits: bulk argument 8 MiB, command 16 MiB, inline line 64 KiB.\n",
+        .extra_help =
+            "      --pubsub-limit 'HARD [SOFT SECONDS]'\n"
+            "                         disconnect a subscriber whose pending output passes\n"
+            "                         HARD, or stays above SOFT for SECONDS (Redis's\n"
+            "                         client-output-buffer-limit pubsub; sizes as 32mb, 8mb;\n"
+            "                         0 turns one off); default '32mb 8mb 60'\n"
+            "\nLimits: bulk argument 8 MiB, command 16 MiB, inline line 64 KiB.\n",
+        .opts = opts,
+        .nopts = 1,
     };
     ps_config cfg;
     ps_handler h;
-    kv_store *store;
     int rc;
 
     ps_config_init(&cfg);
@@ -418,8 +465,9 @@ int main(int argc, char **argv)
     /* A command may be up to RESP_MAX_COMMAND bytes before it can be
      * parsed; allow that much unconsumed input plus one read. */
     cfg.max_input = RESP_MAX_COMMAND + (1u << 20);
-    store = kv_store_new();
-    if (!store) {
+    app.store = kv_store_new();
+    app.pubsub = pubsub_new(&app.limits);
+    if (!app.store || !app.pubsub) {
         fprintf(stderr, "%s: out of memory\n", prog.name);
         return 1;
     }
@@ -427,7 +475,8 @@ int main(int argc, char **argv)
     h.on_open = kv_on_open;
     h.on_data = kv_on_data;
     h.on_close = kv_on_close;
-    rc = ex_run(&prog, &cfg, &h, store);
-    kv_store_free(store);
+    rc = ex_run(&prog, &cfg, &h, &app);
+    pubsub_free(app.pubsub);
+    kv_store_free(app.store);
     return rc;
 }
