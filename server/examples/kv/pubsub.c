@@ -41,6 +41,8 @@ struct topic {
     char name[];
 };
 
+#define PUBSUB_MAILBOX_FACTOR 4 /* messages waiting to run: at most 4 x hard (post_to) */
+
 struct pubsub_client {
     ps_conn_ref ref;
     const pubsub_limits *lim;
@@ -494,12 +496,15 @@ static void doom_fn(ps_conn *c, void *arg, int status)
         drop_subscriber(c, client_of(c), "pubsub output limit (hard, messages waiting)");
 }
 
-/* Whether sending len more bytes keeps c within its bounds; past one,
- * c is dropped. */
+/* Whether sending len more bytes keeps c's output (what it has not read
+ * yet) within its bounds; past one, c is dropped.  Messages still waiting
+ * in its mailbox do not count here: they wait for a worker, not for the
+ * peer (a worker the kernel preempted for a few ms leaves a few MiB
+ * there under a busy publisher), and post_to bounds them apart. */
 static bool within_limits(ps_conn *c, pubsub_client *cl, size_t len)
 {
     const pubsub_limits *lim = cl->lim;
-    size_t out = ps_conn_pending(c) + atomic_load_explicit(&cl->queued, memory_order_relaxed) + len;
+    size_t out = ps_conn_pending(c) + len;
 
     if (lim->hard && out > lim->hard) {
         drop_subscriber(c, cl, "pubsub output limit (hard)");
@@ -533,12 +538,13 @@ static void deliver_fn(ps_conn *c, void *arg, int status)
 }
 
 /* Under the read lock: post m to cl (m holds a reference for it already;
- * it is dropped here if the post fails).  The messages waiting in cl's
- * mailbox are bounded by the hard limit as well (they pile up only while
- * the workers are behind), so a subscriber holds at most about twice the
- * hard limit: that much in its mailbox, and output that deliver_fn let
- * reach the limit.  Publishers cannot read the output size itself; it
- * belongs to the subscriber's callbacks. */
+ * it is dropped here if the post fails).  Messages pile up in a mailbox
+ * only while no worker runs the subscriber, not because its peer is slow
+ * (deliver_fn catches that), so their bound is generous:
+ * PUBSUB_MAILBOX_FACTOR times the hard limit, besides the library's
+ * max_posts.  A subscriber thus holds at most hard bytes of output plus
+ * that many waiting; and the messages are shared with every other
+ * subscriber of the channel, not copies. */
 static void post_to(pubsub_client *cl, struct msg *m)
 {
     size_t hard = cl->lim->hard;
@@ -546,7 +552,8 @@ static void post_to(pubsub_client *cl, struct msg *m)
 
     if (atomic_load_explicit(&cl->doomed, memory_order_relaxed))
         goto out_unref;
-    if (hard && atomic_load_explicit(&cl->queued, memory_order_relaxed) + m->len > hard)
+    if (hard && atomic_load_explicit(&cl->queued, memory_order_relaxed) + m->len >
+                    hard * PUBSUB_MAILBOX_FACTOR)
         goto out_doom;
     atomic_fetch_add_explicit(&cl->queued, m->len, memory_order_relaxed);
     rc = ps_conn_post(cl->ref, deliver_fn, m);
