@@ -42,6 +42,7 @@ struct topic {
 };
 
 #define PUBSUB_MAILBOX_FACTOR 4 /* messages waiting to run: at most 4 x hard (post_to) */
+#define PUBSUB_STAGE 16384      /* deliver_fn gathers up to this much per send */
 
 struct pubsub_client {
     ps_conn_ref ref;
@@ -50,7 +51,11 @@ struct pubsub_client {
     size_t nchans, capchans, npats, cappats;
     atomic_size_t queued; /* bytes posted to it, not yet run */
     atomic_bool doomed;   /* over its output bound: being closed */
-    int64_t soft_since;    /* ms; above the soft limit since (owner only) */
+    int64_t soft_since;   /* ms; above the soft limit since (owner only) */
+    /* Owner only: messages gathered for one ps_conn_send (deliver_fn). */
+    char *stage;
+    size_t stage_len, stage_cap;
+    bool flush_posted; /* a flush_fn waits in the mailbox */
 };
 
 struct pubsub {
@@ -504,7 +509,7 @@ static void doom_fn(ps_conn *c, void *arg, int status)
 static bool within_limits(ps_conn *c, pubsub_client *cl, size_t len)
 {
     const pubsub_limits *lim = cl->lim;
-    size_t out = ps_conn_pending(c) + len;
+    size_t out = ps_conn_pending(c) + cl->stage_len + len;
 
     if (lim->hard && out > lim->hard) {
         drop_subscriber(c, cl, "pubsub output limit (hard)");
@@ -523,16 +528,73 @@ static bool within_limits(ps_conn *c, pubsub_client *cl, size_t len)
     return true;
 }
 
-/* Runs as one of the subscriber's callbacks (ps_post_fn). */
+/* Hand the gathered messages to ps_conn_send, in one call; the buffer
+ * goes too (an idle subscriber holds none). */
+static void flush_stage(ps_conn *c, pubsub_client *cl)
+{
+    if (cl->stage_len > 0 && !atomic_load_explicit(&cl->doomed, memory_order_relaxed))
+        ps_conn_send(c, cl->stage, cl->stage_len); /* a failure closes c: nothing to add */
+    free(cl->stage);
+    cl->stage = NULL;
+    cl->stage_len = cl->stage_cap = 0;
+}
+
+static void flush_fn(ps_conn *c, void *arg, int status)
+{
+    pubsub_client *cl = client_of(c);
+
+    (void)arg;
+    cl->flush_posted = false;
+    if (status == 0)
+        flush_stage(c, cl);
+}
+
+/* Gather m for the next flush; false if out of memory. */
+static bool stage(pubsub_client *cl, const struct msg *m)
+{
+    size_t need = cl->stage_len + m->len;
+
+    if (need > cl->stage_cap) {
+        size_t cap = need < PUBSUB_STAGE ? PUBSUB_STAGE : need;
+        char *p = realloc(cl->stage, cap);
+        if (!p)
+            return false;
+        cl->stage = p;
+        cl->stage_cap = cap;
+    }
+    memcpy(cl->stage + cl->stage_len, m->data, m->len);
+    cl->stage_len = need;
+    return true;
+}
+
+/* Runs as one of the subscriber's callbacks (ps_post_fn).  Messages posted
+ * together run one after the other; one send(2) each would cost more than
+ * the rest of a delivery, so they are gathered and sent once no more are
+ * on their way (queued reaches 0) or PUBSUB_STAGE bytes are gathered, as
+ * Redis writes a client's replies once per event-loop turn.  Should the
+ * count say "more" and none come (a publisher whose post failed after it
+ * counted), the flush_fn posted here sends them on the next turn. */
 static void deliver_fn(ps_conn *c, void *arg, int status)
 {
     struct msg *m = arg;
     pubsub_client *cl = client_of(c);
+    size_t left = atomic_fetch_sub_explicit(&cl->queued, m->len, memory_order_relaxed) - m->len;
 
-    atomic_fetch_sub_explicit(&cl->queued, m->len, memory_order_relaxed);
     if (status == 0 && !atomic_load_explicit(&cl->doomed, memory_order_relaxed) &&
         within_limits(c, cl, m->len)) {
-        ps_conn_send(c, m->data, m->len); /* a failure closes c: nothing to add */
+        if (!stage(cl, m)) {
+            flush_stage(c, cl);
+            ps_conn_send(c, m->data, m->len);
+        } else if (left == 0 || cl->stage_len >= PUBSUB_STAGE) {
+            flush_stage(c, cl);
+        } else if (!cl->flush_posted) {
+            if (ps_conn_post(cl->ref, flush_fn, NULL) == 0)
+                cl->flush_posted = true;
+            else
+                flush_stage(c, cl);
+        }
+    } else if (status != 0) {
+        flush_stage(c, cl); /* nothing to send now; frees the buffer */
     }
     msg_unref(m);
 }
@@ -705,8 +767,11 @@ static void cmd_subscribe(pubsub *ps, pubsub_client **clp, ps_conn *c, ex_out *o
 static void held_reply_fn(ps_conn *c, void *arg, int status)
 {
     sbuf *b = arg;
+    pubsub_client *cl = client_of(c);
 
     if (status == 0) {
+        if (cl)
+            flush_stage(c, cl); /* messages gathered before it go first */
         ps_conn_send(c, b->p, b->len);
         ps_conn_resume_read(c);
     }
@@ -832,6 +897,7 @@ void pubsub_client_free(pubsub *ps, pubsub_client *cl)
     while (cl->npats)
         leave(ps, cl, true, cl->pats[cl->npats - 1]);
     pthread_rwlock_unlock(&ps->lock);
+    free(cl->stage);
     free(cl->chans);
     free(cl->pats);
     free(cl);
