@@ -55,7 +55,6 @@ struct pubsub_client {
     /* Owner only: messages gathered for one ps_conn_send (deliver_fn). */
     char *stage;
     size_t stage_len, stage_cap;
-    bool flush_posted; /* a flush_fn waits in the mailbox */
 };
 
 struct pubsub {
@@ -544,7 +543,6 @@ static void flush_fn(ps_conn *c, void *arg, int status)
     pubsub_client *cl = client_of(c);
 
     (void)arg;
-    cl->flush_posted = false;
     if (status == 0)
         flush_stage(c, cl);
 }
@@ -571,9 +569,10 @@ static bool stage(pubsub_client *cl, const struct msg *m)
  * together run one after the other; one send(2) each would cost more than
  * the rest of a delivery, so they are gathered and sent once no more are
  * on their way (queued reaches 0) or PUBSUB_STAGE bytes are gathered, as
- * Redis writes a client's replies once per event-loop turn.  Should the
- * count say "more" and none come (a publisher whose post failed after it
- * counted), the flush_fn posted here sends them on the next turn. */
+ * Redis writes a client's replies once per event-loop turn.  "More on
+ * their way" is a post already counted: it runs next, in this turn or the
+ * following one (a connection with posts waiting is not put to sleep);
+ * post_to covers a post that fails after counting. */
 static void deliver_fn(ps_conn *c, void *arg, int status)
 {
     struct msg *m = arg;
@@ -587,11 +586,6 @@ static void deliver_fn(ps_conn *c, void *arg, int status)
             ps_conn_send(c, m->data, m->len);
         } else if (left == 0 || cl->stage_len >= PUBSUB_STAGE) {
             flush_stage(c, cl);
-        } else if (!cl->flush_posted) {
-            if (ps_conn_post(cl->ref, flush_fn, NULL) == 0)
-                cl->flush_posted = true;
-            else
-                flush_stage(c, cl);
         }
     } else if (status != 0) {
         flush_stage(c, cl); /* nothing to send now; frees the buffer */
@@ -621,7 +615,9 @@ static void post_to(pubsub_client *cl, struct msg *m)
     rc = ps_conn_post(cl->ref, deliver_fn, m);
     if (rc == 0)
         return;
-    atomic_fetch_sub_explicit(&cl->queued, m->len, memory_order_relaxed);
+    if (atomic_fetch_sub_explicit(&cl->queued, m->len, memory_order_relaxed) == m->len &&
+        rc == -ENOMEM)
+        ps_conn_post(cl->ref, flush_fn, NULL); /* deliver_fn may be waiting for this one */
     if (rc == -ENOBUFS) /* max_posts waiting: it does not keep up either */
         goto out_doom;
     goto out_unref; /* -ESHUTDOWN: closing; -ENOMEM: this message is lost for it */
