@@ -43,6 +43,7 @@ struct topic {
 
 #define PUBSUB_MAILBOX_FACTOR 4 /* messages waiting to run: at most 4 x hard (post_to) */
 #define PUBSUB_STAGE 16384      /* deliver_fn gathers up to this much per send */
+#define PUBSUB_STAGE_KEEP 4096  /* ... and keeps a buffer this size between batches */
 
 struct pubsub_client {
     ps_conn_ref ref;
@@ -527,15 +528,21 @@ static bool within_limits(ps_conn *c, pubsub_client *cl, size_t len)
     return true;
 }
 
-/* Hand the gathered messages to ps_conn_send, in one call; the buffer
- * goes too (an idle subscriber holds none). */
+/* Hand the gathered messages to ps_conn_send, in one call.  A buffer of
+ * PUBSUB_STAGE_KEEP bytes is kept for the next batch (as Redis keeps a
+ * 16 KiB reply buffer per client): a malloc and free per batch cost more
+ * than the copy, and allocations that size make glibc consolidate its
+ * small bins.  A larger one goes. */
 static void flush_stage(ps_conn *c, pubsub_client *cl)
 {
     if (cl->stage_len > 0 && !atomic_load_explicit(&cl->doomed, memory_order_relaxed))
         ps_conn_send(c, cl->stage, cl->stage_len); /* a failure closes c: nothing to add */
-    free(cl->stage);
-    cl->stage = NULL;
-    cl->stage_len = cl->stage_cap = 0;
+    cl->stage_len = 0;
+    if (cl->stage_cap > PUBSUB_STAGE_KEEP) {
+        free(cl->stage);
+        cl->stage = NULL;
+        cl->stage_cap = 0;
+    }
 }
 
 static void flush_fn(ps_conn *c, void *arg, int status)
@@ -553,7 +560,9 @@ static bool stage(pubsub_client *cl, const struct msg *m)
     size_t need = cl->stage_len + m->len;
 
     if (need > cl->stage_cap) {
-        size_t cap = need < PUBSUB_STAGE ? PUBSUB_STAGE : need;
+        size_t cap = cl->stage_cap ? cl->stage_cap * 2 : PUBSUB_STAGE_KEEP;
+        if (cap < need)
+            cap = need;
         char *p = realloc(cl->stage, cap);
         if (!p)
             return false;
