@@ -8,7 +8,7 @@
 #   - docs/architecture.svg is well-formed XML;
 #   - relative links in docs/*.md point at files that exist.
 #
-# Environment: ECHO_BIN, CLIENT_BIN, BENCH_BIN (defaults: the paths of a
+# Environment: ECHO_BIN, CLIENT_BIN, BENCH_BIN, KV_BIN (defaults: the paths of a
 # normal build).  Last line: "docs: N passed, N failed"; the exit status is
 # non-zero if any check failed.
 
@@ -18,6 +18,7 @@ cd "$(dirname "$0")/.." || exit 1
 ECHO_BIN=${ECHO_BIN:-server/poolsrv-echo}
 CLIENT_BIN=${CLIENT_BIN:-client/poolsrv-client}
 BENCH_BIN=${BENCH_BIN:-bench/poolsrv-bench}
+KV_BIN=${KV_BIN:-server/examples/poolsrv-kv}
 HEADER=lib/include/poolsrv.h
 
 PASSED=0
@@ -82,6 +83,7 @@ check_options() {
 check_options "$ECHO_BIN" docs/man/poolsrv-echo.1
 check_options "$CLIENT_BIN" docs/man/poolsrv-client.1
 check_options "$BENCH_BIN" docs/man/poolsrv-bench.1
+check_options "$KV_BIN" docs/man/poolsrv-kv.1
 
 # ------------------------------------------------------------------ API
 

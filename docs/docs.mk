@@ -39,5 +39,6 @@ test-extra:: test-install
 
 check-docs: $(PROGRAMS)
 	ECHO_BIN=$(ECHO) CLIENT_BIN=$(O)client/poolsrv-client BENCH_BIN=$(O)bench/poolsrv-bench \
+		KV_BIN=$(EX_KV) \
 		docs/check-docs.sh
 test-extra:: check-docs
