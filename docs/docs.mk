@@ -41,5 +41,5 @@ test-extra:: test-install
 
 check-docs: $(PROGRAMS)
 	ECHO_BIN=$(ECHO) CLIENT_BIN=$(O)client/poolsrv-client BENCH_BIN=$(O)bench/poolsrv-bench \
-		HTTP_BIN=$(EX_HTTP) KV_BIN=$(EX_KV) docs/check-docs.sh
+		HTTP_BIN=$(EX_HTTP) KV_BIN=$(EX_KV) PROXY_BIN=$(EX_PROXY) docs/check-docs.sh
 test-extra:: check-docs

@@ -98,7 +98,7 @@ enum err_kind err_from_errno(int e);
 
 /* -------------------------------------------------------------- settings */
 
-enum mode { MODE_ECHO, MODE_CONNECT_RATE, MODE_HOLD };
+enum mode { MODE_ECHO, MODE_CONNECT_RATE, MODE_HOLD, MODE_PUBSUB };
 
 struct opts {
     struct sockaddr_storage target;
@@ -119,7 +119,10 @@ struct opts {
     double timeout;     /* seconds without an answer before ERR_TIMEOUT */
     int sources;        /* spread IPv4 loopback clients over 127.0.0.1..N */
     int max_connecting; /* connects in progress at once, whole run */
-    int pid;            /* --pid: server whose VmRSS --hold reports, or 0 */
+    int pid;            /* --pid: server whose VmRSS --hold reports (or, with
+                           --pubsub, whose CPU time per delivery), or 0 */
+    /* --pubsub (pubsub.c) */
+    int subscribers, publishers, channels;
 };
 
 /* ---------------------------------------------------------------- phases */
@@ -173,6 +176,10 @@ struct bench {
 uint64_t now_ns(void);
 /* Load-thread body (load.c); returns when the phase becomes PH_DONE. */
 void *load_thread(void *arg);
+
+/* --pubsub: the whole run, report included (pubsub.c).  Returns the exit
+ * status: 0 passed, 1 not. */
+int pubsub_run(const struct opts *o);
 
 /* Reports: human table to stdout, or one JSON object. */
 struct result {

@@ -43,7 +43,14 @@ static void usage(FILE *f)
             "                           latency counts from the scheduled time\n"
             "      --connect-rate       repeat connect, echo one message, close on each slot\n"
             "      --hold               open the connections, keep them idle for T seconds\n"
-            "      --pid PID            with --hold: report PID's memory per connection\n"
+            "      --pid PID            with --hold: report PID's memory per connection;\n"
+            "                           with --pubsub: its CPU time per delivery\n"
+            "      --pubsub             publish/subscribe against a Redis-protocol server:\n"
+            "                           --subscribers S, --publishers P, --channels C; -l is\n"
+            "                           the payload (>= 32 B), -p the messages a publisher\n"
+            "                           keeps in flight (until every subscriber has them)\n"
+            "      --subscribers S      (default 50)  --publishers P (default 4)\n"
+            "      --channels C         (default 1); subscriber i listens on channel i %% C\n"
             "  -u, --udp                UDP datagrams instead of TCP\n"
             "  -T, --threads N          load threads (default 1)\n"
             "      --timeout S          seconds without an answer before a connection counts\n"
@@ -176,7 +183,11 @@ enum {
     OPT_SIZE_MIN,
     OPT_SIZE_MAX,
     OPT_SIZE_DIST,
-    OPT_SEED
+    OPT_SEED,
+    OPT_PUBSUB,
+    OPT_SUBSCRIBERS,
+    OPT_PUBLISHERS,
+    OPT_CHANNELS
 };
 
 static const struct option longopts[] = {
@@ -205,6 +216,10 @@ static const struct option longopts[] = {
     {"size-max", required_argument, NULL, OPT_SIZE_MAX},
     {"size-dist", required_argument, NULL, OPT_SIZE_DIST},
     {"seed", required_argument, NULL, OPT_SEED},
+    {"pubsub", no_argument, NULL, OPT_PUBSUB},
+    {"subscribers", required_argument, NULL, OPT_SUBSCRIBERS},
+    {"publishers", required_argument, NULL, OPT_PUBLISHERS},
+    {"channels", required_argument, NULL, OPT_CHANNELS},
     {NULL, 0, NULL, 0},
 };
 
@@ -234,21 +249,33 @@ static int check_opts(struct opts *o, const struct given *have)
     else if (o->messages && o->mode == MODE_HOLD)
         why = "--hold runs for a --duration, not --messages";
     else if (o->mode != MODE_ECHO && (o->udp || o->rate > 0))
-        why = "--connect-rate and --hold are TCP, closed-loop modes";
+        why = "--connect-rate, --hold and --pubsub are TCP, closed-loop modes";
     else if (o->mode == MODE_CONNECT_RATE && o->pipeline != 1)
         why = "--connect-rate sends one message per connection";
     else if (o->udp && o->rate > 0)
         why = "--udp is closed-loop only (no --rate)";
     else if (o->udp && o->size > 65507)
         why = "--udp messages are at most 65507 bytes";
-    else if (o->pid && o->mode != MODE_HOLD)
-        why = "--pid goes with --hold";
+    else if (o->pid && o->mode != MODE_HOLD && o->mode != MODE_PUBSUB)
+        why = "--pid goes with --hold or --pubsub";
+    else if (o->mode == MODE_PUBSUB && o->messages)
+        why = "--pubsub runs for a --duration, not --messages";
+    else if (o->mode == MODE_PUBSUB && (o->size < 32 || o->size > 1024 * 1024))
+        why = "--pubsub payloads are 32 B .. 1 MiB (-l)";
+    else if (o->mode != MODE_PUBSUB && (o->subscribers || o->publishers || o->channels))
+        why = "--subscribers, --publishers and --channels go with --pubsub";
     if (why) {
         fprintf(stderr, "poolsrv-bench: %s\n", why);
         return -1;
     }
     if (o->messages)
         o->duration = 0;
+    if (o->mode == MODE_PUBSUB) {
+        o->subscribers = o->subscribers ? o->subscribers : 50;
+        o->publishers = o->publishers ? o->publishers : 4;
+        o->channels = o->channels ? o->channels : 1;
+        o->connections = o->subscribers + o->publishers; /* for the descriptor limit */
+    }
     if (!random)
         o->sizes.max = 0; /* fixed size */
     return 0;
@@ -354,6 +381,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case OPT_NO_PROGRESS: progress = 0; break;
         case OPT_SELFTEST: exit(hist_selftest() || size_selftest() ? 1 : 0);
         case OPT_PID: rc = parse_int(optarg, "pid", 1, INT_MAX, &o->pid); break;
+        case OPT_PUBSUB: o->mode = MODE_PUBSUB; break;
+        case OPT_SUBSCRIBERS:
+            rc = parse_int(optarg, "subscribers (1 .. 100000)", 1, 100000, &o->subscribers);
+            break;
+        case OPT_PUBLISHERS:
+            rc = parse_int(optarg, "publishers (1 .. 10000)", 1, 10000, &o->publishers);
+            break;
+        case OPT_CHANNELS:
+            rc = parse_int(optarg, "channels (1 .. 100000)", 1, 100000, &o->channels);
+            break;
         case ':':
             fprintf(stderr, "poolsrv-bench: option '%s' needs a value (see --help)\n",
                     argv[optind - 1]);
@@ -556,6 +593,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     raise_nofile(o);
     pattern_init();
+    if (o->mode == MODE_PUBSUB)
+        return pubsub_run(o);
 
     b.w = calloc((size_t)o->threads, sizeof(*b.w));
     pthread_t *tid = calloc((size_t)o->threads, sizeof(*tid));

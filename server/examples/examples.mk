@@ -15,7 +15,8 @@ EX_SPLIT := $(B)/tests/examples/parser-split
 
 EX_COMMON_OBJ := $(B)/$(EX_DIR)/common.o
 EX_HTTP_OBJ   := $(B)/$(EX_DIR)/http_hello/http_main.o $(B)/$(EX_DIR)/http_hello/http_parser.o
-EX_KV_OBJ     := $(B)/$(EX_DIR)/kv/kv_main.o $(B)/$(EX_DIR)/kv/resp.o $(B)/$(EX_DIR)/kv/store.o
+EX_KV_OBJ     := $(B)/$(EX_DIR)/kv/kv_main.o $(B)/$(EX_DIR)/kv/resp.o $(B)/$(EX_DIR)/kv/store.o \
+                 $(B)/$(EX_DIR)/kv/pubsub.o
 
 EX_PROXY_OBJ  := $(B)/$(EX_DIR)/proxy/proxy_main.o
 

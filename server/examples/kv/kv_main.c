@@ -1,12 +1,13 @@
 /*
  * poolsrv-kv - a Redis-protocol (RESP2) in-memory store on poolsrv's event
  * handlers.  Commands: PING ECHO SET (EX/PX/NX/XX) GET DEL EXISTS INCR MGET
- * MSET DBSIZE FLUSHALL SELECT 0 QUIT, and COMMAND / CONFIG GET answered with
- * an empty array so that redis-cli and redis-benchmark are content.
+ * MSET DBSIZE FLUSHALL SELECT 0 QUIT, the publish/subscribe commands
+ * (pubsub.c), and COMMAND / CONFIG GET answered with an empty array so
+ * that redis-cli and redis-benchmark are content.
  *
  * One connection's callbacks never run concurrently, so pipelined commands
- * are answered in order from one on_data call; the store (store.c) is the
- * only state shared between workers.
+ * are answered in order from one on_data call; the store (store.c) and the
+ * pub/sub registry (pubsub.c) are the only state shared between workers.
  *
  * Bounds (docs/man/poolsrv-kv.1): one small request can ask for a huge
  * answer (MGET k k k ... of a large value; a pipeline of GETs), so on_data
@@ -16,6 +17,7 @@
  * take pending output past max_output is answered with an error instead.
  */
 #include "../common.h"
+#include "pubsub.h"
 #include "resp.h"
 #include "store.h"
 
@@ -30,14 +32,17 @@
 /* Shared by every worker (the `user` pointer); read-only after start. */
 typedef struct kv_app {
     kv_store *store;
-    size_t high_water; /* ps_config.out_high_water: stop answering past it */
-    size_t max_reply;  /* larger replies are refused with ERR_TOO_LARGE */
+    pubsub *pubsub;
+    pubsub_limits limits; /* --pubsub-limit */
+    size_t high_water;    /* ps_config.out_high_water: stop answering past it */
+    size_t max_reply;     /* larger replies are refused with ERR_TOO_LARGE */
 } kv_app;
 
 #define ERR_TOO_LARGE "ERR reply too large for this connection's output limit"
 #define BULK_HEAD 32 /* room for "$<len>\r\n" or "*<n>\r\n", and the CRLF after */
 
 typedef struct kv_conn {
+    pubsub_client *sub; /* first: pubsub.c finds it through ps_conn_data */
     resp_parser parser;
 } kv_conn;
 
@@ -50,6 +55,10 @@ typedef struct kv_ctx {
     size_t reply_left; /* what this command's reply may still add */
     bool mget_overflow; /* MGET's reply did not fit in the batch */
     bool quit;
+    bool hold; /* pub/sub: stop here, the rest of the input waits (pubsub.h) */
+    kv_app *app;
+    ps_conn *conn;
+    kv_conn *kc;
 } kv_ctx;
 
 /* ------------------------------------------------------------- replies */
@@ -377,6 +386,12 @@ static const kv_command commands[] = {
     {"quit", -1, cmd_quit},
     {"command", -1, cmd_empty_array},
     {"config", -2, cmd_config},
+    /* pubsub.c: run = NULL */
+    {"subscribe", -2, NULL},
+    {"unsubscribe", -1, NULL},
+    {"psubscribe", -2, NULL},
+    {"punsubscribe", -1, NULL},
+    {"publish", 3, NULL},
 };
 
 /* Redis's text for an unknown command: name and the first arguments,
@@ -427,7 +442,13 @@ static void dispatch(kv_ctx *x)
         reply_err(x, "ERR syntax error");
         return;
     }
-    c->run(x);
+    if (pubsub_gate(x->kc->sub, x->out, c->name, x->argc, x->argv))
+        return; /* subscribed mode */
+    if (!c->run)
+        x->hold = pubsub_command(x->app->pubsub, &x->kc->sub, x->conn, x->out, c->name, x->argc,
+                                 x->argv) == PUBSUB_HOLD;
+    else
+        c->run(x);
 }
 
 /* --------------------------------------------------------- the handlers */
@@ -439,6 +460,7 @@ static int kv_on_open(ps_conn *c, void *user)
     (void)user;
     if (!kc)
         return -1;
+    kc->sub = NULL;
     resp_parser_init(&kc->parser);
     ps_conn_set_data(c, kc);
     return 0;
@@ -452,7 +474,7 @@ static size_t kv_on_data(ps_conn *c, const char *data, size_t len, void *user)
     kv_app *app = user;
     kv_conn *kc = ps_conn_data(c);
     ex_out out;
-    kv_ctx x = {.store = app->store, .out = &out};
+    kv_ctx x = {.store = app->store, .out = &out, .app = app, .conn = c, .kc = kc};
     size_t off = 0, used;
     int rc;
 
@@ -479,6 +501,8 @@ static size_t kv_on_data(ps_conn *c, const char *data, size_t len, void *user)
             off = len;
             break;
         }
+        if (x.hold)
+            break;
     }
     resp_release(&kc->parser); /* a large argv is not kept while idle */
     /* Flush first: ps_conn_send refuses output once the close is requested
@@ -490,29 +514,53 @@ static size_t kv_on_data(ps_conn *c, const char *data, size_t len, void *user)
 
 static void kv_on_close(ps_conn *c, ps_close_reason why, void *user)
 {
+    kv_app *app = user;
     kv_conn *kc = ps_conn_data(c);
 
     (void)why;
-    (void)user;
     if (kc) {
+        pubsub_client_free(app->pubsub, kc->sub);
         resp_parser_free(&kc->parser);
         free(kc);
     }
     ps_conn_set_data(c, NULL);
 }
 
+static kv_app app = {.limits = {PUBSUB_HARD_DEFAULT, PUBSUB_SOFT_DEFAULT,
+                                PUBSUB_SOFT_SECONDS_DEFAULT}};
+
+enum { OPT_PUBSUB_LIMIT = 512 };
+
+static int take_option(int val, const char *arg, ps_config *cfg)
+{
+    (void)cfg;
+    return val == OPT_PUBSUB_LIMIT ? pubsub_parse_limits(arg, &app.limits) : -1;
+}
+
 int main(int argc, char **argv)
 {
+    static const struct option opts[] = {
+        {"pubsub-limit", required_argument, 0, OPT_PUBSUB_LIMIT},
+        {0, 0, 0, 0},
+    };
     static const ex_prog prog = {
         .name = "poolsrv-kv",
         .summary = "A Redis-protocol (RESP2) in-memory key/value store on a fixed pool of worker\n"
-                   "threads: PING ECHO SET GET DEL EXISTS INCR MGET MSET DBSIZE FLUSHALL QUIT.",
+                   "threads: PING ECHO SET GET DEL EXISTS INCR MGET MSET DBSIZE FLUSHALL QUIT,\n"
+                   "and SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE PUNSUBSCRIBE PUBLISH.",
         .default_listen = "127.0.0.1:6380",
-        .extra_help = "\nLimits: bulk argument 8 MiB, command 16 MiB, inline line 64 KiB; replies\n"
-                      "stop at 1 MiB of pending output, one reply may add up to 63 MiB (larger:\n"
-                      "an error), and 64 MiB of pending output closes the connection.\n",
+        .extra_help =
+            "      --pubsub-limit 'HARD [SOFT SECONDS]'\n"
+            "                         disconnect a subscriber whose pending output passes\n"
+            "                         HARD, or stays above SOFT for SECONDS (Redis's\n"
+            "                         client-output-buffer-limit pubsub; sizes as 32mb, 8mb;\n"
+            "                         0 turns one off); default '32mb 8mb 60'\n"
+            "\nLimits: bulk argument 8 MiB, command 16 MiB, inline line 64 KiB; replies\n"
+            "stop at 1 MiB of pending output, one reply may add up to 63 MiB (larger:\n"
+            "an error), and 64 MiB of pending output closes the connection.\n",
+        .extra_opts = opts,
+        .extra = take_option,
     };
-    static kv_app app;
     size_t reserved;
     ps_config cfg;
     ps_handler h;
@@ -538,7 +586,8 @@ int main(int argc, char **argv)
                     : cfg.max_output > reserved ? cfg.max_output - reserved
                                                 : 0;
     app.store = kv_store_new();
-    if (!app.store) {
+    app.pubsub = pubsub_new(&app.limits);
+    if (!app.store || !app.pubsub) {
         fprintf(stderr, "%s: out of memory\n", prog.name);
         return 1;
     }
@@ -547,6 +596,7 @@ int main(int argc, char **argv)
     h.on_data = kv_on_data;
     h.on_close = kv_on_close;
     rc = ex_run(&prog, &cfg, &h, &app);
+    pubsub_free(app.pubsub);
     kv_store_free(app.store);
     return rc;
 }
