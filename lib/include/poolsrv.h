@@ -171,6 +171,8 @@ typedef struct ps_handler {
 /* ---------------------------------------------------------- configuration */
 
 #define PS_MAX_LISTEN 16
+/* The blocking style's pool when ps_config.workers is 0 (see there). */
+#define PS_BLOCKING_WORKERS 32
 
 /* What the server does when the work queue is full. */
 typedef enum ps_policy {
@@ -194,9 +196,19 @@ typedef struct ps_config {
     int nlisten;                       /* how many of listen[] are used (>= 1) */
     int backlog;            /* listen(2) backlog, 1..1048576 (the kernel caps it at
                                net.core.somaxconn); default 4096 */
-    int workers;            /* pool size, 1..1024; default 4.  Event style: about
-                               the number of cores left to this server; blocking
-                               style: connections to serve at once */
+    int workers;            /* pool size, 0..1024; default 0, resolved by
+                               ps_server_new from the handler's style.  Event
+                               style: one per CPU the process may run on
+                               (sched_getaffinity, as nginx's
+                               worker_processes auto); a worker only waits for
+                               readiness or runs callbacks, so more than the
+                               CPUs only adds threads that wake and take
+                               turns.  Blocking style: PS_BLOCKING_WORKERS
+                               (32), serve calls in progress at once; a
+                               worker waiting inside serve (a disk, a
+                               database, a slow peer) serves nobody else, so
+                               the pool covers requests in progress, not CPUs
+                               (park idle connections, ps_conn_park) */
     int queue_capacity;     /* work queue slots, 1..1048576; default 1024 */
     ps_policy policy;       /* default PS_POLICY_BLOCK */
     int io_timeout_ms;      /* blocking style: default per-call timeout, -1 = none (default) */
