@@ -4,8 +4,10 @@
  *
  * Data path: an acceptor/reactor thread accepts connections and feeds them
  * through a bounded work queue to a fixed pool of worker threads, which run
- * the user's handler; idle connections wait in epoll (event style: idle
- * workers collect ready ones themselves, docs/architecture.md says why).
+ * the user's handler; idle connections wait in epoll (event style: one
+ * idle worker, the poller, collects ready ones itself and the others sleep
+ * until it is saturated or stuck in a handler; docs/architecture.md says
+ * why).
  * Two handler styles:
  *
  *   blocking  serve(conn) owns the connection until it returns, and reads and

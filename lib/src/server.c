@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 void ps_config_init(ps_config *cfg)
@@ -243,6 +244,15 @@ ps_server *ps_server_new(const ps_config *cfg, const ps_handler *h, void *user, 
     }
     pthread_mutex_init(&s->free_lock, NULL);
     pthread_mutex_init(&s->timer_lock, NULL);
+    pthread_mutex_init(&s->bench_lock, NULL);
+    pthread_cond_init(&s->bench_cv, NULL);
+    {
+        pthread_condattr_t ca; /* the standby's ticks use the monotonic clock */
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->standby_cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     s->timer_sleep_until = INT64_MAX;
     return s;
 
@@ -393,6 +403,9 @@ void ps_server_free(ps_server *s)
     ps__timers_fini(s);
     pthread_mutex_destroy(&s->free_lock);
     pthread_mutex_destroy(&s->timer_lock);
+    pthread_cond_destroy(&s->standby_cv);
+    pthread_cond_destroy(&s->bench_cv);
+    pthread_mutex_destroy(&s->bench_lock);
     free(s);
 }
 
