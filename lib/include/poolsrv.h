@@ -470,7 +470,9 @@ PS_EXTERN ps_server *ps_conn_server(const ps_conn *c);
  *   instead of closing it; serve is called again (on any worker) when it is
  *   readable or the peer closed.  Use it between requests of a keep-alive
  *   protocol so idle clients do not pin workers.  Input must be fully
- *   consumed before parking: the poller only wakes for new bytes.
+ *   consumed before parking: the poller only wakes for new bytes.  (Bytes
+ *   that came with a PROXY header and were not read yet are the library's:
+ *   a connection parked with them is served again at once.)
  * Only from the serve call that owns the connection. */
 PS_EXTERN ssize_t ps_conn_read(ps_conn *c, void *buf, size_t len);
 PS_EXTERN ssize_t ps_conn_read_exact(ps_conn *c, void *buf, size_t len);

@@ -47,7 +47,11 @@ static void blocking_turn(struct ps_worker *w, ps_conn *c)
     c->turn_in = 0;
     s->h.serve(c, s->user);
     if ((c->flags & (PS_CF_PARK | PS_CF_CLOSING)) == PS_CF_PARK) {
-        ps__conn_arm(c, EPOLLIN); /* no mailbox in this style: always armed */
+        if (c->in.len > 0) /* bytes that came with a PROXY header wait here, where
+                              epoll cannot see them: serve again, after the queue */
+            ps__queue_push_spill(s->q, &c->spill, c);
+        else
+            ps__conn_arm(c, EPOLLIN); /* no mailbox in this style: always armed */
         return;
     }
     ps__conn_destroy(w, c);
