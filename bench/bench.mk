@@ -11,7 +11,8 @@
 #
 # Knobs for `make bench` (environment or make variables):
 #   BENCH_REPEATS=3  BENCH_DURATION=2  BENCH_SERVERS="..."  BENCH_SCENARIOS="a b ..."
-#   BENCH_WORKERS=4  (poolsrv-echo --workers)
+#   BENCH_WORKERS=   (poolsrv-event's --workers; empty: poolsrv-echo's default)
+#   BENCH_BLOCKING_WORKERS=64  (poolsrv-blocking's --workers)
 
 BENCH      := $(O)bench/poolsrv-bench
 BENCH_SRC  := $(wildcard bench/src/*.c)

@@ -75,9 +75,12 @@ wait_ping() {
     die "$2 did not answer PING on 127.0.0.1:$1 within ${READY_LIMIT}s"
 }
 
-# run_bench NAME PORT: appends "NAME TEST rps p50" lines to $TMP/rows.
+# run_bench NAME PORT PID: appends "NAME TEST rps p50" lines to $TMP/rows,
+# and "NAME us" to $TMP/cpu: the server's user+system CPU per request over
+# the whole redis-benchmark run (its tests together).
 run_bench() {
-    local name=$1 port=$2 out
+    local name=$1 port=$2 pid=$3 out c0 c1 ntests
+    c0=$(proc_cpu_us "$pid")
     out=$(timeout 30 redis-benchmark -h 127.0.0.1 -p "$port" -t ping,set,get -P "$PIPELINE" \
         -c "$CLIENTS" -n "$REQUESTS" -q 2>&1 | tr '\r' '\n') ||
         die "redis-benchmark failed or timed out against $name: $(tail -3 <<<"$out")"
@@ -86,6 +89,10 @@ run_bench() {
             for (i = 1; i <= NF; i++) if ($i ~ /^p50=/) { p50 = $i; sub(/^p50=/, "", p50) }
             print n, t, $2, p50 }' <<<"$out" | tee -a "$TMP/rows" |
         awk '{printf "  %-12s %-12s %12.0f req/s  p50 %s ms\n", $1, $2, $3, $4}'
+    c1=$(proc_cpu_us "$pid")
+    ntests=$(grep -c 'requests per second' <<<"$out")
+    echo "$name $(per_msg "$c0" "$c1" "$((ntests * REQUESTS))")" | tee -a "$TMP/cpu" |
+        awk '{printf "  %-12s server CPU %s us/request\n", $1, $2}'
 }
 
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -112,11 +119,12 @@ done
 echo "compare-kv: poolsrv-kv --workers {${WORKERS// /,}} vs redis-server;" \
     "redis-benchmark -P $PIPELINE -c $CLIENTS -n $REQUESTS x $ROUNDS rounds"
 : >"$TMP/rows"
+: >"$TMP/cpu"
 N=${#NAMES[@]}
 for ((r = 0; r < ROUNDS; r++)); do
     for ((k = 0; k < N; k++)); do # each round starts with the next server
         i=$(((r + k) % N))
-        run_bench "${NAMES[i]}" "${PORTS[i]}"
+        run_bench "${NAMES[i]}" "${PORTS[i]}" "${SPIDS[i]}"
     done
 done
 for pid in "${SPIDS[@]}"; do
@@ -158,6 +166,14 @@ mkdir -p "$(dirname "$OUT")"
         done
         echo "$line"
     done
+    echo
+    echo "Server CPU (user+system, /proc/PID/stat) per request, over each round's tests"
+    echo "together, range over the rounds:"
+    echo
+    echo "| server | CPU us/request |"
+    echo "|---|---:|"
+    awk '$2 != "NA" { v = $2 + 0; if (!($1 in lo) || v < lo[$1]) lo[$1] = v; if (!($1 in hi) || v > hi[$1]) hi[$1] = v }
+        END { for (n in lo) printf "| %s | %.3f-%.3f |\n", n, lo[n], hi[n] }' "$TMP/cpu" | sort
     echo
     echo "Medians over the rounds.  Every measurement (p50 latency in ms):"
     echo

@@ -29,6 +29,14 @@
 #                    that fails, say what to run and return 1.
 # warn_stale BIN...  warn on stderr for each BIN older than the static
 #                    library it links (measuring old code by mistake).
+# proc_cpu_us PID    user+system CPU time PID has used so far, in
+#                    microseconds (all its threads, from /proc/PID/stat);
+#                    empty if PID is gone.
+# proc_ctxsw PID     "VOLUNTARY NONVOLUNTARY" context switches summed over
+#                    PID's live threads (/proc/PID/task/*/status); empty if
+#                    PID is gone.
+# per_msg A B N      (B - A) / N to 3 decimals, or NA if any is missing or
+#                    N is 0: a per-message figure from two readings.
 
 SRV_WAIT=${SRV_WAIT:-10}
 SRV_TMP=""
@@ -178,4 +186,26 @@ apt_ensure() {
         echo "$who: needs $*: run sudo apt-get install $*" >&2
         return 1
     fi
+}
+
+proc_cpu_us() {
+    local stat rest hz
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    rest=${stat##*) } # the command name may hold spaces and parentheses
+    hz=${CLK_TCK:=$(getconf CLK_TCK)}
+    # After the name: $1 is field 3 (state), so utime (14) is $12, stime (15) $13.
+    awk -v hz="$hz" '{ printf "%.0f\n", ($12 + $13) * 1e6 / hz }' <<<"$rest"
+}
+
+proc_ctxsw() {
+    [[ -d /proc/$1/task ]] || return 0
+    cat /proc/"$1"/task/*/status 2>/dev/null | awk '
+        /^voluntary_ctxt_switches/ { v += $2 }
+        /^nonvoluntary_ctxt_switches/ { n += $2 }
+        END { print v + 0, n + 0 }'
+}
+
+per_msg() {
+    awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {
+        if (a == "" || b == "" || n == "" || n + 0 == 0) print "NA"; else printf "%.3f\n", (b - a) / n }'
 }

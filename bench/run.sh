@@ -11,7 +11,9 @@
 #   BENCH_REPEATS [3]   runs per point; the median is reported
 #   BENCH_DURATION [2]  seconds per run
 #   BENCH_TIMEOUT [2]   seconds without an answer before a connection fails
-#   BENCH_WORKERS [4]   poolsrv-echo --workers
+#   BENCH_WORKERS []    poolsrv-event's --workers (empty: poolsrv-echo's default,
+#                       one per CPU the process may run on)
+#   BENCH_BLOCKING_WORKERS [64]  poolsrv-blocking's --workers
 #   BENCH_THREADS [1]   poolsrv-bench --threads
 #   BENCH_HOLD [10000]  idle connections for the memory-per-connection table
 #                       (0 skips it)
@@ -30,7 +32,8 @@ BENCH_OUT=${BENCH_OUT:-bench/results}
 REPEATS=${BENCH_REPEATS:-3}
 DURATION=${BENCH_DURATION:-2}
 TIMEOUT=${BENCH_TIMEOUT:-2}
-WORKERS=${BENCH_WORKERS:-4}
+WORKERS=${BENCH_WORKERS:-}
+BLOCKING_WORKERS=${BENCH_BLOCKING_WORKERS:-64}
 THREADS=${BENCH_THREADS:-1}
 HOLD=${BENCH_HOLD:-10000}
 read -r -a SCENARIOS <<<"${BENCH_SCENARIOS:-a b c d e f}"
@@ -67,9 +70,9 @@ declare -A SC_SHORT=(
 server_cmd() {
     local listen=127.0.0.1:0
     case $1 in
-    poolsrv-event) [[ -x $ECHO_BIN ]] && echo "$ECHO_BIN --listen $listen --mode event --workers $WORKERS" ;;
+    poolsrv-event) [[ -x $ECHO_BIN ]] && echo "$ECHO_BIN --listen $listen --mode event${WORKERS:+ --workers $WORKERS}" ;;
     poolsrv-event-1) [[ -x $ECHO_BIN ]] && echo "$ECHO_BIN --listen $listen --mode event --workers 1" ;;
-    poolsrv-blocking) [[ -x $ECHO_BIN ]] && echo "$ECHO_BIN --listen $listen --mode blocking --workers $WORKERS" ;;
+    poolsrv-blocking) [[ -x $ECHO_BIN ]] && echo "$ECHO_BIN --listen $listen --mode blocking --workers $BLOCKING_WORKERS" ;;
     libuv) [[ -x $REFS_DIR/uv-echo ]] && echo "$REFS_DIR/uv-echo $listen" ;;
     libevent) [[ -x $REFS_DIR/ev-echo ]] && echo "$REFS_DIR/ev-echo $listen" ;;
     thread-per-conn) [[ -x $REFS_DIR/tpc-echo ]] && echo "$REFS_DIR/tpc-echo $listen" ;;
@@ -96,7 +99,7 @@ fi
 mkdir -p "$BENCH_OUT"
 RAW=$BENCH_OUT/raw.jsonl.tmp
 : >"$RAW"
-declare -A THR P99 OK ERRS NOTE
+declare -A THR P99 CPU OK ERRS NOTE
 started=$SECONDS
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 nserv=${#SERVERS[@]}
@@ -104,6 +107,7 @@ nserv=${#SERVERS[@]}
 # one_run SCENARIO SERVER REP: run one point, append its record to $RAW.
 one_run() {
     local sc=$1 srv=$2 rep=$3 cmd out rc=0 thr p99 ok errs note="" key t0=$EPOCHREALTIME
+    local c0 c1 n cpu
     cmd=$(server_cmd "$srv")
     key="$sc|$srv"
     if [[ -z $cmd ]]; then
@@ -115,20 +119,29 @@ one_run() {
         OK[$key]+="0 "
         THR[$key]+="NA "
         P99[$key]+="NA "
+        CPU[$key]+="NA "
         NOTE[$key]="server did not start"
         printf '%-3s %-17s %d/%d  server did not start\n' "$sc" "$srv" "$rep" "$REPEATS"
         return 0
     fi
+    c0=$(proc_cpu_us "$SRV_PID")
     # shellcheck disable=SC2086
     out=$("$BENCH_BIN" --json --no-progress --threads "$THREADS" --timeout "$TIMEOUT" \
         -t "$DURATION" ${SC_ARGS[$sc]} "$SRV_ADDR") || rc=$?
+    c1=$(proc_cpu_us "$SRV_PID") # the server's user+system time over the run
     srv_stop
     if [[ -z $out ]]; then
         out="{\"ok\":false,\"bench_exit\":$rc}"
     fi
-    printf '{"scenario":"%s","server":"%s","repeat":%d,"server_exit":"%s","bench":%s}\n' \
-        "$sc" "$srv" "$rep" "$SRV_STATUS" "$out" >>"$RAW"
-    if [[ $sc == f ]]; then thr=$(json_get cycles_per_sec "$out"); else thr=$(json_get msgs_per_sec "$out"); fi
+    if [[ $sc == f ]]; then
+        thr=$(json_get cycles_per_sec "$out") n=$(json_get cycles "$out")
+    else
+        thr=$(json_get msgs_per_sec "$out") n=$(json_get messages "$out")
+    fi
+    cpu=$(per_msg "$c0" "$c1" "$n")
+    printf '{"scenario":"%s","server":"%s","repeat":%d,"server_exit":"%s","server_cpu_us":%s,"cpu_us_per_msg":%s,"bench":%s}\n' \
+        "$sc" "$srv" "$rep" "$SRV_STATUS" "$(per_msg "$c0" "$c1" 1 | sed 's/NA/null/')" \
+        "${cpu/NA/null}" "$out" >>"$RAW"
     p99=$(json_get lat_p99_us "$out")
     ok=$([[ $rc == 0 && $(json_get ok "$out") == true ]] && echo 1 || echo 0)
     errs=""
@@ -147,9 +160,10 @@ one_run() {
     OK[$key]+="$ok "
     THR[$key]+="${thr:-NA} "
     P99[$key]+="${p99:-NA} "
+    CPU[$key]+="$cpu "
     ERRS[$key]+="$errs"
-    printf '%-3s %-17s %d/%d %12s /s  p99 %10s us  %4.1fs  %s %s%s\n' "$sc" "$srv" "$rep" \
-        "$REPEATS" "${thr:-NA}" "${p99:-NA}" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')" \
+    printf '%-3s %-17s %d/%d %12s /s  p99 %10s us  cpu %6s us/msg  %4.1fs  %s %s%s\n' "$sc" "$srv" "$rep" \
+        "$REPEATS" "${thr:-NA}" "${p99:-NA}" "$cpu" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')" \
         "$([[ $ok == 1 ]] && echo ok || echo FAILED)" "$errs" "$note"
 }
 
@@ -218,11 +232,13 @@ if ! git diff --quiet HEAD -- lib server 2>/dev/null; then
     commit+="-dirty" # the poolsrv-echo measured has uncommitted changes
 fi
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
-cmdline="BENCH_REPEATS=$REPEATS BENCH_DURATION=$DURATION BENCH_TIMEOUT=$TIMEOUT BENCH_WORKERS=$WORKERS BENCH_THREADS=$THREADS"
+cmdline="BENCH_REPEATS=$REPEATS BENCH_DURATION=$DURATION BENCH_TIMEOUT=$TIMEOUT BENCH_WORKERS=$WORKERS BENCH_BLOCKING_WORKERS=$BLOCKING_WORKERS BENCH_THREADS=$THREADS"
 [[ -n ${BENCH_SCENARIOS:-} ]] && cmdline+=" BENCH_SCENARIOS=\"${SCENARIOS[*]}\""
 [[ -n ${BENCH_SERVERS:-} ]] && cmdline+=" BENCH_SERVERS=\"${SERVERS[*]}\""
 cmdline+=" make bench"
 
+EVENT_WORKERS_TXT="the default --workers (one per CPU it may run on: $(nproc) here)"
+[[ -n $WORKERS ]] && EVENT_WORKERS_TXT="--workers $WORKERS"
 md=$BENCH_OUT/latest.md.tmp
 js=$BENCH_OUT/latest.json.tmp
 dat=$BENCH_OUT/chart.dat.tmp
@@ -234,9 +250,11 @@ dat=$BENCH_OUT/chart.dat.tmp
     echo "Machine: $cpu, $cores cores, $kernel${os:+, $os}; load average $load_start when the run"
     echo "started (the machine may be shared: compare servers within a scenario)."
     echo "Each point: a fresh server on an ephemeral 127.0.0.1 port, poolsrv-bench with"
-    echo "$THREADS thread(s), ${DURATION}s, median of $REPEATS runs.  poolsrv-echo runs with --workers $WORKERS."
+    echo "$THREADS thread(s), ${DURATION}s, median of $REPEATS runs.  poolsrv-event runs with"
+    echo "$EVENT_WORKERS_TXT, poolsrv-blocking with --workers $BLOCKING_WORKERS."
     echo "Throughput is echoed messages per second (scenario f: connect+echo+close cycles per"
-    echo "second); p99 is the message round trip.  A point is FAILED if any run had an error or"
+    echo "second); p99 is the message round trip; CPU is the server's user+system time"
+    echo "(/proc/PID/stat, all threads) over the run divided by the messages (f: cycles).  A point is FAILED if any run had an error or"
     echo "mismatch, or did not get all its connections up; its figures are still the measured medians."
     echo
 } >"$md"
@@ -244,8 +262,8 @@ dat=$BENCH_OUT/chart.dat.tmp
     printf '{"generated":"%s","commit":"%s","elapsed_s":%d,\n' "$when" "$commit" "$elapsed"
     printf ' "machine":{"cpu":"%s","cores":%d,"kernel":"%s","os":"%s","loadavg_start":"%s","loadavg_end":"%s"},\n' \
         "$cpu" "$cores" "$kernel" "$os" "$load_start" "$load_end"
-    printf ' "config":{"repeats":%d,"duration_s":%s,"timeout_s":%s,"poolsrv_workers":%d,"bench_threads":%d,"command":"%s"},\n' \
-        "$REPEATS" "$DURATION" "$TIMEOUT" "$WORKERS" "$THREADS" "${cmdline//\"/\\\"}"
+    printf ' "config":{"repeats":%d,"duration_s":%s,"timeout_s":%s,"poolsrv_workers":"%s","blocking_workers":%d,"bench_threads":%d,"command":"%s"},\n' \
+        "$REPEATS" "$DURATION" "$TIMEOUT" "${WORKERS:-default}" "$BLOCKING_WORKERS" "$THREADS" "${cmdline//\"/\\\"}"
     printf ' "results":['
 } >"$js"
 printf 'scenario' >"$dat"
@@ -263,14 +281,14 @@ for sc in "${SCENARIOS[@]}"; do
         echo
         echo "\`poolsrv-bench ${SC_ARGS[$sc]} -t $DURATION --timeout $TIMEOUT\`"
         echo
-        echo "| server | throughput ($unit) | vs libuv | p99 latency | runs | status |"
-        echo "|---|---:|---:|---:|---|---|"
+        echo "| server | throughput ($unit) | vs libuv | p99 latency | CPU us/msg | runs | status |"
+        echo "|---|---:|---:|---:|---:|---|---|"
     } >>"$md"
     printf '%s' "${SC_SHORT[$sc]}" >>"$dat"
     for srv in "${SERVERS[@]}"; do
         key="$sc|$srv"
         if [[ -z ${OK[$key]:-} ]]; then
-            echo "| $srv | - | - | - | - | ${NOTE[$key]:-not run} |" >>"$md"
+            echo "| $srv | - | - | - | - | - | ${NOTE[$key]:-not run} |" >>"$md"
             printf ' ? ?' >>"$dat"
             continue
         fi
@@ -278,6 +296,7 @@ for sc in "${SCENARIOS[@]}"; do
         {
             thr=$(median ${THR[$key]})
             p99=$(median ${P99[$key]})
+            cpu=$(median ${CPU[$key]})
             runs=$(wc -w <<<"${OK[$key]}")
             good=$(tr -cd 1 <<<"${OK[$key]}" | wc -c)
             errs=$(sum_errs ${ERRS[$key]:-})
@@ -295,15 +314,16 @@ for sc in "${SCENARIOS[@]}"; do
         ratiotxt="-"
         [[ $ratio != NA ]] && ratiotxt="${ratio}x"
         runstxt=$(awk '{ for (i = 1; i <= NF; i++) printf "%s%s", (i > 1 ? " " : ""), ($i == "NA" ? "-" : sprintf("%.0f", $i)) }' <<<"${THR[$key]}")
-        echo "| $srv | $thrtxt | $ratiotxt | $p99txt | $runstxt | $status |" >>"$md"
+        echo "| $srv | $thrtxt | $ratiotxt | $p99txt | ${cpu/NA/-} | $runstxt | $status |" >>"$md"
         # The chart shows passing points only.
         if [[ $status == ok ]]; then printf ' %s %s' "$thr" "$p99" >>"$dat"; else printf ' ? ?' >>"$dat"; fi
         ((first)) || printf ',' >>"$js"
         first=0
-        printf '\n  {"scenario":"%s","description":"%s","args":"%s","server":"%s","unit":"%s","throughput":%s,"p99_us":%s,"ratio_to_libuv":%s,"runs":%d,"passed_runs":%d,"throughput_runs":[%s],"errors":"%s","ok":%s}' \
+        printf '\n  {"scenario":"%s","description":"%s","args":"%s","server":"%s","unit":"%s","throughput":%s,"p99_us":%s,"cpu_us_per_msg":%s,"ratio_to_libuv":%s,"runs":%d,"passed_runs":%d,"throughput_runs":[%s],"cpu_us_per_msg_runs":[%s],"errors":"%s","ok":%s}' \
             "$sc" "${SC_DESC[$sc]}" "${SC_ARGS[$sc]}" "$srv" "$unit" \
-            "${thr/NA/null}" "${p99/NA/null}" "${ratio/NA/null}" "$runs" "$good" \
-            "$(tr -s ' ' <<<"${THR[$key]% }" | tr ' ' ',' | sed 's/NA/null/g')" "$errs" \
+            "${thr/NA/null}" "${p99/NA/null}" "${cpu/NA/null}" "${ratio/NA/null}" "$runs" "$good" \
+            "$(tr -s ' ' <<<"${THR[$key]% }" | tr ' ' ',' | sed 's/NA/null/g')" \
+            "$(tr -s ' ' <<<"${CPU[$key]% }" | tr ' ' ',' | sed 's/NA/null/g')" "$errs" \
             "$([[ $status == ok ]] && echo true || echo false)" >>"$js"
     done
     echo >>"$md"

@@ -7,8 +7,13 @@
 
 #include "poolsrv.h"
 
-/* Blocking style: read, write back, until end of stream. */
+/* Blocking style: read, write back, and again while more input is waiting;
+ * then park the connection until more comes.  Closes at end of stream. */
 void echo_serve(ps_conn *c, void *user);
+
+/* Blocking style without parking: read and write back until end of stream,
+ * holding the worker all along (tests that need a busy worker use it). */
+void echo_serve_held(ps_conn *c, void *user);
 
 /* Event style: on_data sends every byte back and consumes it. */
 size_t echo_on_data(ps_conn *c, const char *data, size_t len, void *user);

@@ -1,6 +1,7 @@
 /* check_config.c - configuration defaults and validation, server lifecycle
  * errors, two servers in one process, port in use. */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "../server/echo_handlers.h"
 #include "test_util.h"
+#include "internal.h" /* the resolved worker count */
 
 START_TEST(test_defaults)
 {
@@ -19,7 +21,7 @@ START_TEST(test_defaults)
     for (int i = 0; i < PS_MAX_LISTEN; i++)
         ck_assert_ptr_null(cfg.listen[i]);
     ck_assert_int_eq(cfg.backlog, 4096);
-    ck_assert_int_eq(cfg.workers, 4);
+    ck_assert_int_eq(cfg.workers, 0); /* resolved by style at ps_server_new */
     ck_assert_int_eq(cfg.queue_capacity, 1024);
     ck_assert_int_eq(cfg.policy, PS_POLICY_BLOCK);
     ck_assert_int_eq(cfg.io_timeout_ms, -1);
@@ -76,6 +78,50 @@ START_TEST(test_validate_ok)
 }
 END_TEST
 
+/* workers = 0 (the default): the event style gets one worker per CPU the
+ * process may run on, the blocking style PS_BLOCKING_WORKERS.  Confined to
+ * one CPU (this test runs in its own process), the event style gets 1. */
+START_TEST(test_default_workers)
+{
+    cpu_set_t set, one;
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    ps_err err;
+    int cpu = -1;
+
+    ck_assert_int_eq(sched_getaffinity(0, sizeof set, &set), 0);
+    tu_config(&cfg);
+    echo_handler_init(&h, true);
+    s = ps_server_new(&cfg, &h, NULL, &err);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(s->cfg.workers, CPU_COUNT(&set));
+    ps_server_free(s);
+    echo_handler_init(&h, false);
+    s = ps_server_new(&cfg, &h, NULL, &err);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(s->cfg.workers, PS_BLOCKING_WORKERS);
+    ps_server_free(s);
+    cfg.workers = 3; /* an explicit count is kept */
+    s = ps_server_new(&cfg, &h, NULL, &err);
+    ck_assert_int_eq(s->cfg.workers, 3);
+    ps_server_free(s);
+
+    for (int i = 0; i < CPU_SETSIZE && cpu < 0; i++)
+        if (CPU_ISSET(i, &set))
+            cpu = i;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    ck_assert_int_eq(sched_setaffinity(0, sizeof one, &one), 0);
+    cfg.workers = 0;
+    echo_handler_init(&h, true);
+    s = ps_server_new(&cfg, &h, NULL, &err);
+    ck_assert_int_eq(s->cfg.workers, 1);
+    ps_server_free(s);
+    sched_setaffinity(0, sizeof set, &set);
+}
+END_TEST
+
 /* One bad configuration per loop index: what to break and which word the
  * message must contain. */
 static void serve_noop(ps_conn *c, void *user)
@@ -90,7 +136,7 @@ static const char *break_config(int i, ps_config *cfg, ps_handler *h)
     echo_handler_init(h, true);
     switch (i) {
     case 0: ps_config_init(cfg); return "listen"; /* no address */
-    case 1: cfg->workers = 0; return "workers";
+    case 1: cfg->workers = 2000; return "workers";
     case 2: cfg->workers = 1025; return "workers";
     case 3: cfg->workers = -3; return "workers";
     case 4: cfg->queue_capacity = 0; return "queue";
@@ -326,6 +372,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_defaults);
     tcase_add_test(tc, test_add_listen);
     tcase_add_test(tc, test_validate_ok);
+    tcase_add_test(tc, test_default_workers);
     tcase_add_loop_test(tc, test_validate_bad, 0, N_BAD_CONFIGS);
     tcase_add_loop_test(tc, test_new_bad, 0, N_BAD_CONFIGS);
     tcase_add_test(tc, test_free_null);

@@ -1321,7 +1321,7 @@ static void peer_serve(ps_conn *c, void *user)
     int n = snprintf(line, sizeof line, "peer %s\n", ps_conn_peer_str(c));
 
     if (ps_conn_write_all(c, line, (size_t)n) == 0)
-        echo_serve(c, user);
+        echo_serve_held(c, user);
 }
 
 /* The handler sees the address the PROXY header names and only the bytes

@@ -204,7 +204,7 @@ static void hold_serve(ps_conn *c, void *user)
 
     tu_latch_add(&h->entered, 1);
     tu_latch_wait(&h->release, 1, tu_ms(15000));
-    echo_serve(c, NULL);
+    echo_serve_held(c, NULL);
 }
 
 static size_t hold_on_data(ps_conn *c, const char *data, size_t len, void *user)
@@ -912,6 +912,148 @@ START_TEST(test_accept_emfile)
 }
 END_TEST
 
+/* ============================================= a slow handler stalls no one */
+
+/* One connection's handler sleeps 200 ms (its first byte is 'S'); meanwhile
+ * 50 other connections must keep being echoed at full speed, on the other
+ * workers.  The card's promise: a handler that takes long never stalls the
+ * other connections, whatever decides which worker waits for readiness. */
+enum { SLOW_MS = 200, FAST_CONNS = 50 };
+
+struct slow {
+    tu_latch entered; /* the sleeper has started sleeping */
+};
+
+static void slow_sleep(struct slow *sl)
+{
+    struct timespec ts = {0, SLOW_MS * 1000000L};
+
+    tu_latch_add(&sl->entered, 1);
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* Blocking style: one read per call, echoed, then park (each message here
+ * is sent after the previous echo, so nothing is left in the socket). */
+static void slow_serve(ps_conn *c, void *user)
+{
+    char buf[256];
+    ssize_t n = ps_conn_read(c, buf, sizeof buf);
+
+    if (n <= 0)
+        return;
+    if (buf[0] == 'S')
+        slow_sleep(user);
+    if (ps_conn_write_all(c, buf, (size_t)n) == 0)
+        ps_conn_park(c);
+}
+
+static size_t slow_on_data(ps_conn *c, const char *data, size_t len, void *user)
+{
+    if (data[0] == 'S')
+        slow_sleep(user);
+    return echo_on_data(c, data, len, NULL);
+}
+
+/* Echo 64-byte messages in lockstep on n connections for ms milliseconds;
+ * returns the longest round trip seen (ns), or -1 on an error; *rounds is
+ * the fewest round trips any connection completed. */
+static int64_t fast_echo(const int *fd, int n, int ms, int *rounds)
+{
+    struct pollfd pf[FAST_CONNS];
+    int64_t sent_at[FAST_CONNS], worst = 0, end = tu_now_ms() + ms;
+    int done[FAST_CONNS] = {0}, got[FAST_CONNS] = {0};
+    char msg[64], buf[64];
+
+    memset(msg, 'f', sizeof msg);
+    for (int i = 0; i < n; i++) {
+        pf[i] = (struct pollfd){.fd = fd[i], .events = POLLIN};
+        sent_at[i] = tu_now_ns();
+        if (send(fd[i], msg, sizeof msg, MSG_NOSIGNAL) != (ssize_t)sizeof msg)
+            return -1;
+    }
+    while (tu_now_ms() < end) {
+        int k = poll(pf, (nfds_t)n, 50);
+        if (k < 0 && errno != EINTR)
+            return -1;
+        for (int i = 0; i < n && k > 0; i++) {
+            ssize_t r;
+            if (!pf[i].revents)
+                continue;
+            r = recv(fd[i], buf, sizeof buf - (size_t)got[i], MSG_DONTWAIT);
+            if (r <= 0)
+                return -1;
+            got[i] += (int)r;
+            if (got[i] < (int)sizeof msg)
+                continue;
+            got[i] = 0;
+            done[i]++;
+            if (tu_now_ns() - sent_at[i] > worst)
+                worst = tu_now_ns() - sent_at[i];
+            sent_at[i] = tu_now_ns();
+            if (send(fd[i], msg, sizeof msg, MSG_NOSIGNAL) != (ssize_t)sizeof msg)
+                return -1;
+        }
+    }
+    *rounds = done[0];
+    for (int i = 1; i < n; i++)
+        if (done[i] < *rounds)
+            *rounds = done[i];
+    for (int i = 0; i < n; i++) /* collect the last answers before the next use */
+        if (got[i] < (int)sizeof msg &&
+            tu_read_exact(fd[i], buf, sizeof msg - (size_t)got[i], tu_ms(2000)) < 0)
+            return -1;
+    return worst;
+}
+
+START_TEST(test_slow_handler_stalls_no_one)
+{
+    struct slow sl;
+    ps_config cfg;
+    ps_handler h = {0};
+    ps_server *s;
+    int port, fd[FAST_CONNS], sleeper, rounds = 0;
+    int64_t worst;
+    char b;
+
+    tu_latch_init(&sl.entered);
+    tu_config(&cfg);
+    cfg.workers = 2; /* the fewest that can serve others while one sleeps */
+    if (_i)
+        h.on_data = slow_on_data;
+    else
+        h.serve = slow_serve;
+    s = tu_server_start(&cfg, &h, &sl, &port);
+    for (int i = 0; i < FAST_CONNS; i++) {
+        fd[i] = tu_connect(port, tu_ms(2000));
+        ck_assert_int_ge(fd[i], 0);
+    }
+    ck_assert_int_ge(fast_echo(fd, FAST_CONNS, 100, &rounds), 0); /* all are being served */
+    sleeper = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(sleeper, 0);
+    ck_assert_int_eq(tu_write_all(sleeper, "S", 1, tu_ms(1000)), 0);
+    ck_assert(tu_latch_wait(&sl.entered, 1, tu_ms(3000)));
+    worst = fast_echo(fd, FAST_CONNS, SLOW_MS * 3 / 4, &rounds);
+    ck_assert_msg(worst >= 0, "echo failed while one handler slept");
+    /* A stall would show as a round trip near SLOW_MS; unloaded, one is well
+     * under a millisecond. */
+    ck_assert_msg(worst < (int64_t)tu_ms(SLOW_MS / 2) * 1000000,
+                  "a round trip took %lld us while one handler slept %d ms",
+                  (long long)(worst / 1000), SLOW_MS);
+    ck_assert_msg(rounds >= 10, "a connection got only %d round trips in %d ms", rounds,
+                  SLOW_MS * 3 / 4);
+    ck_assert_int_eq(tu_read_exact(sleeper, &b, 1, tu_ms(3000)), 1);
+    ck_assert_int_eq(b, 'S');
+    for (int i = 0; i < FAST_CONNS; i++)
+        close(fd[i]);
+    close(sleeper);
+    ps_server_stop(s);
+    ck_assert_int_eq(tu_server_wait(s, tu_ms(5000)), 0);
+    ps_server_free(s);
+    tu_latch_destroy(&sl.entered);
+}
+END_TEST
+
 /* ===================================================== 2,000 connections */
 
 enum { MANY = 2000 };
@@ -1012,6 +1154,7 @@ Suite *server_suite(void)
     tcase_add_loop_test(echo, test_concurrent_echo, 0, 2);
     tcase_add_loop_test(echo, test_disconnect_midstream, 0, 2);
     tcase_add_loop_test(echo, test_half_close, 0, 2);
+    tcase_add_loop_test(echo, test_slow_handler_stalls_no_one, 0, 2);
     suite_add_tcase(s, echo);
 
     tcase_set_timeout(full, 15);

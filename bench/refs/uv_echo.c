@@ -2,6 +2,12 @@
  * uv-echo - single-threaded libuv echo server, the main reference: one
  * event loop, every read answered by a uv_write of the same buffer.
  *
+ * Tuned as a libuv user tuning a server would: read buffers (64 KiB) are
+ * recycled through a free list instead of malloc/free per read.  Freeing a
+ * 64 KiB block per message lets glibc trim the heap and grow it again
+ * (under strace, 2,548 brk calls beside 7,923 reads in 2 s), which cost
+ * this reference 40% of its throughput before (issue 17).
+ *
  *   uv-echo HOST:PORT
  */
 #include "ref_common.h"
@@ -20,19 +26,34 @@ static void on_close(uv_handle_t *h)
     free(h);
 }
 
+#define BUF_SIZE 65536
+#define FREE_MAX 1024 /* buffers kept for reuse (64 MiB at most) */
+
+/* Single-threaded: the loop's thread is the only user. */
+static void *free_bufs[FREE_MAX];
+static int nfree;
+
+static void buf_put(char *base)
+{
+    if (base && nfree < FREE_MAX)
+        free_bufs[nfree++] = base;
+    else
+        free(base);
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     (void)h;
     (void)hint;
-    buf->base = malloc(65536);
-    buf->len = buf->base ? 65536 : 0;
+    buf->base = nfree > 0 ? free_bufs[--nfree] : malloc(BUF_SIZE);
+    buf->len = buf->base ? BUF_SIZE : 0;
 }
 
 static void on_write(uv_write_t *req, int status)
 {
     struct wreq *w = (struct wreq *)req;
     uv_handle_t *h = (uv_handle_t *)req->handle;
-    free(w->buf.base);
+    buf_put(w->buf.base);
     free(w);
     if (status < 0 && !uv_is_closing(h))
         uv_close(h, on_close);
@@ -41,20 +62,20 @@ static void on_write(uv_write_t *req, int status)
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     if (n <= 0) {
-        free(buf->base);
+        buf_put(buf->base);
         if (n < 0 && !uv_is_closing((uv_handle_t *)s))
             uv_close((uv_handle_t *)s, on_close);
         return;
     }
     struct wreq *w = malloc(sizeof(*w));
     if (!w) {
-        free(buf->base);
+        buf_put(buf->base);
         uv_close((uv_handle_t *)s, on_close);
         return;
     }
     w->buf = uv_buf_init(buf->base, (unsigned)n);
     if (uv_write(&w->req, s, &w->buf, 1, on_write) < 0) {
-        free(buf->base);
+        buf_put(buf->base);
         free(w);
         uv_close((uv_handle_t *)s, on_close);
     }

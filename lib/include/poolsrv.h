@@ -4,8 +4,10 @@
  *
  * Data path: an acceptor/reactor thread accepts connections and feeds them
  * through a bounded work queue to a fixed pool of worker threads, which run
- * the user's handler; idle connections wait in epoll (event style: idle
- * workers collect ready ones themselves, docs/architecture.md says why).
+ * the user's handler; idle connections wait in epoll (event style: one
+ * idle worker, the poller, collects ready ones itself and the others sleep
+ * until it is saturated or stuck in a handler; docs/architecture.md says
+ * why).
  * Two handler styles:
  *
  *   blocking  serve(conn) owns the connection until it returns, and reads and
@@ -176,6 +178,8 @@ typedef struct ps_handler {
 /* ---------------------------------------------------------- configuration */
 
 #define PS_MAX_LISTEN 16
+/* The blocking style's pool when ps_config.workers is 0 (see there). */
+#define PS_BLOCKING_WORKERS 32
 
 /* ps_config.dgram_reply_policy: replies ps_dgram_reply refuses to send.
  *
@@ -220,9 +224,19 @@ typedef struct ps_config {
     int nlisten;                       /* how many of listen[] are used (>= 1) */
     int backlog;            /* listen(2) backlog, 1..1048576 (the kernel caps it at
                                net.core.somaxconn); default 4096 */
-    int workers;            /* pool size, 1..1024; default 4.  Event style: about
-                               the number of cores left to this server; blocking
-                               style: connections to serve at once */
+    int workers;            /* pool size, 0..1024; default 0, resolved by
+                               ps_server_new from the handler's style.  Event
+                               style: one per CPU the process may run on
+                               (sched_getaffinity, as nginx's
+                               worker_processes auto); a worker only waits for
+                               readiness or runs callbacks, so more than the
+                               CPUs only adds threads that wake and take
+                               turns.  Blocking style: PS_BLOCKING_WORKERS
+                               (32), serve calls in progress at once; a
+                               worker waiting inside serve (a disk, a
+                               database, a slow peer) serves nobody else, so
+                               the pool covers requests in progress, not CPUs
+                               (park idle connections, ps_conn_park) */
     int queue_capacity;     /* work queue slots, 1..1048576; default 1024 */
     ps_policy policy;       /* default PS_POLICY_BLOCK */
     int io_timeout_ms;      /* blocking style: default per-call timeout, -1 = none (default) */
@@ -505,7 +519,9 @@ PS_EXTERN ps_server *ps_conn_server(const ps_conn *c);
  *   instead of closing it; serve is called again (on any worker) when it is
  *   readable or the peer closed.  Use it between requests of a keep-alive
  *   protocol so idle clients do not pin workers.  Input must be fully
- *   consumed before parking: the poller only wakes for new bytes.
+ *   consumed before parking: the poller only wakes for new bytes.  (Bytes
+ *   that came with a PROXY header and were not read yet are the library's:
+ *   a connection parked with them is served again at once.)
  * Only from the serve call that owns the connection. */
 PS_EXTERN ssize_t ps_conn_read(ps_conn *c, void *buf, size_t len);
 PS_EXTERN ssize_t ps_conn_read_exact(ps_conn *c, void *buf, size_t len);

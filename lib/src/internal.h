@@ -259,6 +259,19 @@ struct ps_server {
     /* Workers (about to be) in epoll_wait on cepfd; on a line of its own. */
     PS_ALIGN_CACHE atomic_int ready_waiters;
     atomic_bool spinning; /* a worker is polling before it sleeps (pool.c) */
+    /* Event style: the pollers, workers that may wait on cepfd (pool.c).
+     * At most poll_allowed at a time (1, more while they are saturated);
+     * poll_seq counts entries into that role, idle_seq polls that found
+     * nothing; the standby reads both to see a poller gone for long. */
+    atomic_int pollers, poll_allowed;
+    atomic_uint poll_seq, idle_seq;
+    atomic_bool standby_deep; /* the standby sleeps untimed: nothing runs */
+    /* bench_lock guards benched, has_standby and pool_stop; idle workers
+     * that may not poll sleep on bench_cv, the standby on standby_cv. */
+    pthread_mutex_t bench_lock;
+    pthread_cond_t bench_cv, standby_cv;
+    int benched;
+    bool has_standby, pool_stop;
 
     /* Reply policy (dgram_policy.c): set at start, read-only while running,
      * except the rate table's slots (atomics, any worker). */

@@ -4,14 +4,25 @@
  * the handler; popping one (not a batch) keeps a blocking handler from
  * holding queued connections hostage while other workers sit idle.
  *
- * With nothing queued, a blocking-style worker sleeps on the queue; an
- * event-style one polls briefly (one at a time), then sleeps in epoll_wait
- * on the connections' set, where the queue's bell reaches it too.
+ * With nothing queued, a blocking-style worker sleeps on the queue.  In
+ * the event style only the pollers - one worker, more only while pollers
+ * stay saturated - wait on the connections' set: a poller polls briefly,
+ * then sleeps in epoll_wait, where the queue's bell reaches it too.  The
+ * other idle workers sleep on the bench, one of them (the standby) waking
+ * every PS_STANDBY_MS to see whether the pollers went off to run turns and
+ * none came back (a handler that blocks): then it becomes a poller itself.
+ * Had every idle worker waited in epoll_wait, the kernel would wake one
+ * for each connection that becomes ready while the others run, and a pool
+ * of 2 or 4 spread a load one running worker carries over the CPUs, taking
+ * them from everything else (its clients, on a shared machine), and handed
+ * connections between cores: 0.6-0.75x the throughput of one worker,
+ * docs/benchmarks.md.
  */
 #include "internal.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -19,6 +30,9 @@
 
 #define PS_SCRATCH_SIZE 65536
 #define PS_HARVEST_MAX 16 /* ready connections a worker collects at once */
+#define PS_STANDBY_MS 1 /* how long the pollers may all be gone before the
+                           standby steps in: the most a slow handler delays
+                           connections that are ready meanwhile */
 #ifndef PS_SPIN_POLLS
 #define PS_SPIN_POLLS 100 /* non-blocking polls before a worker sleeps */
 #endif
@@ -33,7 +47,11 @@ static void blocking_turn(struct ps_worker *w, ps_conn *c)
     c->turn_in = 0;
     s->h.serve(c, s->user);
     if ((c->flags & (PS_CF_PARK | PS_CF_CLOSING)) == PS_CF_PARK) {
-        ps__conn_arm(c, EPOLLIN); /* no mailbox in this style: always armed */
+        if (c->in.len > 0) /* bytes that came with a PROXY header wait here, where
+                              epoll cannot see them: serve again, after the queue */
+            ps__queue_push_spill(s->q, &c->spill, c);
+        else
+            ps__conn_arm(c, EPOLLIN); /* no mailbox in this style: always armed */
         return;
     }
     ps__conn_destroy(w, c);
@@ -109,6 +127,19 @@ static void *take_ready(struct ps_worker *w, struct epoll_event *evs, int n)
  * load generator or another process off its core).  One spinner at most,
  * so the pool never burns more than one core waiting.  Returns an item, or
  * NULL when nothing came (the caller then sleeps). */
+/* A poller found the connections' set empty: the pollers are keeping up,
+ * so one fewer may poll (never fewer than one). */
+static void note_idle(ps_server *s)
+{
+    int a = atomic_load_explicit(&s->poll_allowed, memory_order_relaxed);
+
+    atomic_fetch_add_explicit(&s->idle_seq, 1, memory_order_relaxed);
+    while (a > 1 && !atomic_compare_exchange_weak_explicit(&s->poll_allowed, &a, a - 1,
+                                                           memory_order_relaxed,
+                                                           memory_order_relaxed))
+        ;
+}
+
 static void *spin_ready(struct ps_worker *w, bool *stopped)
 {
     ps_server *s = w->srv;
@@ -129,6 +160,8 @@ static void *spin_ready(struct ps_worker *w, bool *stopped)
         n = epoll_wait(s->cepfd, evs, PS_HARVEST_MAX, 0);
         if (n > 0)
             item = take_ready(w, evs, n);
+        else if (k == 0)
+            note_idle(s);
     }
     atomic_store_explicit(&s->spinning, false, memory_order_release);
     return item;
@@ -159,12 +192,135 @@ static void *wait_ready(struct ps_worker *w)
         atomic_fetch_sub_explicit(&s->ready_waiters, 1, memory_order_relaxed);
         return rc == 0 ? first : NULL;
     }
+    note_idle(s);
     n = epoll_wait(s->cepfd, evs, PS_HARVEST_MAX, -1);
     atomic_fetch_sub_explicit(&s->ready_waiters, 1, memory_order_relaxed);
     return take_ready(w, evs, n);
 }
 
 _Thread_local struct ps_worker *ps__self;
+
+/* ------------------------------------------------------ pollers, bench */
+
+static bool take_poll_role(ps_server *s)
+{
+    int n = atomic_load_explicit(&s->pollers, memory_order_relaxed);
+
+    while (n < atomic_load_explicit(&s->poll_allowed, memory_order_relaxed))
+        if (atomic_compare_exchange_weak_explicit(&s->pollers, &n, n + 1, memory_order_acq_rel,
+                                                  memory_order_relaxed)) {
+            atomic_fetch_add_explicit(&s->poll_seq, 1, memory_order_release);
+            return true;
+        }
+    return false;
+}
+
+/* A poller leaves the role (to run what it collected or what the bell
+ * announced).  After a quiet spell this wakes the standby from its untimed
+ * sleep: from now on it watches that a poller comes back (one wake-up per
+ * busy spell, not per turn). */
+static void leave_poll_role(ps_server *s)
+{
+    /* seq_cst, against the standby's store of standby_deep and reload of
+     * pollers: either it sees this worker gone or this load sees it deep. */
+    atomic_fetch_sub(&s->pollers, 1);
+    if (atomic_load(&s->standby_deep)) {
+        pthread_mutex_lock(&s->bench_lock);
+        atomic_store_explicit(&s->standby_deep, false, memory_order_relaxed);
+        pthread_cond_signal(&s->standby_cv);
+        pthread_mutex_unlock(&s->bench_lock);
+    }
+}
+
+static void tick_deadline(struct timespec *ts)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_nsec += PS_STANDBY_MS * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* The standby (bench_lock held): wake every PS_STANDBY_MS while work runs
+ * and return when this worker should poll: no poller came back for a whole
+ * tick (a turn is taking long: a handler that blocks), or the pollers
+ * never found the set empty during one (they are saturated: one more may
+ * poll).  Sleeps untimed while a poller sits idle in epoll_wait. */
+static void standby(ps_server *s)
+{
+    unsigned seq = atomic_load(&s->poll_seq), idle = atomic_load(&s->idle_seq), nseq, nidle;
+    struct timespec ts;
+    int np;
+
+    while (!s->pool_stop) {
+        if (atomic_load_explicit(&s->standby_deep, memory_order_relaxed)) {
+            pthread_cond_wait(&s->standby_cv, &s->bench_lock);
+        } else {
+            tick_deadline(&ts);
+            pthread_cond_timedwait(&s->standby_cv, &s->bench_lock, &ts);
+        }
+        nseq = atomic_load(&s->poll_seq);
+        nidle = atomic_load(&s->idle_seq);
+        np = atomic_load(&s->pollers);
+        if (np == 0 && nseq == seq)
+            return; /* gone for a tick */
+        if (np > 0 && nseq != seq && nidle == idle) {
+            int a = atomic_load(&s->poll_allowed);
+            if (a < s->cfg.workers)
+                atomic_compare_exchange_strong(&s->poll_allowed, &a, a + 1);
+            return; /* saturated */
+        }
+        /* A poller has sat in epoll_wait since the last tick: nothing runs,
+         * sleep until it leaves (leave_poll_role).  Stored before pollers is
+         * looked at again, so that a poller leaving meanwhile is seen. */
+        atomic_store(&s->standby_deep, np > 0 && nseq == seq && nidle == idle);
+        if (atomic_load(&s->standby_deep) &&
+            (atomic_load(&s->pollers) == 0 || atomic_load(&s->poll_seq) != nseq))
+            atomic_store(&s->standby_deep, false);
+        seq = nseq;
+        idle = nidle;
+    }
+}
+
+/* An idle event-style worker that may not poll.  Returns when it should
+ * try again (it became the poller's relief, or the pool stops). */
+static void bench_wait(ps_server *s)
+{
+    pthread_mutex_lock(&s->bench_lock);
+    if (s->pool_stop) {
+        pthread_mutex_unlock(&s->bench_lock);
+        return;
+    }
+    if (!s->has_standby) {
+        s->has_standby = true;
+        atomic_store(&s->standby_deep, false);
+        standby(s);
+        s->has_standby = false;
+        if (s->benched > 0)
+            pthread_cond_signal(&s->bench_cv); /* the next standby */
+    } else {
+        s->benched++;
+        pthread_cond_wait(&s->bench_cv, &s->bench_lock);
+        s->benched--;
+    }
+    pthread_mutex_unlock(&s->bench_lock);
+}
+
+/* Event style, nothing queued: poll if allowed, else wait on the bench. */
+static void *event_idle(struct ps_worker *w)
+{
+    ps_server *s = w->srv;
+    void *item;
+
+    if (!take_poll_role(s)) {
+        bench_wait(s);
+        return NULL;
+    }
+    item = wait_ready(w);
+    leave_poll_role(s);
+    return item;
+}
 
 static void *worker_main(void *arg)
 {
@@ -178,7 +334,7 @@ static void *worker_main(void *arg)
         if (rc == -ESHUTDOWN)
             break;
         if (rc < 0 && s->event_style)
-            item = wait_ready(w);
+            item = event_idle(w);
         else if (rc < 0 && ps__queue_pop(s->q, &item) < 0)
             break;
         if (item)
@@ -210,6 +366,7 @@ int ps__pool_start(ps_server *s, ps_err *err)
 {
     int i, rc;
 
+    atomic_store(&s->poll_allowed, 1);
     s->workers = calloc((size_t)s->cfg.workers, sizeof *s->workers);
     if (!s->workers)
         return ps__set_err(err, -ENOMEM, "workers: out of memory");
@@ -237,6 +394,11 @@ void ps__pool_join(ps_server *s)
 {
     int i;
 
+    pthread_mutex_lock(&s->bench_lock); /* wake the bench: the queue is shut down */
+    s->pool_stop = true;
+    pthread_cond_broadcast(&s->bench_cv);
+    pthread_cond_signal(&s->standby_cv);
+    pthread_mutex_unlock(&s->bench_lock);
     for (i = 0; i < s->nworkers; i++)
         pthread_join(s->workers[i].tid, NULL);
     s->nworkers = 0;

@@ -5,12 +5,14 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PS_DGRAM_POLICY_ALL (PS_DGRAM_REFUSE_SELF | PS_DGRAM_REFUSE_PORTS)
@@ -19,7 +21,7 @@ void ps_config_init(ps_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->backlog = 4096;
-    cfg->workers = 4;
+    cfg->workers = 0; /* by style, at ps_server_new (default_workers) */
     cfg->queue_capacity = 1024;
     cfg->policy = PS_POLICY_BLOCK;
     cfg->io_timeout_ms = -1;
@@ -145,7 +147,7 @@ int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
             return rc;
     }
     if ((rc = check_range(err, "backlog", cfg->backlog, 1, 1 << 20)) < 0 ||
-        (rc = check_range(err, "workers", cfg->workers, 1, 1024)) < 0 ||
+        (rc = check_range(err, "workers", cfg->workers, 0, 1024)) < 0 ||
         (rc = check_range(err, "queue_capacity", cfg->queue_capacity, 1, 1 << 20)) < 0 ||
         (rc = check_range(err, "policy", cfg->policy, PS_POLICY_BLOCK, PS_POLICY_REJECT)) < 0 ||
         (rc = check_range(err, "io_timeout_ms", cfg->io_timeout_ms, -1, INT32_MAX)) < 0 ||
@@ -190,6 +192,28 @@ int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
     return validate_handler(cfg, h, err);
 }
 
+/* workers = 0: the event style gets one worker per CPU this process may
+ * run on (its affinity mask, so taskset and cgroup cpusets count), as
+ * nginx's worker_processes auto: a worker only ever waits for readiness or
+ * runs a callback, so more workers than CPUs only add threads that wake,
+ * migrate and take turns.  The blocking style gets PS_BLOCKING_WORKERS:
+ * its workers wait inside handlers (on disks, databases, peers), and one
+ * waiting serves nobody, so its pool sizes the requests in progress at
+ * once, not the CPUs. */
+static int default_workers(bool event_style)
+{
+    cpu_set_t set;
+    long n = 0;
+
+    if (!event_style)
+        return PS_BLOCKING_WORKERS;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        n = CPU_COUNT(&set);
+    if (n < 1) /* more CPUs than a cpu_set_t holds, or no affinity call */
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+}
+
 ps_server *ps_server_new(const ps_config *cfg, const ps_handler *h, void *user, ps_err *err)
 {
     ps_server *s;
@@ -206,6 +230,8 @@ ps_server *ps_server_new(const ps_config *cfg, const ps_handler *h, void *user, 
     s->h = *h;
     s->user = user;
     s->event_style = h->on_data != NULL;
+    if (s->cfg.workers == 0)
+        s->cfg.workers = default_workers(s->event_style);
     s->wake_kind = s->bell_kind = PS_KIND_WAKE;
     s->epfd = s->cepfd = s->bellfd = s->reserve_fd = -1;
     for (i = 0; i < cfg->nlisten; i++) {
@@ -229,6 +255,15 @@ ps_server *ps_server_new(const ps_config *cfg, const ps_handler *h, void *user, 
     }
     pthread_mutex_init(&s->free_lock, NULL);
     pthread_mutex_init(&s->timer_lock, NULL);
+    pthread_mutex_init(&s->bench_lock, NULL);
+    pthread_cond_init(&s->bench_cv, NULL);
+    {
+        pthread_condattr_t ca; /* the standby's ticks use the monotonic clock */
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->standby_cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     s->timer_sleep_until = INT64_MAX;
     return s;
 
@@ -383,6 +418,9 @@ void ps_server_free(ps_server *s)
     ps__timers_fini(s);
     pthread_mutex_destroy(&s->free_lock);
     pthread_mutex_destroy(&s->timer_lock);
+    pthread_cond_destroy(&s->standby_cv);
+    pthread_cond_destroy(&s->bench_cv);
+    pthread_mutex_destroy(&s->bench_lock);
     free(s);
 }
 

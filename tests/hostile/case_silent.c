@@ -23,9 +23,9 @@
  * and in event mode they must cost no worker.  IDLE tricklers send one byte
  * and then nothing for longer than --idle-timeout: they must be cut, within
  * the timeout plus the scan period (timeout / 4) plus scheduling slack.
- * Blocking mode pins one worker per connection (poolsrv-echo's blocking
- * handler does not park), so it gets workers for all tricklers plus the
- * probe; fewer workers than tricklers would starve new clients by design.
+ * Blocking mode gets workers for all tricklers plus the probe, as a handler
+ * that holds its worker while a connection is open would need (poolsrv-echo's
+ * parks between bytes, so it would manage with fewer).
  */
 #define TRICKLE_MS 100
 #define SLOW_IDLE_MS 1000
@@ -188,12 +188,12 @@ out:
 /* ------------------------------------------------------------- half-open
  *
  * HALF_N connections connect and stay silent.  Without a first-byte timeout
- * (event style) they hold HALF_HOLD_MS while the probe must stay served and
- * none may be cut; with --first-byte-timeout each must be cut within the
- * timeout plus one scan period plus slack.  Blocking style pins a worker per
- * connection, so it only runs the cut variant, with a queue (4096) that
- * holds them all: the timeout starts at accept, and connections left in the
- * kernel backlog would be cut in rounds.
+ * they hold HALF_HOLD_MS while the probe must stay served and none may be
+ * cut (blocking style too: poolsrv-echo parks a connection before its first
+ * byte); with --first-byte-timeout each must be cut within the timeout plus
+ * one scan period plus slack.  The blocking cut variant runs with a queue
+ * (4096) that holds them all: the timeout starts at accept, and connections
+ * left in the kernel backlog would be cut in rounds.
  */
 #define HALF_N 2000
 #define HALF_HOLD_MS 2000
@@ -279,15 +279,10 @@ out:
     free(fds);
 }
 
+/* Blocking style too: poolsrv-echo parks a connection before its first
+ * byte, so silent connections hold no worker in either style. */
 void run_halfopen_hold(ctx *c)
 {
-    if (c->blocking) {
-        printf("skip %s %s: blocking poolsrv-echo pins a worker per silent connection; only "
-               "--first-byte-timeout defends it (see halfopen-cut)\n",
-               c->label, c->name);
-        c->skipped = true;
-        return;
-    }
     run_halfopen(c, false);
 }
 
@@ -300,18 +295,38 @@ void run_halfopen_cut(ctx *c)
  *
  * A client that sends its first bytes at once must not be cut by
  * --first-byte-timeout only because it waited in the server's own work
- * queue for a worker.  Blocking style, 2 workers: the probe's connection
- * holds one, client A (served, then quiet) the other; client B connects and
- * sends a line at once, then waits in the queue.  After the timeout plus a
- * scan period A closes, a worker frees, and B must get its echo.
+ * queue for a worker.  Blocking style, 2 workers, both taken by clients A1
+ * and A2 that send a stream and do not read it back: each worker blocks
+ * writing the echo (poolsrv-echo parks idle connections, so a quiet client
+ * would hold none).  Client B connects and sends a line at once, then
+ * waits in the queue.  After the timeout plus a scan period the holders
+ * close, the workers free, and B must get its echo.
  */
-#define QFB_TIMEOUT_MS 1000
+#define QFB_TIMEOUT_MS 500 /* short: the probe waits for a worker too */
+#define QFB_HOLDERS 2
+
+/* Send a stream that is never read back, until the server stops taking it
+ * (its worker is then blocked writing the echo); -1 if it never stops. */
+static int hold_worker(int port, int64_t t0)
+{
+    static char junk[1 << 16];
+    int fd = tcp_connect(port, t0 + scaled(2000));
+    int64_t until = now_ms() + scaled(3000);
+
+    if (fd < 0)
+        return -1;
+    while (now_ms() < until)
+        if (send_all(fd, junk, sizeof junk, now_ms() + 100) == -ETIMEDOUT)
+            return fd; /* 100 ms without room: the worker is stuck in its write */
+    close(fd);
+    return -1;
+}
 
 void run_queued_first_byte(ctx *c)
 {
-    const char *extra[] = {"--first-byte-timeout", "1000", "--workers", "2", NULL};
+    const char *extra[] = {"--first-byte-timeout", "500", "--workers", "2", NULL};
     char line[] = "queued first byte\n", back[sizeof line];
-    int a = -1, b = -1, rc;
+    int a[QFB_HOLDERS], b = -1, rc, i;
     int64_t t0, hold_until;
     ssize_t r;
 
@@ -321,16 +336,17 @@ void run_queued_first_byte(ctx *c)
         c->skipped = true;
         return;
     }
+    for (i = 0; i < QFB_HOLDERS; i++)
+        a[i] = -1;
     c->no_fresh = true; /* a fresh probe connection would queue like B */
     if (case_begin(c, extra, 0) < 0)
         return;
     t0 = now_ms();
-    a = tcp_connect(c->s.port, t0 + scaled(2000));
-    if (a < 0 || send_all(a, "a", 1, t0 + scaled(2000)) < 0 ||
-        recv_exact(a, back, 1, t0 + scaled(2000)) < 0) {
-        fail(c, "client A was not served");
-        goto out;
-    }
+    for (i = 0; i < QFB_HOLDERS; i++)
+        if ((a[i] = hold_worker(c->s.port, t0)) < 0) {
+            fail(c, "client A%d could not take a worker", i + 1);
+            goto out;
+        }
     b = tcp_connect(c->s.port, t0 + scaled(2000));
     if (b < 0 || send_all(b, line, sizeof line - 1, now_ms() + scaled(2000)) < 0) {
         fail(c, "client B could not connect and send");
@@ -340,22 +356,29 @@ void run_queued_first_byte(ctx *c)
     hold_until = now_ms() + QFB_TIMEOUT_MS + QFB_TIMEOUT_MS / 4 + 250;
     r = recv_some(b, back, sizeof back, hold_until);
     if (r != -ETIMEDOUT) {
-        addf(c, "B, which sent %zu bytes at once, was %s after %lld ms in the queue",
-             sizeof line - 1, r == 0 ? "closed (EOF)" : "reset", (long long)(now_ms() - t0));
-        fail(c, "--first-byte-timeout cut a client that had sent its first bytes at once but "
-                "waited in the work queue (server-side delay counted as peer silence)");
+        addf(c, "B, which sent %zu bytes at once, got %s after %lld ms in the queue",
+             sizeof line - 1, r == 0 ? "end of stream" : r > 0 ? "its echo" : "an error",
+             (long long)(now_ms() - t0));
+        fail(c, r > 0 ? "B was served while both workers should have been held (the case "
+                        "did not set up what it tests)"
+                      : "--first-byte-timeout cut a client that had sent its first bytes at "
+                        "once but waited in the work queue (server-side delay counted as "
+                        "peer silence)");
         goto out;
     }
-    close(a);
-    a = -1;
+    for (i = 0; i < QFB_HOLDERS; i++) {
+        close(a[i]); /* unread data: a reset, which ends the blocked write */
+        a[i] = -1;
+    }
     rc = recv_exact(b, back, sizeof line - 1, now_ms() + scaled(2000));
     if (rc < 0 || memcmp(back, line, sizeof line - 1) != 0)
         fail(c, "B got no echo once a worker was free: %s", rc < 0 ? strerror(-rc) : "differs");
     else
         addf(c, "B waited %lld ms in the queue, then was served", (long long)(now_ms() - t0));
 out:
-    if (a >= 0)
-        close(a);
+    for (i = 0; i < QFB_HOLDERS; i++)
+        if (a[i] >= 0)
+            close(a[i]);
     if (b >= 0)
         close(b);
 }
