@@ -677,6 +677,89 @@ START_TEST(test_resume_offers_held_input)
 }
 END_TEST
 
+/* =============================================================== abort */
+
+static size_t abort_data(ps_conn *c, const char *data, size_t len, void *user)
+{
+    int snd = 16 << 10;
+
+    (void)data;
+    (void)user;
+    setsockopt(ps_conn_fd(c), SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
+    ps_conn_send(c, tail_mib, 1 << 20); /* mostly pending: the abort drops it */
+    ps_conn_abort(c);
+    if (ps_conn_send(c, "x", 1) != -EPIPE)
+        atomic_fetch_add(&cb.early, 1);
+    return len;
+}
+
+static void abort_serve(ps_conn *c, void *user)
+{
+    char b[16];
+
+    (void)user;
+    if (ps_conn_read(c, b, sizeof b) > 0) {
+        ps_conn_abort(c);
+        if (ps_conn_read(c, b, sizeof b) != 0)
+            atomic_fetch_add(&cb.early, 1);
+        ps_conn_park(c); /* must not park an aborted connection */
+    }
+    atomic_fetch_add(&cb.closes, 1);
+}
+
+/* ps_conn_abort: the peer sees a reset, not an EOF after the pending
+ * output; event style reports PS_CLOSE_LOCAL. */
+START_TEST(test_abort)
+{
+    bool event = _i == 1;
+    ps_config cfg;
+    ps_handler h = {0};
+    ps_server *s;
+    int port, fd, rc;
+    char buf[65536];
+    ssize_t n;
+    size_t got = 0;
+
+    cb_reset();
+    tail_mib = calloc(1, 1 << 20);
+    ck_assert_ptr_nonnull(tail_mib);
+    if (event) {
+        h.on_data = abort_data;
+        h.on_close = count_close;
+    } else {
+        h.serve = abort_serve;
+    }
+    tu_config(&cfg);
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(tu_write_all(fd, "go\n", 3, tu_ms(2000)), 0);
+    wait_closes(1);
+    /* whatever arrived before the reset, then the reset itself */
+    rc = 0;
+    for (int64_t end = tu_now_ms() + tu_ms(3000); tu_now_ms() < end;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        n = recv(fd, buf, sizeof buf, 0);
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        rc = n == 0 ? 0 : -errno;
+        break;
+    }
+    ck_assert_msg(rc == -ECONNRESET, "the peer saw %d after %zu bytes, not a reset", rc, got);
+    ck_assert_uint_lt(got, 1 << 20);
+    ck_assert_int_eq(atomic_load(&cb.early), 0);
+    if (event)
+        ck_assert_int_eq(atomic_load(&cb.reasons[PS_CLOSE_LOCAL]), 1);
+    close(fd);
+    ps_server_free(s);
+    free(tail_mib);
+}
+END_TEST
+
 Suite *callbacks_suite(void)
 {
     Suite *s = suite_create("callbacks");
@@ -696,6 +779,7 @@ Suite *callbacks_suite(void)
     tcase_add_test(half, test_half_close_server_first);
     tcase_add_test(half, test_on_drain);
     tcase_add_test(half, test_resume_offers_held_input);
+    tcase_add_loop_test(half, test_abort, 0, 2);
     suite_add_tcase(s, post);
     suite_add_tcase(s, timer);
     suite_add_tcase(s, half);

@@ -562,6 +562,14 @@ PS_EXTERN void ps_conn_park(ps_conn *c);
 PS_EXTERN int ps_conn_send(ps_conn *c, const void *data, size_t len);
 PS_EXTERN size_t ps_conn_pending(const ps_conn *c);
 PS_EXTERN void ps_conn_close(ps_conn *c);
+/* Both styles, from the connection's callbacks (or serve): end the
+ * connection now, without flushing pending output and without a lingering
+ * close; the peer gets a reset (TCP RST), not a FIN.  For a peer that does
+ * not read (a slow subscriber past its bound) or has misbehaved.  Event
+ * style: on_close follows with PS_CLOSE_LOCAL, no on_data in between;
+ * ps_conn_send fails with -EPIPE from now on.  Blocking style: later reads
+ * return end of stream; the connection is not parked. */
+PS_EXTERN void ps_conn_abort(ps_conn *c);
 PS_EXTERN void ps_conn_message_begin(ps_conn *c);
 PS_EXTERN void ps_conn_message_end(ps_conn *c);
 

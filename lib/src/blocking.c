@@ -169,6 +169,18 @@ void ps_conn_park(ps_conn *c)
     c->flags |= PS_CF_PARK;
 }
 
+/* Both styles: the reset is made at close(2) by a zero linger time, so
+ * whatever is still unsent is discarded by the kernel too. */
+void ps_conn_abort(ps_conn *c)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+    c->flags |= PS_CF_ABORT | PS_CF_CLOSING;
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    if (!c->srv->event_style)
+        shutdown(c->fd, SHUT_RD);
+}
+
 void ps_conn_close(ps_conn *c)
 {
     c->flags |= PS_CF_CLOSING;

@@ -123,7 +123,7 @@ int ps_conn_send(ps_conn *c, const void *data, size_t len)
 
     if (!c->srv->event_style)
         return -EINVAL;
-    if (c->flags & (PS_CF_CLOSING | PS_CF_FATAL | PS_CF_OUTLIMIT | PS_CF_WR_SHUT))
+    if (c->flags & (PS_CF_CLOSING | PS_CF_FATAL | PS_CF_OUTLIMIT | PS_CF_WR_SHUT | PS_CF_ABORT))
         return -EPIPE;
     while (c->out.len == 0 && len > 0) { /* nothing queued: write directly */
         ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -270,6 +270,8 @@ static ps_close_reason close_reason(const ps_conn *c)
         return PS_CLOSE_TIMEOUT;
     if (c->flags & PS_CF_OUTLIMIT)
         return PS_CLOSE_OUTPUT;
+    if (c->flags & PS_CF_ABORT)
+        return PS_CLOSE_LOCAL;
     if (c->flags & PS_CF_OVERFLOW)
         return PS_CLOSE_OVERFLOW;
     if (c->flags & PS_CF_FATAL)
@@ -354,7 +356,7 @@ static bool ends_now(struct ps_worker *w, ps_conn *c)
 {
     bool flushed = c->out.len == 0;
 
-    if (c->flags & (PS_CF_FATAL | PS_CF_OVERFLOW | PS_CF_OUTLIMIT))
+    if (c->flags & (PS_CF_FATAL | PS_CF_OVERFLOW | PS_CF_OUTLIMIT | PS_CF_ABORT))
         return true;
     if ((c->flags & PS_CF_PEER_EOF) && flushed &&
         (!c->h->on_eof || (c->flags & PS_CF_WR_DONE)))
@@ -467,7 +469,7 @@ ssize_t ps_conn_try_send(ps_conn_ref ref, const void *data, size_t len)
         rc = (ssize_t)c->out.len;
         ps__conn_touch(c);
     }
-    if ((c->flags & (PS_CF_FATAL | PS_CF_OUTLIMIT)) || !ps__conn_arm(c, rest_events(c)))
+    if ((c->flags & (PS_CF_FATAL | PS_CF_OUTLIMIT | PS_CF_ABORT)) || !ps__conn_arm(c, rest_events(c)))
         ps__queue_push_spill(c->srv->q, &c->spill, c);
     return rc;
 }

@@ -54,11 +54,12 @@ enum {
     PS_CF_WR_SHUT = 1u << 14,     /* event: ps_conn_shutdown_write: FIN after the output */
     PS_CF_WR_DONE = 1u << 15,     /* event: ... and it was sent */
     PS_CF_CONNECTING = 1u << 16,  /* outbound: connect(2) not finished */
+    PS_CF_ABORT = 1u << 17,       /* ps_conn_abort: end now, unflushed, with a reset */
 };
 /* States in which the connection itself does not read (the user's pause aside). */
 #define PS_CF_NO_READ                                                                   \
     (PS_CF_CLOSING | PS_CF_PEER_EOF | PS_CF_FATAL | PS_CF_OVERFLOW | PS_CF_BACKPRESSURE | \
-     PS_CF_OUTLIMIT)
+     PS_CF_OUTLIMIT | PS_CF_ABORT)
 
 struct ps_worker;
 

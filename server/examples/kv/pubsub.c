@@ -481,16 +481,13 @@ static pubsub_client *client_of(ps_conn *c)
     return *(pubsub_client **)ps_conn_data(c);
 }
 
-/* Close now, dropping what waits: ps_conn_close would first flush output
- * the peer is not reading.  The descriptor stays open until on_close
- * returns, so shutting it down here is safe; the flush then fails and the
- * connection ends (PS_CLOSE_ERROR). */
+/* Close now, dropping what waits (ps_conn_close would first flush output
+ * the peer is not reading): as Redis does, the subscriber gets a reset. */
 static void drop_subscriber(ps_conn *c, pubsub_client *cl, const char *why)
 {
     atomic_store_explicit(&cl->doomed, true, memory_order_relaxed);
     fprintf(stderr, "poolsrv-kv: closing subscriber %s: %s\n", ps_conn_peer_str(c), why);
-    shutdown(ps_conn_fd(c), SHUT_RDWR);
-    ps_conn_close(c);
+    ps_conn_abort(c);
 }
 
 /* Posted by a publisher that found the subscriber over its hard limit. */
