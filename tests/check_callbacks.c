@@ -698,6 +698,9 @@ static void abort_serve(ps_conn *c, void *user)
     char b[16];
 
     (void)user;
+    if (ps_conn_timer(c, 10) != -EINVAL) /* no timers without a mailbox turn */
+        atomic_fetch_add(&cb.early, 1);
+    ps_conn_resume_read(c); /* a no-op here */
     if (ps_conn_read(c, b, sizeof b) > 0) {
         ps_conn_abort(c);
         if (ps_conn_read(c, b, sizeof b) != 0)

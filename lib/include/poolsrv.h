@@ -597,7 +597,7 @@ PS_EXTERN int ps_dgram_sendto(ps_dgram *d, const void *data, size_t len, const s
  * (for instance: a flag under the caller's own lock, cleared in on_close),
  * or use ps_conn_post with a ps_conn_ref, which has no such rule.  Resume
  * offers input that on_data left unconsumed again without waiting for new
- * bytes.  Idempotent. */
+ * bytes.  Idempotent; no-ops in the blocking style. */
 PS_EXTERN void ps_conn_pause_read(ps_conn *c);
 PS_EXTERN void ps_conn_resume_read(ps_conn *c);
 
@@ -652,7 +652,8 @@ PS_EXTERN ssize_t ps_conn_try_send(ps_conn_ref ref, const void *data, size_t len
  * after ms milliseconds (0: on the next turn); a pending expiry is replaced,
  * and a negative ms cancels it.  It is cancelled anyway when the connection
  * closes.  Timers fire on the reactor's clock, a few ms late at most (not
- * early).  Returns 0, -EINVAL without an on_timer handler. */
+ * early).  Returns 0, -EINVAL without an on_timer handler or in the
+ * blocking style, -ENOMEM. */
 PS_EXTERN int ps_conn_timer(ps_conn *c, int64_t ms);
 
 /* ---------------------------------------------------- outbound connections

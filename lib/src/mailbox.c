@@ -10,8 +10,12 @@
 #include <errno.h>
 #include <stdlib.h>
 
+/* Event style only: a blocking serve call reads when it wants to, and its
+ * connection has no mailbox turn. */
 void ps_conn_pause_read(ps_conn *c)
 {
+    if (!c->srv->event_style)
+        return;
     /* Takes effect at the owner's next arm; an event already armed for
      * input costs at most one turn that reads nothing. */
     atomic_store_explicit(&c->user_paused, true, memory_order_relaxed);
@@ -19,6 +23,8 @@ void ps_conn_pause_read(ps_conn *c)
 
 void ps_conn_resume_read(ps_conn *c)
 {
+    if (!c->srv->event_style)
+        return;
     if (atomic_exchange_explicit(&c->user_paused, false, memory_order_relaxed))
         ps__conn_request(c, 0, PS_MAIL_RESUME, NULL);
 }

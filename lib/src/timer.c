@@ -123,8 +123,8 @@ static bool arm_locked(ps_server *s, struct ps_tnode *n, int64_t ms, int *rc)
 
 int ps_conn_timer(ps_conn *c, int64_t ms)
 {
-    if (!c->h->on_timer)
-        return -EINVAL;
+    if (!c->srv->event_style || !c->h->on_timer)
+        return -EINVAL; /* (a blocking connection has no mailbox turn to run it) */
     return ps__timer_arm(c, ms);
 }
 
