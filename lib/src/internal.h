@@ -2,12 +2,14 @@
  * internal.h - private structures shared by the library's files.
  *
  * Threads: one reactor thread (reactor.c, acceptor.c) owns the listen
- * sockets, the timers and the pending list; N worker threads (pool.c) run
- * handlers, and in the event style also collect ready connections from
- * epoll while they have nothing queued.  A connection is owned by exactly
- * one thread at a time: whoever collected its one-shot event (the reactor,
- * or an idle worker) or popped it from the queue, until that thread re-arms
- * it in epoll (its last touch), queues it, or destroys it.
+ * sockets, the timer heap's expiries and the pending list; N worker threads
+ * (pool.c) run handlers, and in the event style one of them at a time (the
+ * poller) collects ready connections from epoll.  A connection is owned by
+ * exactly one thread at a time (its state, conn.c): whoever collected its
+ * one-shot event, popped it from the queue, or took it from IDLE to leave
+ * it a request or write to it (ps_conn_try_send), until that thread re-arms
+ * it in epoll (its last touch), queues it, or destroys it.  Every other
+ * thread only leaves requests in its mailbox.
  */
 #ifndef PS_INTERNAL_H
 #define PS_INTERNAL_H
