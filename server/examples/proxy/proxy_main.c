@@ -4,7 +4,9 @@
  *
  * Each accepted client gets a backend connection (ps_server_connect, round
  * robin over --backend; a backend that refuses or times out is skipped for
- * a while and the next one is tried).  The two connections are a pair: each
+ * a while and the next one is tried).  Until one is connected, the client's
+ * bytes (and its half-close) wait in the pair, so none is lost to a backend
+ * that fails.  The two connections are a pair: each
  * side's on_data hands its bytes to the other side with ps_conn_post, so
  * every byte is written by the thread that owns the connection it goes to,
  * with that connection's watermarks, timeouts and counters.
@@ -48,11 +50,17 @@ struct flow {
     atomic_bool paused;     /* the sender paused its reading for it */
 };
 
+struct chunk;
+
 struct pair {
     atomic_int refs;       /* one per side still open */
-    pthread_mutex_t lock;  /* guards client, backend, attempts */
+    pthread_mutex_t lock;  /* guards client, backend, attempts, opened, stash */
     ps_conn_ref client, backend;
     int attempts;          /* backends tried for this client */
+    bool opened;           /* a backend is connected */
+    bool client_eof;       /* ... and the client half-closed before that */
+    struct chunk *stash, *stash_tail; /* the client's bytes until then */
+    size_t stashed;
     struct flow to_backend, to_client;
     struct sockaddr_storage src, dst; /* the client, and the address it reached */
     socklen_t srclen, dstlen;
@@ -60,6 +68,7 @@ struct pair {
 
 struct chunk {
     struct pair *p;
+    struct chunk *next; /* in the stash */
     size_t len;
     char data[];
 };
@@ -74,9 +83,12 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void free_stash(struct chunk *k);
+
 static void pair_unref(struct pair *p)
 {
     if (atomic_fetch_sub(&p->refs, 1) == 1) {
+        free_stash(p->stash);
         pthread_mutex_destroy(&p->lock);
         free(p);
     }
@@ -155,6 +167,54 @@ static void deliver(ps_conn *c, void *arg, int status)
 
 /* ---------------------------------------------------------- both sides */
 
+/* Until a backend is connected, the client's bytes wait in the pair, so
+ * that a backend that fails to connect can be replaced without losing any;
+ * the client pauses once they pass high water.  Returns false once a
+ * backend is open (then bytes go straight to it). */
+static bool stash(ps_conn *c, struct pair *p, const char *data, size_t len)
+{
+    struct chunk *k;
+    bool full;
+
+    pthread_mutex_lock(&p->lock);
+    if (p->opened) {
+        pthread_mutex_unlock(&p->lock);
+        return false;
+    }
+    k = malloc(sizeof *k + len);
+    if (!k) {
+        pthread_mutex_unlock(&p->lock);
+        ps_conn_close(c);
+        return true;
+    }
+    k->p = p;
+    k->next = NULL;
+    k->len = len;
+    memcpy(k->data, data, len);
+    if (p->stash_tail)
+        p->stash_tail->next = k;
+    else
+        p->stash = k;
+    p->stash_tail = k;
+    p->stashed += len;
+    full = p->stashed > be.high;
+    pthread_mutex_unlock(&p->lock);
+    if (full) {
+        atomic_store(&p->to_backend.paused, true);
+        ps_conn_pause_read(c);
+    }
+    return true;
+}
+
+static void free_stash(struct chunk *k)
+{
+    while (k) {
+        struct chunk *next = k->next;
+        free(k);
+        k = next;
+    }
+}
+
 /* Hand bytes read on c to the other side; pause c past high water.  When
  * nothing of ours waits in the other side's mailbox and nobody runs it, the
  * bytes are written to it from here (ps_conn_try_send): no copy, no
@@ -170,6 +230,8 @@ static size_t forward(ps_conn *c, const char *data, size_t len, void *user)
     int rc;
 
     (void)user;
+    if (client_side && stash(c, p, data, len))
+        return len;
     if (atomic_load(&f->inflight) == 0) {
         sent = ps_conn_try_send(peer, data, len);
         if (sent >= 0 && (size_t)sent > be.high) {
@@ -219,9 +281,16 @@ static void drained(ps_conn *c, void *user)
 static void got_eof(ps_conn *c, void *user)
 {
     struct pair *p = ps_conn_data(c);
+    bool later = false;
 
     (void)user;
-    ps_conn_post(peer_of(p, is_client(c)), do_shutdown_write, NULL);
+    if (is_client(c)) { /* no backend yet: its on_open half-closes it */
+        pthread_mutex_lock(&p->lock);
+        later = p->client_eof = !p->opened;
+        pthread_mutex_unlock(&p->lock);
+    }
+    if (!later)
+        ps_conn_post(peer_of(p, is_client(c)), do_shutdown_write, NULL);
 }
 
 /* ------------------------------------------------------------- backends */
@@ -293,13 +362,30 @@ static size_t proxy_v2(const struct pair *p, char *out)
 static int backend_open(ps_conn *c, void *user)
 {
     struct pair *p = ps_conn_data(c);
+    struct chunk *k;
+    bool eof;
 
     atomic_store(&be.down_until[(intptr_t)user], 0);
-    ps_conn_post(p->client, do_resume, NULL); /* the client may send now */
     if (be.send_proxy) {
         char hdr[64];
         ps_conn_send(c, hdr, proxy_v2(p, hdr));
     }
+    /* What the client sent meanwhile goes first; from now on its bytes come
+     * straight here (the flag and the stash change under one lock). */
+    pthread_mutex_lock(&p->lock);
+    p->opened = true;
+    k = p->stash;
+    p->stash = p->stash_tail = NULL;
+    p->stashed = 0;
+    eof = p->client_eof;
+    pthread_mutex_unlock(&p->lock);
+    for (struct chunk *i = k; i; i = i->next)
+        ps_conn_send(c, i->data, i->len);
+    free_stash(k);
+    if (eof)
+        ps_conn_shutdown_write(c);
+    if (atomic_exchange(&p->to_backend.paused, false))
+        ps_conn_post(p->client, do_resume, NULL);
     return 0;
 }
 
@@ -344,9 +430,6 @@ static int client_open(ps_conn *c, void *user)
     p->dstlen = sizeof p->dst;
     getsockname(ps_conn_fd(c), (struct sockaddr *)&p->dst, &p->dstlen);
     ps_conn_set_data(c, p);
-    /* Read nothing until a backend is open: bytes posted to one that then
-     * fails would be lost, and the next backend must get them all. */
-    ps_conn_pause_read(c);
     return connect_backend(ps_conn_server(c), p) == 0 ? 0 : -1;
 }
 
