@@ -240,6 +240,38 @@ START_TEST(test_connect_unix)
 }
 END_TEST
 
+/* IPv6: [::1] as ps_addr_parse writes it (skipped where loopback IPv6 is off). */
+START_TEST(test_connect_ipv6)
+{
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    socklen_t len = sizeof a;
+    ps_server *s;
+    char addr[64], buf[8];
+    int lfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), fd;
+
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) < 0) {
+        fprintf(stderr, "skip test_connect_ipv6: no IPv6 loopback (%s)\n", strerror(errno));
+        if (lfd >= 0)
+            close(lfd);
+        return;
+    }
+    ck_assert_int_eq(listen(lfd, 4), 0);
+    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+    s = client_server(5000);
+    snprintf(addr, sizeof addr, "[::1]:%d", ntohs(a.sin6_port));
+    ck_assert_int_eq(ps_server_connect(s, addr, &oc_handler, NULL, NULL, NULL, NULL), 0);
+    fd = accept(lfd, NULL, NULL);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(tu_read_exact(fd, buf, 6, tu_ms(3000)), 6);
+    ck_assert_int_eq(tu_write_all(fd, "v6\n", 3, tu_ms(2000)), 0);
+    oc_wait_closes(1);
+    ck_assert_int_eq(atomic_load(&oc.opens), 1);
+    close(fd);
+    close(lfd);
+    ps_server_free(s);
+}
+END_TEST
+
 static void noop_serve(ps_conn *c, void *user)
 {
     (void)c;
@@ -545,6 +577,7 @@ Suite *connect_suite(void)
     tcase_add_test(tc, test_connect_refused);
     tcase_add_test(tc, test_connect_timeout);
     tcase_add_test(tc, test_connect_unix);
+    tcase_add_test(tc, test_connect_ipv6);
     tcase_add_test(tc, test_connect_bad_calls);
     tcase_add_test(tc, test_connect_posts_wait_for_open);
     tcase_add_test(tc, test_pairs_stress);
