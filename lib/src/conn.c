@@ -217,6 +217,7 @@ int ps__conn_request(ps_conn *c, uint64_t id, unsigned mail, struct ps_post *p)
         c->nposts++;
     }
     c->mail |= mail;
+    atomic_store_explicit(&c->has_mail, true, memory_order_relaxed);
     schedule = c->state == PS_CS_IDLE;
     if (schedule)
         c->state = PS_CS_OWNED;
@@ -232,7 +233,14 @@ unsigned ps__conn_take_mail(ps_conn *c, struct ps_post **posts)
 {
     unsigned mail;
 
+    /* A request set after this look is seen by ps__conn_arm (under the
+     * lock), which then keeps the connection for another turn; so a clear
+     * flag spares the per-turn lock on the data path. */
+    *posts = NULL;
+    if (!atomic_load_explicit(&c->has_mail, memory_order_relaxed))
+        return 0;
     pthread_mutex_lock(&c->lock);
+    atomic_store_explicit(&c->has_mail, false, memory_order_relaxed);
     mail = c->mail;
     *posts = c->posts;
     c->mail = 0;
@@ -249,6 +257,7 @@ bool ps__conn_take_timer(ps_conn *c)
     pthread_mutex_lock(&c->lock);
     t = c->mail & PS_MAIL_TIMER;
     c->mail &= ~(unsigned)PS_MAIL_TIMER;
+    atomic_store_explicit(&c->has_mail, c->mail || c->posts, memory_order_relaxed);
     pthread_mutex_unlock(&c->lock);
     return t;
 }
@@ -265,6 +274,7 @@ struct ps_post *ps__conn_close_mailbox(ps_conn *c)
     c->posts = c->posts_tail = NULL;
     c->nposts = 0;
     c->mail = 0;
+    atomic_store_explicit(&c->has_mail, false, memory_order_relaxed);
     pthread_mutex_unlock(&c->lock);
     return p;
 }

@@ -127,6 +127,8 @@ struct ps_conn {
     unsigned flags;
     int timeout_ms;
     unsigned mail;                         /* PS_MAIL_*, under lock */
+    atomic_bool has_mail;                  /* mail or posts: set under lock, so the
+                                              owner may skip the lock when clear */
     struct ps_post *posts, *posts_tail;    /* under lock, in order */
     size_t nposts;                         /* under lock */
     uint32_t armed;  /* epoll events of the last arm (owner) */
