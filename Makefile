@@ -11,6 +11,8 @@
 
 VERSION := $(shell cat VERSION)
 MAJOR   := $(firstword $(subst ., ,$(VERSION)))
+# 0xMMmmpp, as PS_VERSION_HEX in poolsrv.h (lib/src/version.c compares them).
+VERSION_HEX := $(shell printf '0x%02x%02x%02x' $(subst ., ,$(VERSION)))
 
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
@@ -69,8 +71,12 @@ all: $(LIBA) $(LIBSO) $(PROGRAMS) $(O)lib/poolsrv.pc
 $(B)/lib/src/%.o: lib/src/%.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(ALL_CPPFLAGS) -DPS_VERSION_STRING='"$(VERSION)"' $(ALL_CFLAGS) \
+	$(Q)$(CC) $(ALL_CPPFLAGS) -DPS_VERSION_STRING='"$(VERSION)"' \
+		-DPS_BUILD_VERSION_HEX=$(VERSION_HEX) $(ALL_CFLAGS) \
 		-fPIC -fvisibility=hidden -c $< -o $@
+
+# ps_version() and the header check come from VERSION.
+$(B)/lib/src/version.o: VERSION
 
 $(LIBA): $(LIB_OBJ)
 	@mkdir -p $(@D)

@@ -57,6 +57,16 @@ typedef void (*ps_post_fn)(ps_conn *c, void *arg, int status);
 
 /* ---------------------------------------------------------------- basics */
 
+/* The version of this header, from the VERSION file (tools/set-version.sh
+ * writes these lines; the library's build refuses a header that disagrees
+ * with VERSION).  PS_VERSION_HEX is 0xMMmmpp, for #if comparisons:
+ * #if PS_VERSION_HEX >= 0x000200.  ps_version() is the library's version at
+ * run time, which may be newer (docs/abi.md). */
+#define PS_VERSION_MAJOR 0
+#define PS_VERSION_MINOR 1
+#define PS_VERSION_PATCH 0
+#define PS_VERSION_HEX ((PS_VERSION_MAJOR << 16) | (PS_VERSION_MINOR << 8) | PS_VERSION_PATCH)
+
 /* The library version, e.g. "0.1.0".  Static storage; any thread. */
 PS_EXTERN const char *ps_version(void);
 
