@@ -63,7 +63,7 @@ THREAD_SHIM := $(B)/tests/thread_shim.so
 # uninstall-extra and clean-extra.
 PROGRAMS := $(ECHO)
 -include client/client.mk bench/bench.mk server/examples/examples.mk docs/docs.mk fuzz/fuzz.mk \
-	tests/hostile/hostile.mk
+	tests/hostile/hostile.mk abi/abi.mk
 
 all: $(LIBA) $(LIBSO) $(PROGRAMS) $(O)lib/poolsrv.pc
 
@@ -83,10 +83,14 @@ $(LIBA): $(LIB_OBJ)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
-$(LIBSO_REAL): $(LIB_OBJ)
+# The version script names the exported symbols' version nodes (docs/abi.md).
+LIBMAP := lib/libpoolsrv.map
+
+$(LIBSO_REAL): $(LIB_OBJ) $(LIBMAP)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) -shared -Wl,-soname,libpoolsrv.so.$(MAJOR) $(ALL_LDFLAGS) -o $@ $^
+	$(Q)$(CC) -shared -Wl,-soname,libpoolsrv.so.$(MAJOR) -Wl,--version-script=$(LIBMAP) \
+		$(ALL_LDFLAGS) -o $@ $(LIB_OBJ)
 
 $(LIBSO): $(LIBSO_REAL)
 	$(Q)ln -sf libpoolsrv.so.$(VERSION) $(O)lib/libpoolsrv.so.$(MAJOR)

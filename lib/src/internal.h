@@ -329,6 +329,15 @@ static inline void ps__conn_got(ps_conn *c, uint64_t n)
 void ps__buf_free(ps_buf *b);
 int ps__buf_append(ps_buf *b, const void *data, size_t len);
 
+/* server.c and stats.c, on full-size structs; the public entry points are
+ * the size-stamped ones of abi.c */
+void ps__config_init(ps_config *cfg);
+int ps__config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err);
+ps_server *ps__server_new(const ps_config *cfg, const ps_handler *h, void *user, ps_err *err);
+void ps__server_stats(const ps_server *s, ps_stats *out);
+int ps__stats_format(const ps_stats *st, size_t st_size, ps_stats_format_kind kind,
+                     const char *prefix, char *buf, size_t cap);
+
 /* proxy_conn.c */
 bool ps__proxy_step(struct ps_worker *w, ps_conn *c);
 
