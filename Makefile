@@ -5,7 +5,8 @@
 #   make test       unit + integration tests (Check) and the bench smoke test
 #   make asan       the tests under AddressSanitizer + UBSan
 #   make tsan       the tests under ThreadSanitizer
-#   make install    PREFIX=/usr/local DESTDIR= (header, libraries, poolsrv.pc, binaries)
+#   make install    PREFIX=/usr/local DESTDIR= (header, libraries, poolsrv.pc, CMake
+#                   package, binaries; ldconfig after a live install as root)
 #
 # Objects go to $(B)/; V=1 shows the commands.
 
@@ -19,6 +20,9 @@ BINDIR  ?= $(PREFIX)/bin
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 PCDIR   ?= $(LIBDIR)/pkgconfig
+CMAKEDIR ?= $(LIBDIR)/cmake/poolsrv
+# Run after a live install (no DESTDIR) as root, so the new soname is found.
+LDCONFIG ?= ldconfig
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -65,7 +69,9 @@ PROGRAMS := $(ECHO)
 -include client/client.mk bench/bench.mk server/examples/examples.mk docs/docs.mk fuzz/fuzz.mk \
 	tests/hostile/hostile.mk abi/abi.mk
 
-all: $(LIBA) $(LIBSO) $(PROGRAMS) $(O)lib/poolsrv.pc
+CMAKE_FILES := $(O)lib/cmake/poolsrvConfig.cmake $(O)lib/cmake/poolsrvConfigVersion.cmake
+
+all: $(LIBA) $(LIBSO) $(PROGRAMS) $(O)lib/poolsrv.pc $(CMAKE_FILES)
 
 # ------------------------------------------------------------------ library
 $(B)/lib/src/%.o: lib/src/%.c
@@ -100,6 +106,16 @@ $(O)lib/poolsrv.pc: lib/poolsrv.pc.in VERSION
 	@mkdir -p $(@D)
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
 		-e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# CMake package files: paths relative to CMAKEDIR, so that a staged
+# (DESTDIR) or moved tree still works.
+SIZEOF_VOID_P = $(shell printf '__SIZEOF_POINTER__\n' | $(CC) -E -P - 2>/dev/null | tr -d ' ')
+$(O)lib/cmake/%.cmake: lib/%.cmake.in VERSION
+	@mkdir -p $(@D)
+	$(Q)sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' \
+		-e "s|@REL_INCDIR@|$$(realpath -m --relative-to=$(CMAKEDIR) $(INCDIR))|" \
+		-e "s|@REL_LIBDIR@|$$(realpath -m --relative-to=$(CMAKEDIR) $(LIBDIR))|" \
+		-e 's|@SIZEOF_VOID_P@|$(SIZEOF_VOID_P)|g' $< > $@
 
 # ----------------------------------------------------------------- programs
 $(B)/%.o: %.c
@@ -203,7 +219,8 @@ lint:
 
 # ------------------------------------------------------------------ install
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR) \
+		$(DESTDIR)$(CMAKEDIR)
 	install -m 644 lib/include/poolsrv.h $(DESTDIR)$(INCDIR)/poolsrv.h
 	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)/libpoolsrv.a
 	install -m 755 $(LIBSO_REAL) $(DESTDIR)$(LIBDIR)/libpoolsrv.so.$(VERSION)
@@ -212,8 +229,26 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
 		-e 's|@VERSION@|$(VERSION)|' lib/poolsrv.pc.in > $(DESTDIR)$(PCDIR)/poolsrv.pc
 	chmod 644 $(DESTDIR)$(PCDIR)/poolsrv.pc
+	install -m 644 $(CMAKE_FILES) $(DESTDIR)$(CMAKEDIR)/
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
 	$(MAKE) --no-print-directory install-extra
+	$(Q)$(MAKE) --no-print-directory install-ldconfig
+
+# A live install (no DESTDIR) as root refreshes the dynamic linker's cache,
+# or programs linked with -lpoolsrv fail with "libpoolsrv.so.$(MAJOR): cannot
+# open shared object file".  Staged installs (packages) leave that to the
+# package manager.  A LIBDIR outside the linker's search path needs an rpath
+# or LD_LIBRARY_PATH: say so.
+.PHONY: install-ldconfig
+install-ldconfig:
+	@if [ -n "$(DESTDIR)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null 2>&1; then \
+	  echo "$(LDCONFIG)"; $(LDCONFIG) || exit 1; \
+	  if $(LDCONFIG) -p 2>/dev/null | grep -qF "$(LIBDIR)/libpoolsrv.so.$(MAJOR)"; then exit 0; fi; \
+	fi; \
+	echo "note: $(LIBDIR) is not in the dynamic linker's search path (or ldconfig was not run):"; \
+	echo "      link with -Wl,-rpath,$(LIBDIR), or run programs with LD_LIBRARY_PATH=$(LIBDIR),"; \
+	echo "      or (as root) add $(LIBDIR) to /etc/ld.so.conf.d/ and run ldconfig"
 
 install-extra::
 uninstall-extra::
@@ -223,11 +258,13 @@ uninstall:
 	rm -f $(DESTDIR)$(INCDIR)/poolsrv.h $(DESTDIR)$(LIBDIR)/libpoolsrv.a \
 	      $(DESTDIR)$(LIBDIR)/libpoolsrv.so $(DESTDIR)$(LIBDIR)/libpoolsrv.so.$(MAJOR) \
 	      $(DESTDIR)$(LIBDIR)/libpoolsrv.so.$(VERSION) $(DESTDIR)$(PCDIR)/poolsrv.pc \
+	      $(DESTDIR)$(CMAKEDIR)/poolsrvConfig.cmake $(DESTDIR)$(CMAKEDIR)/poolsrvConfigVersion.cmake \
 	      $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGRAMS)))
+	-rmdir $(DESTDIR)$(CMAKEDIR) 2>/dev/null
 	$(MAKE) --no-print-directory uninstall-extra
 
 clean: clean-extra
-	rm -rf build lib/libpoolsrv.a lib/libpoolsrv.so lib/libpoolsrv.so.* lib/poolsrv.pc \
+	rm -rf build lib/libpoolsrv.a lib/libpoolsrv.so lib/libpoolsrv.so.* lib/poolsrv.pc lib/cmake \
 	       $(PROGRAMS)
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -5,7 +5,9 @@
 #                              $(MANDIR)/man1 and man3 (MANDIR ?= $(PREFIX)/share/man)
 #   make test-install          tests/install/run.sh: install into a temporary
 #                              DESTDIR, build an outside program with
-#                              pkg-config (shared and static), run it, uninstall
+#                              pkg-config (shared and static) and with CMake
+#                              (find_package; skipped without cmake), run it,
+#                              a live install's ldconfig step, uninstall
 #                              (part of `make test`)
 #   make check-docs            docs/check-docs.sh: the man pages render without
 #                              warnings, every flag of each program's --help is
