@@ -5,6 +5,7 @@
 #   make test       unit + integration tests (Check) and the bench smoke test
 #   make asan       the tests under AddressSanitizer + UBSan
 #   make tsan       the tests under ThreadSanitizer
+#   make dist       source tarball from HEAD; make distcheck builds and tests it
 #   make install    PREFIX=/usr/local DESTDIR= (header, libraries, poolsrv.pc, CMake
 #                   package, binaries; ldconfig after a live install as root)
 #
@@ -67,7 +68,7 @@ THREAD_SHIM := $(B)/tests/thread_shim.so
 # uninstall-extra and clean-extra.
 PROGRAMS := $(ECHO)
 -include client/client.mk bench/bench.mk server/examples/examples.mk docs/docs.mk fuzz/fuzz.mk \
-	tests/hostile/hostile.mk abi/abi.mk
+	tests/hostile/hostile.mk abi/abi.mk tools/dist.mk
 
 CMAKE_FILES := $(O)lib/cmake/poolsrvConfig.cmake $(O)lib/cmake/poolsrvConfigVersion.cmake
 
