@@ -31,3 +31,10 @@ distcheck: dist
 	$(MAKE) --no-print-directory -C "$$d/$(DIST_NAME)" install DESTDIR="$$d/stage" && \
 	test -e "$$d/stage/usr/local/include/poolsrv.h" && \
 	echo "distcheck: $(DIST_TAR) builds, passes the Check suite and installs"
+
+# The Debian packages (debian/), built in a scratch copy, checked with
+# lintian, unpacked into a scratch root and used from an outside program:
+# tests/deb/run.sh (about a minute, so not part of `make test`).
+.PHONY: test-deb
+test-deb:
+	tests/deb/run.sh
