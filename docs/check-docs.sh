@@ -9,6 +9,7 @@
 #   - every public function, every ps_config field and every ps_stats field
 #     of lib/include/poolsrv.h appears in poolsrv(3) and in docs/api.md;
 #   - docs/architecture.svg is well-formed XML;
+#   - every source file has an SPDX-License-Identifier line (tools/spdx.sh);
 #   - relative links in docs/*.md point at files that exist.
 #
 # Environment: ECHO_BIN, CLIENT_BIN, BENCH_BIN, HTTP_BIN, KV_BIN (defaults:
@@ -228,6 +229,16 @@ if [[ -e docs/architecture.svg ]]; then
     else
         echo "skip docs/architecture.svg: no xmllint"
     fi
+fi
+
+# ------------------------------------------------------------- licence
+
+# Every source file names its licence (LICENSE, MIT): tools/spdx.sh adds the
+# line where it is missing.
+if out=$(tools/spdx.sh --check 2>&1); then
+    pass "every source file has an SPDX-License-Identifier line"
+else
+    fail "every source file has an SPDX-License-Identifier line" "$out"
 fi
 
 # ----------------------------------------------------------------- links
