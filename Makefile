@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # poolsrv - GNU Make build.
 #
 #   make            library (static + shared), poolsrv-echo, poolsrv-client, poolsrv-bench
@@ -5,18 +6,25 @@
 #   make test       unit + integration tests (Check) and the bench smoke test
 #   make asan       the tests under AddressSanitizer + UBSan
 #   make tsan       the tests under ThreadSanitizer
-#   make install    PREFIX=/usr/local DESTDIR= (header, libraries, poolsrv.pc, binaries)
+#   make dist       source tarball from HEAD; make distcheck builds and tests it
+#   make install    PREFIX=/usr/local DESTDIR= (header, libraries, poolsrv.pc, CMake
+#                   package, binaries; ldconfig after a live install as root)
 #
 # Objects go to $(B)/; V=1 shows the commands.
 
 VERSION := $(shell cat VERSION)
 MAJOR   := $(firstword $(subst ., ,$(VERSION)))
+# 0xMMmmpp, as PS_VERSION_HEX in poolsrv.h (lib/src/version.c compares them).
+VERSION_HEX := $(shell printf '0x%02x%02x%02x' $(subst ., ,$(VERSION)))
 
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 PCDIR   ?= $(LIBDIR)/pkgconfig
+CMAKEDIR ?= $(LIBDIR)/cmake/poolsrv
+# Run after a live install (no DESTDIR) as root, so the new soname is found.
+LDCONFIG ?= ldconfig
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -61,26 +69,36 @@ THREAD_SHIM := $(B)/tests/thread_shim.so
 # uninstall-extra and clean-extra.
 PROGRAMS := $(ECHO)
 -include client/client.mk bench/bench.mk server/examples/examples.mk docs/docs.mk fuzz/fuzz.mk \
-	tests/hostile/hostile.mk
+	tests/hostile/hostile.mk abi/abi.mk tools/dist.mk
 
-all: $(LIBA) $(LIBSO) $(PROGRAMS) $(O)lib/poolsrv.pc
+CMAKE_FILES := $(O)lib/cmake/poolsrvConfig.cmake $(O)lib/cmake/poolsrvConfigVersion.cmake
+
+all: $(LIBA) $(LIBSO) $(PROGRAMS) $(O)lib/poolsrv.pc $(CMAKE_FILES)
 
 # ------------------------------------------------------------------ library
 $(B)/lib/src/%.o: lib/src/%.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(ALL_CPPFLAGS) -DPS_VERSION_STRING='"$(VERSION)"' $(ALL_CFLAGS) \
+	$(Q)$(CC) $(ALL_CPPFLAGS) -DPS_VERSION_STRING='"$(VERSION)"' \
+		-DPS_BUILD_VERSION_HEX=$(VERSION_HEX) $(ALL_CFLAGS) \
 		-fPIC -fvisibility=hidden -c $< -o $@
+
+# ps_version() and the header check come from VERSION.
+$(B)/lib/src/version.o: VERSION
 
 $(LIBA): $(LIB_OBJ)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
-$(LIBSO_REAL): $(LIB_OBJ)
+# The version script names the exported symbols' version nodes (docs/abi.md).
+LIBMAP := lib/libpoolsrv.map
+
+$(LIBSO_REAL): $(LIB_OBJ) $(LIBMAP)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) -shared -Wl,-soname,libpoolsrv.so.$(MAJOR) $(ALL_LDFLAGS) -o $@ $^
+	$(Q)$(CC) -shared -Wl,-soname,libpoolsrv.so.$(MAJOR) -Wl,--version-script=$(LIBMAP) \
+		$(ALL_LDFLAGS) -o $@ $(LIB_OBJ)
 
 $(LIBSO): $(LIBSO_REAL)
 	$(Q)ln -sf libpoolsrv.so.$(VERSION) $(O)lib/libpoolsrv.so.$(MAJOR)
@@ -90,6 +108,16 @@ $(O)lib/poolsrv.pc: lib/poolsrv.pc.in VERSION
 	@mkdir -p $(@D)
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
 		-e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# CMake package files: paths relative to CMAKEDIR, so that a staged
+# (DESTDIR) or moved tree still works.
+SIZEOF_VOID_P = $(shell printf '__SIZEOF_POINTER__\n' | $(CC) -E -P - 2>/dev/null | tr -d ' ')
+$(O)lib/cmake/%.cmake: lib/%.cmake.in VERSION
+	@mkdir -p $(@D)
+	$(Q)sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' \
+		-e "s|@REL_INCDIR@|$$(realpath -m --relative-to=$(CMAKEDIR) $(INCDIR))|" \
+		-e "s|@REL_LIBDIR@|$$(realpath -m --relative-to=$(CMAKEDIR) $(LIBDIR))|" \
+		-e 's|@SIZEOF_VOID_P@|$(SIZEOF_VOID_P)|g' $< > $@
 
 # ----------------------------------------------------------------- programs
 $(B)/%.o: %.c
@@ -193,7 +221,8 @@ lint:
 
 # ------------------------------------------------------------------ install
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR) \
+		$(DESTDIR)$(CMAKEDIR)
 	install -m 644 lib/include/poolsrv.h $(DESTDIR)$(INCDIR)/poolsrv.h
 	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)/libpoolsrv.a
 	install -m 755 $(LIBSO_REAL) $(DESTDIR)$(LIBDIR)/libpoolsrv.so.$(VERSION)
@@ -202,8 +231,26 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
 		-e 's|@VERSION@|$(VERSION)|' lib/poolsrv.pc.in > $(DESTDIR)$(PCDIR)/poolsrv.pc
 	chmod 644 $(DESTDIR)$(PCDIR)/poolsrv.pc
+	install -m 644 $(CMAKE_FILES) $(DESTDIR)$(CMAKEDIR)/
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
 	$(MAKE) --no-print-directory install-extra
+	$(Q)$(MAKE) --no-print-directory install-ldconfig
+
+# A live install (no DESTDIR) as root refreshes the dynamic linker's cache,
+# or programs linked with -lpoolsrv fail with "libpoolsrv.so.$(MAJOR): cannot
+# open shared object file".  Staged installs (packages) leave that to the
+# package manager.  A LIBDIR outside the linker's search path needs an rpath
+# or LD_LIBRARY_PATH: say so.
+.PHONY: install-ldconfig
+install-ldconfig:
+	@if [ -n "$(DESTDIR)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null 2>&1; then \
+	  echo "$(LDCONFIG)"; $(LDCONFIG) || exit 1; \
+	  if $(LDCONFIG) -p 2>/dev/null | grep -qF "$(LIBDIR)/libpoolsrv.so.$(MAJOR)"; then exit 0; fi; \
+	fi; \
+	echo "note: $(LIBDIR) is not in the dynamic linker's search path (or ldconfig was not run):"; \
+	echo "      link with -Wl,-rpath,$(LIBDIR), or run programs with LD_LIBRARY_PATH=$(LIBDIR),"; \
+	echo "      or (as root) add $(LIBDIR) to /etc/ld.so.conf.d/ and run ldconfig"
 
 install-extra::
 uninstall-extra::
@@ -213,11 +260,13 @@ uninstall:
 	rm -f $(DESTDIR)$(INCDIR)/poolsrv.h $(DESTDIR)$(LIBDIR)/libpoolsrv.a \
 	      $(DESTDIR)$(LIBDIR)/libpoolsrv.so $(DESTDIR)$(LIBDIR)/libpoolsrv.so.$(MAJOR) \
 	      $(DESTDIR)$(LIBDIR)/libpoolsrv.so.$(VERSION) $(DESTDIR)$(PCDIR)/poolsrv.pc \
+	      $(DESTDIR)$(CMAKEDIR)/poolsrvConfig.cmake $(DESTDIR)$(CMAKEDIR)/poolsrvConfigVersion.cmake \
 	      $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGRAMS)))
+	-rmdir $(DESTDIR)$(CMAKEDIR) 2>/dev/null
 	$(MAKE) --no-print-directory uninstall-extra
 
 clean: clean-extra
-	rm -rf build lib/libpoolsrv.a lib/libpoolsrv.so lib/libpoolsrv.so.* lib/poolsrv.pc \
+	rm -rf build lib/libpoolsrv.a lib/libpoolsrv.so lib/libpoolsrv.so.* lib/poolsrv.pc lib/cmake \
 	       $(PROGRAMS)
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # bench/bench.mk - poolsrv-bench, the reference echo servers and the
 # benchmark targets.  Included by the top-level Makefile.
 #

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # bench/chart.gp - throughput and p99 per scenario and server, from the
 # chart.dat written by bench/run.sh.  Call with -e "dat='...'; out='...'; n=N"
 # (N servers; columns 2k and 2k+1 are server k's throughput and p99).

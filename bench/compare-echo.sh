@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench/compare-echo.sh - echo servers side by side, round after round, with
 # the server's CPU and context switches per message: the tool behind the
 # worker-count figures in docs/benchmarks.md.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench/compare-http.sh - wrk against poolsrv-http and nginx, side by side in
 # one run: the same machine, the same worker count, the same wrk settings.
 # nginx serves `return 200 "hello\n"` with keep-alive and no access log, from

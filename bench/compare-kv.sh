@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench/compare-kv.sh - redis-benchmark against poolsrv-kv and redis-server,
 # side by side in one run: `redis-benchmark -t ping,set,get -P 16 -q` with the
 # same request count and clients for both.  redis-server runs on 127.0.0.1 on

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench/compare-proxy.sh - poolsrv-proxy against HAProxy (mode tcp), side by
 # side in one run: both forward to the same backend (poolsrv-echo, 1 worker),
 # and poolsrv-bench drives each through three loads, every byte verified:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench/compare-pubsub.sh - publish/subscribe: poolsrv-kv against redis-server
 # in one run, measured by `poolsrv-bench --pubsub` (every delivery verified:
 # content, per-publisher order, no loss or duplicate, the receiver count of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 # shellcheck disable=SC2034  # SRV_* are this file's outputs to its callers
 # bench/lib.sh - helpers for the benchmark scripts (sourced, bash).

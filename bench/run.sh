@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench/run.sh - the benchmark matrix behind `make bench`.
 #
 # For each scenario, repeat and server: start the server fresh on an

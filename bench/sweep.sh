@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench/sweep.sh - how cost grows with message size and with connections,
 # for a few servers side by side (`make bench-sweep`).  Writes
 # $BENCH_OUT/sweep.md.  Each point: a fresh server, SWEEP_DURATION seconds,

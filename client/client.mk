@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # client/client.mk - poolsrv-client and its tests; included by the top Makefile.
 #
 #   make client/poolsrv-client   the client (libc only: no libpoolsrv)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c - poolsrv-client: command line parsing and dispatch to a mode.
  * The flags and exit codes are documented in client/poolsrv-client.md.
@@ -23,6 +24,7 @@
 
 static const char usage_text[] =
     "Usage: " PC_PROG " [OPTIONS] HOST PORT [MESSAGE]\n"
+    "       " PC_PROG " [OPTIONS] HOST:PORT [MESSAGE]   (IPv6: [ADDR]:PORT)\n"
     "       " PC_PROG " [OPTIONS] unix:PATH [MESSAGE]\n"
     "\n"
     "With MESSAGE, send it plus a newline and print the reply line(s).\n"
@@ -140,7 +142,32 @@ static const char *bad_option(char **argv, int ind, int ch)
     return argv[ind - 1];
 }
 
-/* HOST PORT [MESSAGE] or unix:PATH [MESSAGE]. */
+/* "HOST:PORT" or "[ADDR]:PORT", the form the servers print and take: split
+ * in place (argv strings are writable).  Returns false for anything else: a
+ * HOST of the two-argument form (a name, an IPv4 address, or a bare IPv6
+ * address, which has more than one colon). */
+static bool split_host_port(char *arg, const char **host, const char **port)
+{
+    char *colon = strrchr(arg, ':');
+
+    if (arg[0] == '[') {
+        char *close = strchr(arg, ']');
+        if (!close || close[1] != ':')
+            return false;
+        *close = '\0';
+        *host = arg + 1;
+        *port = close + 2;
+        return true;
+    }
+    if (!colon || strchr(arg, ':') != colon)
+        return false;
+    *colon = '\0';
+    *host = arg;
+    *port = colon + 1;
+    return true;
+}
+
+/* HOST PORT [MESSAGE], HOST:PORT [MESSAGE] or unix:PATH [MESSAGE]. */
 static int parse_target(int argc, char **argv, struct pc_opts *o)
 {
     long port;
@@ -154,10 +181,15 @@ static int parse_target(int argc, char **argv, struct pc_opts *o)
             return usage_error("bad Unix socket path '%s' (empty or too long)", argv[0]);
         max = 2;
     } else {
-        if (argc < 2)
-            return usage_error("missing PORT after '%s'", argv[0]);
-        o->host = argv[0];
-        o->port = argv[1];
+        if (split_host_port(argv[0], &o->host, &o->port)) {
+            max = 2;
+        } else {
+            if (argc < 2)
+                return usage_error("missing PORT after '%s' (HOST PORT, or HOST:PORT)", argv[0]);
+            o->host = argv[0];
+            o->port = argv[1];
+            max = 3;
+        }
         if (!*o->host)
             return usage_error("empty HOST");
         if (!*o->port)
@@ -165,7 +197,6 @@ static int parse_target(int argc, char **argv, struct pc_opts *o)
         /* Digits must make a port number; anything else is a service name. */
         if (o->port[strspn(o->port, "0123456789")] == '\0' && !parse_long(o->port, 1, 65535, &port))
             return usage_error("bad PORT '%s' (1 to 65535)", o->port);
-        max = 3;
     }
     if (argc > max)
         return usage_error("too many arguments, starting at '%s' (quote MESSAGE)", argv[max]);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * net.c - name resolution, connecting with a timeout, and socket I/O with
  * deadlines for poolsrv-client.  All sockets are non-blocking once open.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * oneshot.c - TCP/Unix one-shot mode: send MESSAGE and a newline, print the
  * reply.  Our servers speak lines, so the reply is complete when as many

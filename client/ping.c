@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ping.c - --count N mode: N request/reply round trips, --interval ms apart
  * (measured send to send, like ping(8)), each printed with its round-trip

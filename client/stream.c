@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stream.c - TCP/Unix stream mode, a netcat for our servers: stdin goes to
  * the socket and the socket goes to stdout, at the same time, so an echo

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * udp.c - datagram mode.  The request is MESSAGE as it is (a datagram needs
  * no terminator), or each line of stdin without its newline.  Each reply is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * util.c - messages, clocks and waiting for poolsrv-client.
  */

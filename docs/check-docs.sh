@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # docs/check-docs.sh - keep the documentation honest.  Run by `make check-docs`.
 #
 #   - every man page in docs/man renders without a warning (groff -ww);
-#   - every long option in a program's --help appears in its man page;
+#   - every long option in a program's --help appears in its man page, and
+#     every default its --help states appears there too; --listen's example
+#     addresses use the program's default port; docs/deployment.md's flag
+#     table names only real flags, with the defaults --help states;
 #   - every public function, every ps_config field and every ps_stats field
 #     of lib/include/poolsrv.h appears in poolsrv(3) and in docs/api.md;
 #   - docs/architecture.svg is well-formed XML;
+#   - every source file has an SPDX-License-Identifier line (tools/spdx.sh);
 #   - relative links in docs/*.md point at files that exist.
 #
 # Environment: ECHO_BIN, CLIENT_BIN, BENCH_BIN, HTTP_BIN, KV_BIN (defaults:
@@ -89,6 +94,100 @@ check_options "$HTTP_BIN" docs/man/poolsrv-http.1
 check_options "$KV_BIN" docs/man/poolsrv-kv.1
 check_options "$PROXY_BIN" docs/man/poolsrv-proxy.1
 
+
+# ------------------------------------------------- defaults against --help
+
+# help_defaults BINARY: "--flag default" for each option whose --help text
+# names a default ("(default X", "default X", "X (default)", "X (..., default)").
+help_defaults() {
+    "$1" --help 2>/dev/null | awk '
+        function flush() {
+            if (flag != "" && def != "") print flag, def
+            flag = ""; def = ""; text = ""
+        }
+        /^ +(-[a-zA-Z0-9], )?--[a-z]/ {
+            flush()
+            match($0, /--[a-z][a-z0-9-]*/)
+            flag = substr($0, RSTART, RLENGTH)
+        }
+        /^ *$/ { flush(); next }
+        flag != "" {
+            text = text " " $0
+            if (def == "" && match(text, /default:? [^ ,;)]+/)) {
+                def = substr(text, RSTART, RLENGTH); sub(/^default:? /, "", def)
+            }
+            if (def == "" && match(text, /[a-z]+ \((default|[^)]*, default)\)/)) {
+                def = substr(text, RSTART, RLENGTH); sub(/ .*/, "", def)
+            }
+        }
+        END { flush() }'
+}
+
+# The defaults each program's --help states are the ones its man page
+# gives: the value appears in the page.
+check_defaults() {
+    local bin=$1 page=$2 flag def missing=()
+    [[ -x $bin ]] || return # check_options reported it
+    while read -r flag def; do
+        grep -qwF -- "${def//-/\\-}" "$page" || missing+=("$flag $def")
+    done < <(help_defaults "$bin")
+    if ((${#missing[@]} == 0)); then
+        pass "$page names every default of $(basename "$bin") --help"
+    else
+        fail "$page names every default of $(basename "$bin") --help" "missing: ${missing[*]}"
+    fi
+}
+
+# --listen's example addresses use the program's own default port (ports 0
+# are ephemeral examples).
+check_listen_examples() {
+    local bin=$1 text def port bad=()
+    [[ -x $bin ]] || return
+    text=$("$bin" --help 2>/dev/null | awk '/--listen/ {on = 1} on && /^ +-/ && !/--listen/ {exit} on')
+    def=$(help_defaults "$bin" | awk '$1 == "--listen" {print $2}')
+    [[ -n $def ]] || return
+    while read -r port; do
+        [[ $port == 0 || $port == "${def##*:}" ]] || bad+=("$port")
+    done < <(grep -oE '(\]|[0-9]):[0-9]+' <<<"$text" | sed 's/.*://')
+    if ((${#bad[@]} == 0)); then
+        pass "$(basename "$bin") --help: --listen examples use its default port ${def##*:}"
+    else
+        fail "$(basename "$bin") --help: --listen examples use its default port ${def##*:}" \
+            "other ports: ${bad[*]}"
+    fi
+}
+
+for pair in "$ECHO_BIN docs/man/poolsrv-echo.1" "$CLIENT_BIN docs/man/poolsrv-client.1" \
+    "$BENCH_BIN docs/man/poolsrv-bench.1" "$HTTP_BIN docs/man/poolsrv-http.1" \
+    "$KV_BIN docs/man/poolsrv-kv.1"; do
+    # shellcheck disable=SC2086 # two words
+    check_defaults $pair
+    check_listen_examples "${pair%% *}"
+done
+
+# docs/deployment.md's table of flags: each flag exists in poolsrv-echo
+# --help, and the default column holds the default --help states.
+if [[ -x $ECHO_BIN ]]; then
+    declare -A ECHO_DEF
+    while read -r flag def; do ECHO_DEF[$flag]=$def; done < <(help_defaults "$ECHO_BIN")
+    echo_help=$("$ECHO_BIN" --help 2>/dev/null)
+    problems=()
+    while IFS='|' read -r _ col1 col2 _; do
+        while read -r flag; do
+            [[ -z $flag ]] && continue
+            grep -qF -- "$flag" <<<"$echo_help" || problems+=("$flag is not in --help")
+            def=${ECHO_DEF[$flag]:-}
+            [[ -z $def ]] || grep -qwF -- "$def" <<<"$col2" ||
+                problems+=("$flag: table says '${col2# }', --help says default $def")
+        done < <(grep -oE -- '--[a-z][a-z0-9-]*' <<<"$col1")
+    done < <(sed -n '/^## Flags that matter in production/,/^## /p' docs/deployment.md | grep '^| `')
+    if ((${#problems[@]} == 0)); then
+        pass "docs/deployment.md's flag table agrees with poolsrv-echo --help"
+    else
+        fail "docs/deployment.md's flag table agrees with poolsrv-echo --help" "${problems[@]}"
+    fi
+fi
+
 # ------------------------------------------------------------------ API
 
 mapfile -t FUNCS < <(grep -A1 '^PS_EXTERN' "$HEADER" | grep -oE '\bps_[a-z0-9_]+\(' |
@@ -133,6 +232,16 @@ if [[ -e docs/architecture.svg ]]; then
     else
         echo "skip docs/architecture.svg: no xmllint"
     fi
+fi
+
+# ------------------------------------------------------------- licence
+
+# Every source file names its licence (LICENSE, MIT): tools/spdx.sh adds the
+# line where it is missing.
+if out=$(tools/spdx.sh --check 2>&1); then
+    pass "every source file has an SPDX-License-Identifier line"
+else
+    fail "every source file has an SPDX-License-Identifier line" "$out"
 fi
 
 # ----------------------------------------------------------------- links

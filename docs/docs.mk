@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # docs/docs.mk - man pages (install/uninstall), the documentation checks and
 # the install test; included by the top Makefile.
 #
@@ -5,7 +6,9 @@
 #                              $(MANDIR)/man1 and man3 (MANDIR ?= $(PREFIX)/share/man)
 #   make test-install          tests/install/run.sh: install into a temporary
 #                              DESTDIR, build an outside program with
-#                              pkg-config (shared and static), run it, uninstall
+#                              pkg-config (shared and static) and with CMake
+#                              (find_package; skipped without cmake), run it,
+#                              a live install's ldconfig step, uninstall
 #                              (part of `make test`)
 #   make check-docs            docs/check-docs.sh: the man pages render without
 #                              warnings, every flag of each program's --help is

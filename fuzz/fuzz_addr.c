@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_addr.c - libFuzzer target for ps_addr_parse, ps_addr_format and
  * ps_policy_parse (lib/src/addr.c).

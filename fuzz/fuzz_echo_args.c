@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_echo_args.c - libFuzzer target for poolsrv-echo's command line
  * (parse_args in server/echo.c).

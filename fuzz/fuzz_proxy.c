@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_proxy.c - libFuzzer target for ps__proxy_parse (lib/src/proxy.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* admin.c - see admin.h.  One blocking worker; requests are tiny. */
 #include "admin.h"
 

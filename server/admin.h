@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * admin.h - a tiny admin listener for the bundled servers: a second
  * ps_server in the same process answering "GET /metrics" with the main

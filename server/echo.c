@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * poolsrv-echo - the bundled echo server: flags in, library call, summary
  * out.  Everything it serves with is in the library; this file parses the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* echo_handlers.c - echo in both handler styles (see echo_handlers.h). */
 #include "echo_handlers.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo_handlers.h - the echo protocol as poolsrv handlers, in both styles.
  * Used by poolsrv-echo and by the test suite.

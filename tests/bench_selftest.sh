@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/bench_selftest.sh - proves that poolsrv-bench passes a correct echo
 # server and catches broken ones: a byte-flipping server (mismatch), a
 # stalling server (timeout), a closed port (refused), the same over UDP and

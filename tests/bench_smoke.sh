@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/bench_smoke.sh - a few seconds of verified load on server/poolsrv-echo
 # in both modes.  Asserts correctness (no mismatch, no error of any kind, a
 # clean exit 0 on SIGTERM), never speed.
@@ -71,6 +72,52 @@ if srv_start "$ECHO_BIN" --listen udp:127.0.0.1:0 --workers 4 --udp-reply-rate 0
     check "udp: 8 sockets, depth 4, 64 B" --udp -c 8 -p 4 -l 64 -t 0.7
     # Large datagrams: few in flight, so the socket buffers never overflow.
     check "udp: 2 sockets, sizes 1..65507 B" --udp -c 2 --size-min 1 --size-max 65507 -t 0.7
+    srv_stop
+else
+    fails=$((fails + 1))
+fi
+# A Unix socket target; --json with --progress keeps stdout one JSON object
+# (progress goes to stderr); --hgrm writes HdrHistogram's .hgrm format.
+if srv_start "$ECHO_BIN" --listen "unix:$SRV_TMP/echo.sock" --workers 2; then
+    check "unix:PATH target, 4 conns, depth 2" -c 4 -p 2 -t 0.5
+    rc=0
+    "$BENCH_BIN" --json --progress --hgrm "$SRV_TMP/lat.hgrm" --timeout 3 -c 4 -t 1.2 "$SRV_ADDR" \
+        >"$SRV_TMP/run.json" 2>"$SRV_TMP/run.err" || rc=$?
+    out=$(cat "$SRV_TMP/run.json")
+    if [[ $rc == 0 && $(wc -l <"$SRV_TMP/run.json") == 1 && $out == "{"*"}" && $out != *$'\r'* ]] &&
+        grep -q "conns 4/4" "$SRV_TMP/run.err"; then
+        echo "  ok    --json --progress: stdout is one JSON object, progress on stderr"
+    else
+        echo "  FAIL  --json --progress: exit $rc, stdout: $(head -c 300 "$SRV_TMP/run.json" | tr '\r' '|')"
+        fails=$((fails + 1))
+    fi
+    # The format of HdrHistogram's outputPercentileDistribution: header,
+    # blank line, rows "%12.3f %2.12f %10d %14.2f" with percentiles rising,
+    # the 100% row without the last column, three #[...] footer lines; the
+    # last TotalCount is the run's latency count.  (No {n} in the awk
+    # regexps: mawk does not take them.)
+    if awk -v n="$(json_get lat_count "$out")" '
+        NR == 1 { if ($0 != "       Value     Percentile TotalCount 1/(1-Percentile)") bad = "header"; next }
+        NR == 2 { if ($0 != "") bad = "blank line"; next }
+        /^#/ { foot++; next }
+        $0 ~ /^ *[0-9]+\.[0-9][0-9][0-9] [01]\.[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9] +[0-9]+ +[0-9]+\.[0-9][0-9]$/ && length($0) == 53 {
+            if ($2 < last || $3 < cnt) bad = "not rising at row " NR; last = $2; cnt = $3; rows++; next }
+        $0 ~ /^ *[0-9]+\.[0-9][0-9][0-9] 1\.000000000000 +[0-9]+$/ { final = $3; next }
+        { if (!bad) bad = "row " NR ": " $0 }
+        END {
+            if (!bad && final != n) bad = "last TotalCount " final ", lat_count " n
+            if (!bad && rows < 10) bad = rows " rows"
+            if (bad) { print bad; exit 1 }
+        }' "$SRV_TMP/lat.hgrm" >"$SRV_TMP/hgrm.why" &&
+        grep -qE '^#\[Mean    = +[0-9]+\.[0-9]{3}, StdDeviation   = +[0-9]+\.[0-9]{3}\]$' "$SRV_TMP/lat.hgrm" &&
+        grep -qE '^#\[Max     = +[0-9]+\.[0-9]{3}, Total count    = +[0-9]+\]$' "$SRV_TMP/lat.hgrm" &&
+        grep -qE '^#\[Buckets = +[0-9]+, SubBuckets     = +[0-9]+\]$' "$SRV_TMP/lat.hgrm"; then
+        echo "  ok    --hgrm: HdrHistogram percentile distribution ($(wc -l <"$SRV_TMP/lat.hgrm") lines)"
+    else
+        echo "  FAIL  --hgrm: $(cat "$SRV_TMP/hgrm.why")"
+        sed -n '1,4p;$p' "$SRV_TMP/lat.hgrm" | sed 's/^/        /'
+        fails=$((fails + 1))
+    fi
     srv_stop
 else
     fails=$((fails + 1))

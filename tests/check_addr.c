@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_addr.c - address parsing and formatting, policy names, error text,
  * version. */
 #include <arpa/inet.h>
@@ -247,6 +248,11 @@ START_TEST(test_version)
     ck_assert_msg(sscanf(v, "%u.%u.%u%c", &a, &b, &c, &tail) == 3,
                   "version \"%s\" is not MAJOR.MINOR.PATCH", v);
     ck_assert_ptr_eq(ps_version(), v);
+    /* the header's macros name the library they came with */
+    ck_assert_uint_eq(a, PS_VERSION_MAJOR);
+    ck_assert_uint_eq(b, PS_VERSION_MINOR);
+    ck_assert_uint_eq(c, PS_VERSION_PATCH);
+    ck_assert_uint_eq(PS_VERSION_HEX, (a << 16) | (b << 8) | c);
 }
 END_TEST
 

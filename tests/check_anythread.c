@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_anythread.c - calls that other threads make on a connection, raced
  * against its close and reset: resume/pause and posts from any thread, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_blocking.c - the blocking handler API against a live in-process
  * server on 127.0.0.1:0: half-close from the handler, -EPIPE to a peer that

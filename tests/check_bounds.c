@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_bounds.c - per-connection bounds against handlers that answer many
  * requests from one read: the hard output limit (max_output), input held

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_callbacks.c - what an event handler can do beyond on_data: posts
  * to a connection from elsewhere, its timer, half-close in both directions,

@@ -1,7 +1,9 @@
+/* SPDX-License-Identifier: MIT */
 /* check_config.c - configuration defaults and validation, server lifecycle
  * errors, two servers in one process, port in use. */
 #include <errno.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -362,6 +364,137 @@ START_TEST(test_port_in_use)
 }
 END_TEST
 
+/* --------------------------------------------- size-stamped structs (abi.c)
+ * A program built against an older poolsrv.h has shorter structs; one built
+ * against a newer header has longer ones.  The *_sized entry points behind
+ * the macros must read and write only what the caller's size covers
+ * (docs/abi.md). */
+
+/* A ps_config in a buffer with room past it, filled with a sentinel. */
+typedef struct {
+    ps_config cfg;
+    unsigned char tail[64];
+} big_config;
+
+START_TEST(test_abi_config_older_caller)
+{
+    big_config b;
+    ps_handler h;
+    ps_err err;
+    size_t old = offsetof(ps_config, log_level); /* an "older" header ended here */
+
+    memset(&b, 0x5A, sizeof b);
+    ps_config_init_sized(&b.cfg, old);
+    ck_assert_int_eq(b.cfg.workers, 0); /* the default: one per CPU, resolved at new */
+    /* nothing past the caller's size is written */
+    for (size_t i = old; i < sizeof b; i++)
+        ck_assert_uint_eq(((unsigned char *)&b)[i], 0x5A);
+    ck_assert_int_eq(ps_config_add_listen(&b.cfg, "127.0.0.1:0"), 0);
+    echo_handler_init(&h, false);
+    /* log_level holds 0x5A5A5A5A, invalid, but the older caller has no such
+     * field: the default applies */
+    ck_assert_int_eq(ps_config_validate_sized(&b.cfg, old, &h, sizeof h, &err), 0);
+    ck_assert_int_eq(ps_config_validate(&b.cfg, &h, &err), -EINVAL);
+    ck_assert_msg(strstr(err.msg, "log_level") != NULL, "%s", err.msg);
+    {
+        ps_server *s = ps_server_new_sized(&b.cfg, old, &h, sizeof h, NULL, &err);
+        ck_assert_msg(s != NULL, "%s", err.msg);
+        ps_server_free(s);
+    }
+}
+END_TEST
+
+START_TEST(test_abi_config_newer_caller)
+{
+    big_config b;
+    ps_handler h;
+    ps_err err;
+
+    memset(&b, 0x5A, sizeof b);
+    ps_config_init_sized(&b.cfg, sizeof b);
+    /* the room this library does not know is zeroed, so unknown fields
+     * default to 0 */
+    for (size_t i = 0; i < sizeof b.tail; i++)
+        ck_assert_uint_eq(b.tail[i], 0);
+    ck_assert_int_eq(ps_config_add_listen(&b.cfg, "127.0.0.1:0"), 0);
+    echo_handler_init(&h, false);
+    ck_assert_int_eq(ps_config_validate_sized(&b.cfg, sizeof b, &h, sizeof h, &err), 0);
+    /* a field this library does not have, set: refused, not ignored */
+    b.tail[9] = 1;
+    ck_assert_int_eq(ps_config_validate_sized(&b.cfg, sizeof b, &h, sizeof h, &err), -EINVAL);
+    ck_assert_msg(strstr(err.msg, "newer poolsrv.h") != NULL, "%s", err.msg);
+    ck_assert_ptr_null(ps_server_new_sized(&b.cfg, sizeof b, &h, sizeof h, NULL, &err));
+    ck_assert_int_eq(err.code, -EINVAL);
+    ck_assert_int_eq(ps_config_validate_sized(&b.cfg, 0, &h, sizeof h, &err), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_abi_handler_sizes)
+{
+    ps_config cfg;
+    struct {
+        ps_handler h;
+        void *newer_callback;
+    } big;
+    ps_err err;
+
+    ps_config_init(&cfg);
+    ck_assert_int_eq(ps_config_add_listen(&cfg, "127.0.0.1:0"), 0);
+    memset(&big, 0, sizeof big);
+    echo_handler_init(&big.h, true); /* event style */
+    /* an older handler without busy_msg/busy_len: they read as unset */
+    big.h.busy_len = 5;
+    ck_assert_int_eq(ps_config_validate_sized(&cfg, sizeof cfg, &big.h,
+                                              offsetof(ps_handler, busy_msg), &err),
+                     0);
+    ck_assert_int_eq(ps_config_validate(&cfg, &big.h, &err), -EINVAL); /* busy_msg NULL */
+    big.h.busy_len = 0;
+    /* a newer handler: unknown callbacks must be NULL */
+    ck_assert_int_eq(ps_config_validate_sized(&cfg, sizeof cfg, &big.h, sizeof big, &err), 0);
+    big.newer_callback = &big;
+    ck_assert_int_eq(ps_config_validate_sized(&cfg, sizeof cfg, &big.h, sizeof big, &err),
+                     -EINVAL);
+    ck_assert_msg(strstr(err.msg, "handler") != NULL, "%s", err.msg);
+}
+END_TEST
+
+START_TEST(test_abi_stats_sizes)
+{
+    ps_config cfg;
+    ps_handler h;
+    ps_err err;
+    ps_server *s;
+    struct {
+        ps_stats st;
+        unsigned char tail[16];
+    } b;
+    size_t old = offsetof(ps_stats, output_closes); /* an "older" ps_stats */
+    char text[2048];
+
+    ps_config_init(&cfg);
+    ck_assert_int_eq(ps_config_add_listen(&cfg, "127.0.0.1:0"), 0);
+    echo_handler_init(&h, false);
+    s = ps_server_new(&cfg, &h, NULL, &err);
+    ck_assert_ptr_nonnull(s);
+    memset(&b, 0x5A, sizeof b);
+    ps_server_stats_sized(s, &b.st, old);
+    ck_assert_uint_eq(b.st.accepted, 0);
+    for (size_t i = old; i < sizeof b; i++)
+        ck_assert_uint_eq(((unsigned char *)&b)[i], 0x5A);
+    ps_server_stats_sized(s, &b.st, sizeof b); /* newer: the extra room is zeroed */
+    for (size_t i = 0; i < sizeof b.tail; i++)
+        ck_assert_uint_eq(b.tail[i], 0);
+    ps_server_free(s);
+
+    /* formatting an older struct leaves out the fields it does not have */
+    ck_assert_int_gt(ps_stats_format_sized(&b.st, old, PS_STATS_TEXT, NULL, text, sizeof text), 0);
+    ck_assert_ptr_nonnull(strstr(text, "proxy_errors="));
+    ck_assert_ptr_null(strstr(text, "output_closes"));
+    ck_assert_int_gt(ps_stats_format(&b.st, PS_STATS_TEXT, NULL, text, sizeof text), 0);
+    ck_assert_ptr_nonnull(strstr(text, "output_closes=0"));
+}
+END_TEST
+
 Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -376,6 +509,10 @@ Suite *config_suite(void)
     tcase_add_loop_test(tc, test_validate_bad, 0, N_BAD_CONFIGS);
     tcase_add_loop_test(tc, test_new_bad, 0, N_BAD_CONFIGS);
     tcase_add_test(tc, test_free_null);
+    tcase_add_test(tc, test_abi_config_older_caller);
+    tcase_add_test(tc, test_abi_config_newer_caller);
+    tcase_add_test(tc, test_abi_handler_sizes);
+    tcase_add_test(tc, test_abi_stats_sizes);
     suite_add_tcase(s, tc);
 
     tcase_set_timeout(lc, 10);

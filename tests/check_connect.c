@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_connect.c - outbound connections (ps_server_connect): opened,
  * refused, timed out, to Unix sockets, bad calls, and posts that wait for

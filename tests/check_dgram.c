@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_dgram.c - the datagram reply policy (dgram_policy.c): a datagram
  * spoofed from the server's own address must not start an echo loop,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_event.c - event-style handler semantics against a live in-process
  * server on 127.0.0.1:0: on_open/on_data/on_close ordering and

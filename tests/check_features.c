@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_features.c - idle timeout, cross-thread pause/resume, backpressure,
  * fairness, partial writes, resets, Unix sockets and datagrams, each

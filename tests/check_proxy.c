@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_proxy.c - the PROXY protocol v1/v2 header parser (lib/src/proxy.c):
  * valid headers of each kind, every prefix of a valid header asks for more,
  * malformed and foreign input is refused, bytes after the header are left

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_queue.c - the bounded MPMC queue (lib/src/queue.h). */
 #include <errno.h>
 #include <sched.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_server.c - integration tests of the whole server: a real server in
  * this process on an ephemeral 127.0.0.1 port, real client sockets, both

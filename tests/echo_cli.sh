@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/echo_cli.sh - poolsrv-echo as an operator meets it: bad flags and
 # addresses (one line naming the bad value, a usage hint, exit 2), a port in
 # use (the address and the system's reason, exit 1), --version, and a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * run_tests.c - runs every Check suite of poolsrv.
  *

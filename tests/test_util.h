@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_util.h - helpers shared by the Check suites: suite constructors,
  * loopback servers and clients with bounded waits, a deterministic PRNG,

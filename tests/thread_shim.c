@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * thread_shim.c - LD_PRELOAD shim for the shell suites (tests/echo_cli.sh,
  * tests/examples/run.sh): with PS_TEST_FAIL_THREAD=N in the environment,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tools/lint.sh - static analysis of poolsrv's C sources: cppcheck and
 # clang-tidy, with the checked-in .cppcheck-suppressions and .clang-tidy.
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bad-echo - a deliberately broken thread-per-connection echo server, for
  * testing that poolsrv-bench notices.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ev-echo - single-threaded libevent echo server.  Tuned as a libevent user
  * tuning a server would: a persistent read event per connection, each

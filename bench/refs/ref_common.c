@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ref_common.c - address parsing, listening, and the textbook
  * thread-per-connection echo server (blocking I/O, one thread per client).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ref_common.h - shared helpers of the reference and test echo servers in
  * bench/refs/.  They all follow one convention: the listen address is the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tpc-echo - the textbook thread-per-connection echo server: one detached
  * thread with blocking read/write per client.  --udp: a one-thread UDP echo.

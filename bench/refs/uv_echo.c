@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * uv-echo - single-threaded libuv echo server, the main reference: one
  * event loop, every read answered by a uv_write of the same buffer.

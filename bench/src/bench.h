@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench.h - private declarations of poolsrv-bench, the verifying load
  * generator.  Depends on libc and pthreads only (not on libpoolsrv), so it
@@ -15,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 /* ------------------------------------------------------------- histogram */
@@ -45,6 +47,12 @@ uint64_t hist_quantile(const struct hist *h, double q);
 double hist_mean(const struct hist *h);
 /* Internal check of the bucket arithmetic; returns 0 or prints and returns 1. */
 int hist_selftest(void);
+/* Write h as an HdrHistogram percentile distribution (the ".hgrm" text of
+ * outputPercentileDistribution: header, one row per percentile tick, 5
+ * ticks per half distance, then the #[Mean/Max/Buckets] footer), values
+ * divided by `scale` (1e6: nanoseconds to milliseconds), 3 decimals.
+ * Returns 0, or -1 if writing failed. */
+int hist_write_hgrm(const struct hist *h, FILE *f, double scale);
 
 /* ------------------------------------------------------------ the pattern */
 
@@ -115,7 +123,8 @@ struct opts {
     bool udp;
     int threads;
     bool json;
-    bool progress;      /* stdout is a tty and not --json, or --progress */
+    bool progress;      /* stderr is a tty and not --json, or --progress */
+    const char *hgrm;   /* --hgrm FILE: latency distribution, or NULL */
     double timeout;     /* seconds without an answer before ERR_TIMEOUT */
     int sources;        /* spread IPv4 loopback clients over 127.0.0.1..N */
     int max_connecting; /* connects in progress at once, whole run */

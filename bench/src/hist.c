@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hist.c - log-linear latency histogram (see bench.h for the error bound).
  */
@@ -86,6 +87,50 @@ uint64_t hist_quantile(const struct hist *h, double q)
 double hist_mean(const struct hist *h)
 {
     return h->count ? (double)(h->sum / h->count) : 0.0;
+}
+
+/* Java HdrHistogram's percentile iterator, over our buckets: a row each time
+ * the cumulative count reaches the next percentile level; after a level,
+ * the next is 1/(5 * 2^(floor(log2(100 / (100 - level))) + 1)) of 100
+ * further, so the rows thicken towards the tail.  The bucket that holds the
+ * last value reports once, then the 100% row (without 1/(1-Percentile)).
+ * A row's value is the highest value of its bucket, as HdrHistogram's
+ * highestEquivalentValue. */
+int hist_write_hgrm(const struct hist *h, FILE *f, double scale)
+{
+    uint64_t total = h->count, cum = 0, lo, width;
+    double level = 0.0, mean = hist_mean(h), var = 0.0;
+
+    fprintf(f, "%12s %14s %10s %14s\n\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    for (unsigned i = 0; i < HIST_BUCKETS && cum < total; i++) {
+        if (!h->b[i])
+            continue;
+        bucket_range(i, &lo, &width);
+        cum += h->b[i];
+        double v = (double)(lo + width - 1) / scale;
+        double mid = (double)(lo + width / 2) - mean;
+        var += mid * mid * (double)h->b[i];
+        while (100.0 * (double)cum / (double)total >= level) {
+            fprintf(f, "%12.3f %2.12f %10llu %14.2f\n", v, level / 100.0, (unsigned long long)cum,
+                    1.0 / (1.0 - level / 100.0));
+            level += 100.0 / (5.0 * pow(2.0, floor(log2(100.0 / (100.0 - level))) + 1.0));
+            if (cum == total)
+                break;
+        }
+        if (cum == total)
+            fprintf(f, "%12.3f %2.12f %10llu\n", v, 1.0, (unsigned long long)cum);
+    }
+    fprintf(f, "#[Mean    = %12.3f, StdDeviation   = %12.3f]\n", mean / scale,
+            total ? sqrt(var / (double)total) / scale : 0.0);
+    /* Max as HdrHistogram's getMaxValue: the top of the max's bucket, the
+     * value of the 100% row */
+    bucket_range(bucket_of(h->max), &lo, &width);
+    fprintf(f, "#[Max     = %12.3f, Total count    = %12llu]\n",
+            total ? (double)(lo + width - 1) / scale : 0.0, (unsigned long long)total);
+    /* 256 sub-buckets (0..255 exact, then 128 per power of two), and the
+     * 57 buckets that take them to 2^64 */
+    fprintf(f, "#[Buckets = %12d, SubBuckets     = %12d]\n", 57, 2 * HIST_SUB);
+    return ferror(f) ? -1 : 0;
 }
 
 /* Every value maps into a bucket that contains it and is narrow enough;

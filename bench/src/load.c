@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * load.c - one load thread: its connections, its epoll set, its statistics.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c - poolsrv-bench: flags, phases, progress and exit status.
  *
@@ -17,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/resource.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,7 +30,8 @@ static void usage(FILE *f)
             "usage: poolsrv-bench [options] HOST:PORT\n"
             "Load an echo server and verify every byte it echoes.\n"
             "\n"
-            "  -a, --address HOST:PORT  target (or as the last argument); IPv6 as [::1]:PORT\n"
+            "  -a, --address HOST:PORT  target (or as the last argument); IPv6 as [::1]:PORT,\n"
+            "                           a Unix stream socket as unix:PATH\n"
             "  -c, --connections N      concurrent connections (default 50)\n"
             "  -p, --pipeline D         messages in flight per connection (default 1)\n"
             "  -l, --size S             bytes per message, suffix k for KiB (default 64)\n"
@@ -59,7 +63,10 @@ static void usage(FILE *f)
             "                           (default 16; 0 lets the kernel choose)\n"
             "      --max-connecting N   connects in progress at once (default 128)\n"
             "      --json               one JSON object instead of the table\n"
-            "      --progress / --no-progress  one status line per second (default: on a tty)\n"
+            "      --hgrm FILE          also write the latency distribution to FILE in\n"
+            "                           HdrHistogram's .hgrm text format (milliseconds)\n"
+            "      --progress / --no-progress  one status line per second on stderr\n"
+            "                           (default: when stderr is a tty and not --json)\n"
             "      --self-test          check the histogram and size arithmetic, exit\n"
             "  -h, --help               this text\n"
             "  -V, --version            print the version\n"
@@ -130,11 +137,29 @@ static int parse_size(const char *s, size_t *out)
     return 0;
 }
 
-/* "1.2.3.4:80", "[::1]:80" or "localhost:80" into o->target. */
+/* "unix:PATH" into o->target. */
+static int parse_unix_target(struct opts *o, const char *s)
+{
+    struct sockaddr_un *sun = (struct sockaddr_un *)&o->target;
+    const char *path = s + 5;
+
+    if (!*path || strlen(path) >= sizeof(sun->sun_path))
+        return bad("address (unix:PATH, PATH not empty and shorter than 108 bytes)", s);
+    memset(sun, 0, sizeof(*sun));
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, path, strlen(path) + 1);
+    o->target_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+    snprintf(o->target_str, sizeof(o->target_str), "%s", s);
+    return 0;
+}
+
+/* "1.2.3.4:80", "[::1]:80", "localhost:80" or "unix:/path" into o->target. */
 static int parse_target(struct opts *o, const char *s)
 {
     char host[128];
     const char *port;
+    if (strncmp(s, "unix:", 5) == 0)
+        return parse_unix_target(o, s);
     if (strlen(s) >= sizeof(host))
         return bad("address", s);
     if (s[0] == '[') {
@@ -187,7 +212,8 @@ enum {
     OPT_PUBSUB,
     OPT_SUBSCRIBERS,
     OPT_PUBLISHERS,
-    OPT_CHANNELS
+    OPT_CHANNELS,
+    OPT_HGRM
 };
 
 static const struct option longopts[] = {
@@ -203,6 +229,7 @@ static const struct option longopts[] = {
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {"connect-rate", no_argument, NULL, OPT_CONNECT_RATE},
+    {"hgrm", required_argument, NULL, OPT_HGRM},
     {"hold", no_argument, NULL, OPT_HOLD},
     {"json", no_argument, NULL, OPT_JSON},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -372,6 +399,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case OPT_CONNECT_RATE: o->mode = MODE_CONNECT_RATE; break;
         case OPT_HOLD: o->mode = MODE_HOLD; break;
         case OPT_JSON: o->json = true; break;
+        case OPT_HGRM: o->hgrm = optarg; break;
         case OPT_TIMEOUT: rc = parse_secs(optarg, "timeout", &o->timeout); break;
         case OPT_SOURCES: rc = parse_int(optarg, "sources (0 .. 250)", 0, 250, &o->sources); break;
         case OPT_MAXCONN:
@@ -422,7 +450,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
         o->threads = o->connections;
     if (o->messages && (uint64_t)o->threads > o->messages)
         o->threads = (int)o->messages; /* every thread needs a share */
-    o->progress = progress >= 0 ? progress : (!o->json && isatty(STDOUT_FILENO));
+    if (o->udp && o->target.ss_family == AF_UNIX) {
+        fprintf(stderr, "poolsrv-bench: --udp does not apply to unix: targets\n");
+        return -1;
+    }
+    /* stderr: stdout carries the report (the JSON object with --json) */
+    o->progress = progress >= 0 ? progress : (!o->json && isatty(STDERR_FILENO));
     return 0;
 }
 
@@ -495,10 +528,10 @@ static void progress_line(const struct bench *b, const char *what, uint64_t t0, 
     uint64_t now = now_ns();
     struct live l = sample(b);
     double dt = (double)(now - *prev_ns) / 1e9;
-    printf("\r%-8s %6.1f s  conns %llu/%d  %10.0f msg/s  errors %llu   ", what,
-           (double)(now - t0) / 1e9, (unsigned long long)l.connected, b->o.connections,
-           dt > 0 ? (double)(l.msgs - prev->msgs) / dt : 0.0, (unsigned long long)l.errors);
-    fflush(stdout);
+    fprintf(stderr, "\r%-8s %6.1f s  conns %llu/%d  %10.0f msg/s  errors %llu   ", what,
+            (double)(now - t0) / 1e9, (unsigned long long)l.connected, b->o.connections,
+            dt > 0 ? (double)(l.msgs - prev->msgs) / dt : 0.0, (unsigned long long)l.errors);
+    fflush(stderr);
     *prev = l;
     *prev_ns = now;
 }
@@ -580,7 +613,26 @@ static void drive(struct bench *b, struct result *r)
     }
     atomic_store(&b->phase, PH_DONE);
     if (o->progress)
-        printf("\r%-78s\r", "");
+        fprintf(stderr, "\r%-78s\r", "");
+}
+
+/* --hgrm FILE: the message latencies, in milliseconds.  Returns 0 or -1
+ * (said on stderr; the run then fails). */
+static int write_hgrm(const struct opts *o, const struct hist *lat)
+{
+    if (!o->hgrm)
+        return 0;
+    FILE *f = fopen(o->hgrm, "w");
+    if (!f) {
+        fprintf(stderr, "poolsrv-bench: cannot write %s: %s\n", o->hgrm, strerror(errno));
+        return -1;
+    }
+    int rc = hist_write_hgrm(lat, f, 1e6);
+    if (fclose(f) != 0 || rc < 0) {
+        fprintf(stderr, "poolsrv-bench: writing %s failed\n", o->hgrm);
+        return -1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -669,11 +721,12 @@ int main(int argc, char **argv)
             r.run_secs = (double)(fin - b.run_start_ns) / 1e9;
     }
     r.sum = &sum;
+    int hgrm_rc = write_hgrm(o, &sum.lat);
     if (o->json)
         report_json(&b, &r);
     else
         report_human(&b, &r);
     fflush(stdout);
     free(b.w);
-    return result_ok(&b, &r) ? 0 : 1;
+    return result_ok(&b, &r) && hgrm_rc == 0 ? 0 : 1;
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pubsub.c - poolsrv-bench --pubsub: publish/subscribe load against a
  * Redis-protocol server (redis-server, poolsrv-kv), every delivery verified.

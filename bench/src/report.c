@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * report.c - the end-of-run human table and the --json object.  Every
  * figure printed is computed from what the load threads measured.

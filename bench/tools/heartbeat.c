@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * heartbeat.c - what connection timers cost: N idle connections, each with
  * a heartbeat timer that sends "PING\r\n" every period.  The server runs in

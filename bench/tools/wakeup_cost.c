@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wakeup-cost - what a thread-to-thread wake-up costs on this machine,
  * against a plain system call: the number behind the event style's design

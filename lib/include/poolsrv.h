@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * poolsrv.h - the one public header of poolsrv, a framework for multi-client
  * TCP servers on POSIX threads.
@@ -59,6 +60,16 @@ typedef void (*ps_post_fn)(ps_conn *c, void *arg, int status);
 
 /* ---------------------------------------------------------------- basics */
 
+/* The version of this header, from the VERSION file (tools/set-version.sh
+ * writes these lines; the library's build refuses a header that disagrees
+ * with VERSION).  PS_VERSION_HEX is 0xMMmmpp, for #if comparisons:
+ * #if PS_VERSION_HEX >= 0x000200.  ps_version() is the library's version at
+ * run time, which may be newer (docs/abi.md). */
+#define PS_VERSION_MAJOR 0
+#define PS_VERSION_MINOR 1
+#define PS_VERSION_PATCH 0
+#define PS_VERSION_HEX ((PS_VERSION_MAJOR << 16) | (PS_VERSION_MINOR << 8) | PS_VERSION_PATCH)
+
 /* The library version, e.g. "0.1.0".  Static storage; any thread. */
 PS_EXTERN const char *ps_version(void);
 
@@ -67,7 +78,8 @@ PS_EXTERN const char *ps_version(void);
 PS_EXTERN const char *ps_strerror(int err);
 
 /* Where constructors and start explain a failure: code is a negative errno,
- * msg says which field or address was wrong and why. */
+ * msg says which field or address was wrong and why.  Its layout is fixed
+ * for the life of the soname (docs/abi.md). */
 typedef struct ps_err {
     int code;
     char msg[256];
@@ -129,7 +141,9 @@ PS_EXTERN const char *ps_close_reason_str(ps_close_reason why);
  * A stream handler is either blocking (serve set) or event style (on_data
  * set); setting both is a configuration error, and stream listeners need
  * one of them.  `user` is the pointer
- * given to ps_server_new().  Callbacks run on worker threads.
+ * given to ps_server_new().  Callbacks run on worker threads.  Grows only
+ * at the end, and a NULL new callback keeps the old behaviour
+ * (docs/abi.md).
  */
 typedef struct ps_handler {
     /* Blocking style.  Owns `c` until it returns; the framework then closes
@@ -211,6 +225,8 @@ typedef enum ps_policy {
 /* Parse "block" / "reject".  Returns 0 or -EINVAL.  Any thread. */
 PS_EXTERN int ps_policy_parse(const char *text, ps_policy *out);
 
+/* Grows only at the end; zero in a new field keeps the old behaviour
+ * (docs/abi.md). */
 typedef struct ps_config {
     /* Listen addresses (strings are copied): an address as ps_addr_parse
      * takes it; "udp:" + an IP address, for datagrams; "fd:N", an inherited
@@ -339,8 +355,17 @@ typedef struct ps_config {
     ps_log_level log_level; /* messages above this level are not formatted; default INFO */
 } ps_config;
 
-/* Fill *cfg with the defaults above and no listen address.  Any thread. */
-PS_EXTERN void ps_config_init(ps_config *cfg);
+/* Fill *cfg with the defaults above and no listen address.  Any thread.
+ *
+ * ps_config_init, ps_config_validate, ps_server_new, ps_server_stats and
+ * ps_stats_format are macros: they pass the library the size of ps_config,
+ * ps_handler and ps_stats as this program was compiled, so that a newer
+ * libpoolsrv.so.0, whose structs have grown at the end, reads and writes
+ * only the fields the program knows (docs/abi.md).  Call them by these
+ * names; the *_sized functions behind them are not meant to be called
+ * directly (a wrong size is undefined behaviour). */
+PS_EXTERN void ps_config_init_sized(ps_config *cfg, size_t cfg_size);
+#define ps_config_init(cfg) ps_config_init_sized((cfg), sizeof(ps_config))
 
 /* Append an address to cfg->listen (the string is not copied until
  * ps_server_new).  Returns 0, or -ENOSPC past PS_MAX_LISTEN.  The thread
@@ -367,7 +392,10 @@ PS_EXTERN int ps_config_set_unix_perms(ps_config *cfg, const char *mode, const c
 
 /* Check cfg and handler without creating anything.  Returns 0, or -EINVAL
  * with err->msg naming the field and the reason.  Any thread. */
-PS_EXTERN int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err);
+PS_EXTERN int ps_config_validate_sized(const ps_config *cfg, size_t cfg_size, const ps_handler *h,
+                                      size_t h_size, ps_err *err);
+#define ps_config_validate(cfg, h, err)                                                   \
+    ps_config_validate_sized((cfg), sizeof(ps_config), (h), sizeof(ps_handler), (err))
 
 /* --------------------------------------------------------------- servers */
 
@@ -376,8 +404,10 @@ PS_EXTERN int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_e
  * on a bad configuration (-EINVAL), no memory (-ENOMEM), or the eventfd(2)
  * error (-EMFILE, ...).  Any thread; the server is then used from one
  * thread at a time except where a function says otherwise. */
-PS_EXTERN ps_server *ps_server_new(const ps_config *cfg, const ps_handler *h, void *user,
-                                   ps_err *err);
+PS_EXTERN ps_server *ps_server_new_sized(const ps_config *cfg, size_t cfg_size, const ps_handler *h,
+                                         size_t h_size, void *user, ps_err *err);
+#define ps_server_new(cfg, h, user, err)                                                  \
+    ps_server_new_sized((cfg), sizeof(ps_config), (h), sizeof(ps_handler), (user), (err))
 
 /* Bind and listen on every address, start the acceptor/reactor thread and
  * the worker pool, and return.  Returns 0; -EALREADY if started before;
@@ -424,7 +454,8 @@ PS_EXTERN int ps_server_listen_addr(const ps_server *s, int i, struct sockaddr_s
 PS_EXTERN const char *ps_server_listen_name(const ps_server *s, int i);
 
 /* Counters, summed across threads at the time of the call (each is exact;
- * they are not a consistent snapshot of one instant).  Any thread. */
+ * they are not a consistent snapshot of one instant).  Any thread.  Grows
+ * only at the end (docs/abi.md). */
 typedef struct ps_stats {
     uint64_t accepted;         /* connections accepted and admitted */
     uint64_t rejected;         /* accepted and closed by the reject policy */
@@ -458,7 +489,8 @@ typedef struct ps_stats {
                                   connect timeout) */
 } ps_stats;
 
-PS_EXTERN void ps_server_stats(const ps_server *s, ps_stats *out);
+PS_EXTERN void ps_server_stats_sized(const ps_server *s, ps_stats *out, size_t out_size);
+#define ps_server_stats(s, out) ps_server_stats_sized((s), (out), sizeof(ps_stats))
 
 typedef enum ps_stats_format_kind {
     PS_STATS_TEXT = 0,       /* one line: "accepted=12 rejected=0 ..." */
@@ -470,8 +502,10 @@ typedef enum ps_stats_format_kind {
  * starting with prefix (NULL: "poolsrv").  Returns the length, -ENOSPC if
  * cap was too small (the text is cut), -EINVAL for an unknown kind.  Any
  * thread. */
-PS_EXTERN int ps_stats_format(const ps_stats *st, ps_stats_format_kind kind, const char *prefix,
-                              char *buf, size_t cap);
+PS_EXTERN int ps_stats_format_sized(const ps_stats *st, size_t st_size, ps_stats_format_kind kind,
+                                    const char *prefix, char *buf, size_t cap);
+#define ps_stats_format(st, kind, prefix, buf, cap)                                       \
+    ps_stats_format_sized((st), sizeof(ps_stats), (kind), (prefix), (buf), (cap))
 
 /* ------------------------------------------------------------ connections
  *
@@ -612,6 +646,8 @@ PS_EXTERN void ps_conn_resume_read(ps_conn *c);
  * bytes_out, refresh the idle timer and obey the watermarks and
  * max_output), close, pause or set the timer like any callback.
  */
+/* Passed by value: its layout is fixed for the life of the soname
+ * (docs/abi.md). */
 typedef struct ps_conn_ref {
     ps_conn *conn; /* not to be dereferenced outside the connection's callbacks */
     uint64_t id;   /* ps_conn_id of the connection meant */
@@ -680,9 +716,13 @@ PS_EXTERN int ps_conn_timer(ps_conn *c, int64_t ms);
  * without on_data), -ESHUTDOWN (not running, or stopping), or socket(2)'s
  * error (-EMFILE, ...), with err->msg (if err is not NULL); then no
  * callback follows.  h must stay valid until that connection's on_close
- * returns. */
-PS_EXTERN int ps_server_connect(ps_server *s, const char *addr, const ps_handler *h, void *user,
-                                void *data, ps_conn_ref *ref, ps_err *err);
+ * returns.  A macro, like ps_server_new, so that the library knows the size
+ * of ps_handler this program was built with (docs/abi.md). */
+PS_EXTERN int ps_server_connect_sized(ps_server *s, const char *addr, const ps_handler *h,
+                                      size_t h_size, void *user, void *data, ps_conn_ref *ref,
+                                      ps_err *err);
+#define ps_server_connect(s, addr, h, user, data, ref, err)                                \
+    ps_server_connect_sized((s), (addr), (h), sizeof(ps_handler), (user), (data), (ref), (err))
 
 /* ---------------------------------------------------------- server timers
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * acceptor.c - the accept path (reactor thread only).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * addr.c - parsing and formatting of "host:port" addresses.
  *

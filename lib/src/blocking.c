@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * blocking.c - the blocking-style I/O calls, made by the serve call that owns
  * the connection (and ps_conn_close / ps_conn_park, which both styles share).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * buf.c - the growable byte buffers behind a connection's unconsumed input
  * and unsent output (owner thread only).  An empty buffer holds no memory,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * conn.c - a connection's life cycle and ownership, and its accessors.
  *
@@ -86,6 +87,8 @@ void ps__conn_recycle(ps_conn *c)
     ps__buf_free(&c->out);
     free(c->peer_str);
     c->peer_str = NULL;
+    free(c->h_owned);
+    c->h_owned = NULL;
     pthread_mutex_lock(&c->lock);
     c->state = PS_CS_FREE;
     c->id = 0;

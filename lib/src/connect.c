@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * connect.c - outbound connections (ps_server_connect): a non-blocking
  * connect from any thread that yields an event-style connection on the same
@@ -21,8 +22,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-int ps_server_connect(ps_server *s, const char *addr, const ps_handler *h, void *user,
-                      void *data, ps_conn_ref *ref, ps_err *err)
+/* owned: h itself when the connection owns a copy (abi.c), freed with it */
+int ps__server_connect(ps_server *s, const char *addr, const ps_handler *h, ps_handler *owned,
+                       void *user, void *data, ps_conn_ref *ref, ps_err *err)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -47,6 +49,7 @@ int ps_server_connect(ps_server *s, const char *addr, const ps_handler *h, void 
         return ps__set_err(err, -ENOMEM, "connect %s: out of memory", addr);
     }
     c->h = h;
+    c->h_owned = owned;
     c->user = user;
     c->udata = data;
     c->outbound = true;

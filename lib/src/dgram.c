@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dgram.c - datagram listeners: the reactor receives, workers handle.
  *

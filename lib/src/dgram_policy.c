@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dgram_policy.c - what ps_dgram_reply may answer.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * event.c - one turn of an event-style connection on a worker thread.
  *

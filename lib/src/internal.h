@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * internal.h - private structures shared by the library's files.
  *
@@ -155,6 +156,7 @@ struct ps_conn {
      * ps_conn_ref compare it under lock. */
     uint64_t id;
     const ps_handler *h; /* its callbacks: the server's, or ps_server_connect's */
+    ps_handler *h_owned; /* h, when it is a copy this connection frees (abi.c) */
     bool outbound;       /* made by ps_server_connect (immutable once registered) */
     int connect_err;     /* outbound: why connect failed (owner) */
     void *user;          /* ... and their user pointer */
@@ -354,6 +356,15 @@ static inline void ps__conn_got(ps_conn *c, uint64_t n)
 void ps__buf_free(ps_buf *b);
 int ps__buf_append(ps_buf *b, const void *data, size_t len);
 
+/* server.c and stats.c, on full-size structs; the public entry points are
+ * the size-stamped ones of abi.c */
+void ps__config_init(ps_config *cfg);
+int ps__config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err);
+ps_server *ps__server_new(const ps_config *cfg, const ps_handler *h, void *user, ps_err *err);
+void ps__server_stats(const ps_server *s, ps_stats *out);
+int ps__stats_format(const ps_stats *st, size_t st_size, ps_stats_format_kind kind,
+                     const char *prefix, char *buf, size_t cap);
+
 /* proxy_conn.c */
 bool ps__proxy_step(struct ps_worker *w, ps_conn *c);
 
@@ -362,6 +373,8 @@ void ps__event_turn(struct ps_worker *w, ps_conn *c);
 void ps__event_fail(struct ps_worker *w, ps_conn *c); /* finish: cancel, on_close, destroy */
 
 /* connect.c */
+int ps__server_connect(ps_server *s, const char *addr, const ps_handler *h, ps_handler *owned,
+                       void *user, void *data, ps_conn_ref *ref, ps_err *err);
 bool ps__connect_step(struct ps_worker *w, ps_conn *c);
 int ps__event_shutdown_write(ps_conn *c);
 

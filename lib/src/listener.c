@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * listener.c - creating and closing listen sockets (TCP over IPv4/IPv6,
  * Unix stream sockets, UDP).  Runs in ps_server_start, the reactor's drain

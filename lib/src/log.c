@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * log.c - the library's only way to speak: the user's log callback.
  * Messages above the configured level are never formatted, so disabled

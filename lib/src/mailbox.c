@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mailbox.c - the calls other threads make on an event-style connection:
  * pause, resume and post.  None of them touches the socket or the epoll

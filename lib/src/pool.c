@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pool.c - the fixed worker pool: N threads created at start, joined at
  * stop.  Each pops one connection at a time from the work queue and runs

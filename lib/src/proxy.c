@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * proxy.c - PROXY protocol v1/v2 header parser (see proxy.h for the
  * contract).

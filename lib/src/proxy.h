@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * proxy.h - PROXY protocol (v1 text and v2 binary) header parser (private).
  *

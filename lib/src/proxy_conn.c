@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * proxy_conn.c - reading the PROXY protocol header of a connection that
  * came through a load balancer (listeners marked "proxy:"), on a worker,

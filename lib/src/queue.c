@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * queue.c - bounded MPMC queue of pointers (see queue.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * queue.h - bounded multi-producer multi-consumer FIFO of pointers (private).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * reactor.c - the acceptor/reactor thread: one epoll set holding the listen
  * sockets, a wake-up eventfd and (blocking style) every parked connection,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * server.c - configuration, and the server's life cycle:
  * new -> start -> (stop) -> wait -> free.
@@ -17,7 +18,9 @@
 
 #define PS_DGRAM_POLICY_ALL (PS_DGRAM_REFUSE_SELF | PS_DGRAM_REFUSE_PORTS)
 
-void ps_config_init(ps_config *cfg)
+/* The defaults, for the whole of this library's ps_config (abi.c copies
+ * out what the caller's struct holds). */
+void ps__config_init(ps_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->backlog = 4096;
@@ -132,7 +135,8 @@ static int validate_handler(const ps_config *cfg, const ps_handler *h, ps_err *e
     return 0;
 }
 
-int ps_config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
+/* cfg and h are full-size copies here (abi.c). */
+int ps__config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
 {
     int i, rc;
 
@@ -214,12 +218,12 @@ static int default_workers(bool event_style)
     return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
 }
 
-ps_server *ps_server_new(const ps_config *cfg, const ps_handler *h, void *user, ps_err *err)
+ps_server *ps__server_new(const ps_config *cfg, const ps_handler *h, void *user, ps_err *err)
 {
     ps_server *s;
     int i;
 
-    if (ps_config_validate(cfg, h, err) < 0)
+    if (ps__config_validate(cfg, h, err) < 0)
         return NULL;
     s = calloc(1, sizeof *s);
     if (!s) {
@@ -494,7 +498,7 @@ static void add_counters(ps_stats *o, const ps_counters *c)
     o->output_closes += LOAD(c->output_closes);
 }
 
-void ps_server_stats(const ps_server *cs, ps_stats *out)
+void ps__server_stats(const ps_server *cs, ps_stats *out)
 {
     ps_server *s = (ps_server *)cs; /* locks are taken; the server is not changed */
     int i;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stats.c - counters as text: one log line, or Prometheus exposition
  * format (text/plain; version=0.0.4) for an admin endpoint.
@@ -80,8 +81,10 @@ static void put_field(char *buf, size_t cap, size_t *n, const ps_stats *st, cons
     put(buf, cap, n, "%s_%s%s %llu\n", prefix, f->name, sfx, v);
 }
 
-int ps_stats_format(const ps_stats *st, ps_stats_format_kind kind, const char *prefix, char *buf,
-                    size_t cap)
+/* Only the fields that lie within the caller's st_size (docs/abi.md): a
+ * program built against an older header has no room for the newer ones. */
+int ps__stats_format(const ps_stats *st, size_t st_size, ps_stats_format_kind kind,
+                     const char *prefix, char *buf, size_t cap)
 {
     size_t n = 0, i;
 
@@ -90,6 +93,7 @@ int ps_stats_format(const ps_stats *st, ps_stats_format_kind kind, const char *p
     if (cap > 0)
         buf[0] = '\0';
     for (i = 0; i < sizeof fields / sizeof fields[0]; i++)
-        put_field(buf, cap, &n, st, &fields[i], kind, prefix ? prefix : "poolsrv");
+        if (fields[i].off + sizeof(uint64_t) <= st_size)
+            put_field(buf, cap, &n, st, &fields[i], kind, prefix ? prefix : "poolsrv");
     return n >= cap ? -ENOSPC : (int)n;
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * timeouts.c - defences against slow and silent peers.
  *

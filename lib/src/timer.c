@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * timer.c - one binary min-heap of timers per server, run by the reactor:
  * connections' timers and server timers (ps_timer_*).

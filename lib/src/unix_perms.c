@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * unix_perms.c - permissions of the socket files of "unix:" listeners
  * (ps_config unix_mode / unix_owner / unix_group): reading them from an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* version.c - version string (from the VERSION file, via the Makefile) and
  * error texts. */
 #include "internal.h"
@@ -7,6 +8,11 @@
 
 #ifndef PS_VERSION_STRING
 #error "PS_VERSION_STRING must come from the VERSION file (see Makefile)"
+#endif
+/* The header's macros must say the same as VERSION: an installed poolsrv.h
+ * that claims another version would mislead every #if PS_VERSION_HEX. */
+#if !defined(PS_BUILD_VERSION_HEX) || PS_BUILD_VERSION_HEX != PS_VERSION_HEX
+#error "PS_VERSION_* in poolsrv.h disagree with VERSION: run tools/set-version.sh"
 #endif
 
 const char *ps_version(void)

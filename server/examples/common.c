@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* common.c - shared command line, run loop and output batcher (see common.h). */
 #include "common.h"
 
@@ -14,13 +15,21 @@ static ps_server *g_server; /* for the signal handler only */
 
 static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
 {
+    /* the examples use the program's own default port, so they agree with
+     * the default named on the same line */
+    const char *colon = strrchr(p->default_listen, ':');
+    const char *port = colon ? colon + 1 : "0";
+    char workers[16];
+
+    snprintf(workers, sizeof workers, "%d", cfg->workers);
+
     fprintf(f,
             "Usage: %s [options]\n"
             "%s\n"
             "\n"
-            "  -l, --listen ADDR      listen address (repeatable): 127.0.0.1:8080, [::1]:8080,\n"
+            "  -l, --listen ADDR      listen address (repeatable): 127.0.0.1:%s, [::1]:%s,\n"
             "                         0.0.0.0:0 (port 0 = ephemeral); default %s\n"
-            "  -w, --workers N        worker threads, 1..1024 (default %d)\n"
+            "  -w, --workers N        worker threads, 1..1024 (default: %s)\n"
             "  -i, --idle-timeout MS  close connections idle this long (default %d, 0 = never)\n"
             "      --unix-mode OCTAL  permissions of unix: socket files, e.g. 0660\n"
             "                         (default: 0777 minus the umask)\n"
@@ -38,7 +47,8 @@ static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
             "Prints 'listening on ADDR' per listener once ready.  SIGINT or SIGTERM stops\n"
             "gracefully.  Exit status: 0 after a clean stop, 1 if the server could not\n"
             "start, 2 for bad usage.\n",
-            p->name, p->summary, p->default_listen, cfg->workers, cfg->idle_timeout_ms,
+            p->name, p->summary, port, port, p->default_listen,
+            cfg->workers ? workers : "one per CPU", cfg->idle_timeout_ms,
             cfg->min_rate, cfg->request_timeout_ms, cfg->max_connections, p->extra_help ? p->extra_help : "");
 }
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * common.h - what the two example programs share: the command line of
  * poolsrv-echo (--listen, --workers, --idle-timeout, --max-connections,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # server/examples/examples.mk - the embedding examples poolsrv-http and
 # poolsrv-kv, their tests and fuzz targets; included by the top Makefile.
 # Both programs use only the public header lib/include/poolsrv.h.

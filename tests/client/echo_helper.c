@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo_helper.c - test-only servers for tests/client/run.sh.  Not installed.
  *

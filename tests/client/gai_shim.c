@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * gai_shim.c - LD_PRELOAD shim for tests/client/run.sh: the name
  * "multi.poolsrv.test" resolves to every numeric address listed in

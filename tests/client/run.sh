@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/client/run.sh - poolsrv-client against poolsrv-echo (TCP over IPv4 and
 # IPv6; Unix socket and UDP when it supports them) and the test-only servers
 # of tests/client/echo_helper.c (Unix and UDP echo, servers that drop, never
@@ -165,6 +166,11 @@ bad PORT '0'|127.0.0.1 0 x
 bad Unix socket path|unix: x
 too many arguments|127.0.0.1 7 a b
 too many arguments|unix:/tmp/x.sock a b
+too many arguments|127.0.0.1:7 a b
+empty PORT|127.0.0.1: x
+empty HOST|:7 x
+bad PORT '0'|127.0.0.1:0 x
+bad PORT '70000'|[::1]:70000 x
 EOF
     client --help
     if [[ $RC == 0 ]] && grep -q '^Usage: poolsrv-client' "$TMP/out" &&
@@ -197,6 +203,11 @@ test_tcp_echo() {
         "sent 6 bytes, received 6 bytes (127.0.0.1:$p4)"
     client -6 127.0.0.1 "$p4" hello
     check "tcp -6 with an IPv4 address fails to resolve" 1 "" "cannot resolve '127.0.0.1'"
+    # the address as the servers print it: one argument
+    client "127.0.0.1:$p4" "one arg"
+    check "tcp HOST:PORT one-shot (127.0.0.1:$p4)" 0 $'one arg\n' ""
+    client -v "localhost:$p4" </dev/null
+    check "tcp HOST:PORT stream (localhost:PORT)" 0 "" "received 0 bytes"
 
     if [[ $have_v6 == yes ]]; then
         p6=$(port_of "${SRV_ADDRS[1]}")
@@ -204,6 +215,8 @@ test_tcp_echo() {
         check "tcp ipv6 one-shot (::1)" 0 $'hello six\n' ""
         client -v '[::1]' "$p6" "bracketed"
         check "tcp ipv6 one-shot ([::1], -v names the peer)" 0 $'bracketed\n' "connected to [::1]:$p6"
+        client "[::1]:$p6" "v6 one arg"
+        check "tcp [ADDR]:PORT one-shot ([::1]:$p6)" 0 $'v6 one arg\n' ""
     else
         skip "tcp ipv6: ::1 is not available on this host"
     fi

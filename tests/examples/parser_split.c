@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * parser_split.c - unit test of the two example parsers
  * (server/examples/http_hello/http_parser.c, server/examples/kv/resp.c).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/examples/run.sh - tests of the embedding examples: poolsrv-http over
 # raw sockets (bash's /dev/tcp: keep-alive, pipelining, bodies, every error
 # status, a request sent one byte at a time, /stats), poolsrv-kv with

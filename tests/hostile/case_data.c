@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * case_data.c - hostile traffic: a peer that never reads, resets in the
  * middle of the server's write, one 64 MiB write, garbage at the example

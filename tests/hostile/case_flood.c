@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * case_flood.c - many connections fast: a connect flood against a small work
  * queue under both full-queue policies, and peers that close at once.

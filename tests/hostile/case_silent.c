@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * case_silent.c - peers that say little or nothing: slowloris tricklers,
  * thousands of silent (half-open) connections, and a client that spoke but

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * emfile.c - the server out of descriptors.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * harness.c - what every case does around its attack: start the server with
  * the case's flags, start the probe, take the baseline; afterwards wait for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hostile - the hostile-client suite and the soak test for poolsrv servers.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hostile.h - shared declarations of the hostile-client suite (tests/hostile/).
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # tests/hostile/hostile.mk - the hostile-client suite and the soak test;
 # included by the top Makefile (variables B, O, Q, CC, ALL_* and ECHO come
 # from there).  The program depends only on libc and pthreads.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * probe.c - the well-behaved client that keeps talking to the server while a
  * case attacks it.  One thread: a round trip on its persistent connection

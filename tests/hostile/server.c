@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * server.c - the server under test as a child process, measured through
  * /proc/PID, plus its admin endpoint (GET /stats).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * soak.c - `make soak`: SECONDS of mixed load with connection churn against
  * poolsrv-echo, the server's RSS and descriptor count printed every 10 s.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* swarm.c - many attacking connections at once: open them, drain them. */
 #include "hostile.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* util.c - clocks, the time multiplier, and deadline-bounded socket I/O. */
 #include "hostile.h"
 

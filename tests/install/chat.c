@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * chat.c - a small pub/sub chat server written as a stranger would write it,
  * against the installed <poolsrv.h> only (built by tests/install/run.sh).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * outside.c - a program that knows poolsrv only as an installed package: it
  * includes <poolsrv.h> and nothing else of the project, and is built by

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/install/run.sh - install poolsrv into a temporary DESTDIR, check every
 # file a packager expects, build a program from outside the tree against the
 # installed package with pkg-config (shared and static), run it, then
@@ -190,6 +191,8 @@ EXPECTED=(
     "$LIB/libpoolsrv.so.$MAJOR"
     "$LIB/libpoolsrv.so"
     "$PC/poolsrv.pc"
+    "$LIB/cmake/poolsrv/poolsrvConfig.cmake"
+    "$LIB/cmake/poolsrv/poolsrvConfigVersion.cmake"
     "$BIN/poolsrv-echo"
     "$BIN/poolsrv-client"
     "$BIN/poolsrv-bench"
@@ -231,9 +234,17 @@ else
 fi
 
 # Only the ps_ API leaves the shared library (internal ps__ and helpers stay
-# hidden).
+# hidden); the version script's node names (POOLSRV_*, absolute symbols) are
+# the only others.
 foreign=$(nm -D --defined-only "$LIB/libpoolsrv.so.$VERSION" 2>/dev/null |
-    awk '{print $NF}' | grep -Ev '^ps_[a-z]' | head -n 5)
+    awk '{print $NF}' | grep -Ev '^(ps_[a-z]|POOLSRV_[0-9.]+$)' | head -n 5)
+unversioned=$(nm -D --defined-only --with-symbol-versions "$LIB/libpoolsrv.so.$VERSION" \
+    2>/dev/null | awk '$NF ~ /^ps_/ && $NF !~ /@@?POOLSRV_/ {print $NF}' | head -n 5)
+if [[ -z $unversioned ]]; then
+    pass "every exported ps_ symbol has a POOLSRV_ version (lib/libpoolsrv.map)"
+else
+    fail "every exported ps_ symbol has a POOLSRV_ version (lib/libpoolsrv.map)" "$unversioned"
+fi
 nexported=$(nm -D --defined-only "$LIB/libpoolsrv.so.$VERSION" 2>/dev/null | grep -c ' ps_[a-z]')
 if [[ -z $foreign && $nexported -gt 0 ]]; then
     pass "shared library exports only ps_ symbols ($nexported)"
@@ -349,6 +360,57 @@ else
     fail "build outside.c statically (pkg-config --static --libs)" "$(show "$TMP/static.log")"
 fi
 
+# ----------------------------------------------------------- CMake package
+
+# find_package(poolsrv) and poolsrv::poolsrv from a project outside the
+# tree; CMAKE_PREFIX_PATH points into DESTDIR (the config file computes its
+# paths from its own location).  cmake is optional for a user: skip if absent.
+CMAKE=${CMAKE:-cmake}
+if command -v "$CMAKE" >/dev/null 2>&1; then
+    CM=$TMP/cmake-app
+    mkdir -p "$CM/src"
+    cp tests/install/outside.c "$CM/src/"
+    cat >"$CM/src/CMakeLists.txt" <<CMEOF
+cmake_minimum_required(VERSION 3.10)
+project(outside C)
+find_package(poolsrv $VERSION REQUIRED)
+add_executable(outside-cmake outside.c)
+target_compile_definitions(outside-cmake PRIVATE _POSIX_C_SOURCE=200809L)
+target_link_libraries(outside-cmake PRIVATE poolsrv::poolsrv)
+add_executable(outside-cmake-static outside.c)
+target_compile_definitions(outside-cmake-static PRIVATE _POSIX_C_SOURCE=200809L)
+target_link_libraries(outside-cmake-static PRIVATE poolsrv::poolsrv_static)
+CMEOF
+    if (cd "$CM" && timeout "$RUN_LIMIT" "$CMAKE" -S src -B build -DCMAKE_PREFIX_PATH="$DEST$PREFIX" &&
+        timeout "$RUN_LIMIT" "$CMAKE" --build build) >"$TMP/cmake.log" 2>&1; then
+        pass "cmake: find_package(poolsrv $VERSION) and poolsrv::poolsrv, poolsrv::poolsrv_static"
+        needed=$(needed_lib "$CM/build/outside-cmake")
+        if [[ $needed == "libpoolsrv.so.$MAJOR" ]]; then
+            pass "outside-cmake needs libpoolsrv.so.$MAJOR"
+        else
+            fail "outside-cmake needs libpoolsrv.so.$MAJOR" "NEEDED: '$needed'"
+        fi
+        run_outside outside-cmake "$CM/build/outside-cmake" "LD_LIBRARY_PATH=$LIB"
+        run_outside outside-cmake-static "$CM/build/outside-cmake-static" -u LD_LIBRARY_PATH
+    else
+        fail "cmake: find_package(poolsrv $VERSION) and poolsrv::poolsrv" "$(show "$TMP/cmake.log")"
+    fi
+    # a request for the next major version must not be satisfied
+    sed -i "s/find_package(poolsrv $VERSION REQUIRED)/find_package(poolsrv $((MAJOR + 1)).0 REQUIRED)/" \
+        "$CM/src/CMakeLists.txt"
+    if (cd "$CM" && timeout "$RUN_LIMIT" "$CMAKE" -S src -B build2 -DCMAKE_PREFIX_PATH="$DEST$PREFIX") \
+        >"$TMP/cmake2.log" 2>&1; then
+        fail "cmake: find_package(poolsrv $((MAJOR + 1)).0) is refused (another soname)"
+    elif grep -q "compatible with requested version" "$TMP/cmake2.log"; then
+        pass "cmake: find_package(poolsrv $((MAJOR + 1)).0) is refused (another soname)"
+    else
+        fail "cmake: find_package(poolsrv $((MAJOR + 1)).0) is refused (another soname)" \
+            "$(show "$TMP/cmake2.log")"
+    fi
+else
+    echo "skip CMake package test: no cmake (apt-get install cmake)"
+fi
+
 # ------------------------------------------------- a chat server, as a stranger
 
 # chat.c posts to other connections (ps_conn_ref_of, ps_conn_post) and keeps a
@@ -426,6 +488,45 @@ if await_listen "$SERVER_PID" "$TMP/echo.out"; then
 else
     fail "installed poolsrv-echo prints 'listening on ADDR'" "$(show "$TMP/echo.out.err")"
     stop_server "$SERVER_PID"
+fi
+
+# ------------------------------------------------------ live install, ldconfig
+
+# Without DESTDIR, `make install` refreshes the linker cache (as root) or
+# says what to do.  LDCONFIG is a stand-in that logs its calls, so this test
+# leaves the machine's cache alone; PREFIX is in $TMP, which the real linker
+# does not search, so the note about rpath / LD_LIBRARY_PATH must appear.
+LIVE=$TMP/live
+printf '#!/bin/sh\necho "$@" >>"%s/ldconfig.calls"\n' "$TMP" >"$TMP/fake-ldconfig"
+chmod +x "$TMP/fake-ldconfig"
+if timeout "$MAKE_LIMIT" "$MAKE" --no-print-directory -C "$ROOT" install PREFIX="$LIVE" \
+    LDCONFIG="$TMP/fake-ldconfig" >"$TMP/live.log" 2>&1; then
+    if [[ $(id -u) == 0 ]]; then
+        if [[ -s $TMP/ldconfig.calls ]]; then
+            pass "live install as root runs ldconfig"
+        else
+            fail "live install as root runs ldconfig" "$(show "$TMP/live.log")"
+        fi
+    fi
+    if grep -q "rpath" "$TMP/live.log" && grep -q "LD_LIBRARY_PATH=$LIVE/lib" "$TMP/live.log"; then
+        pass "live install outside the linker's path says to use an rpath or LD_LIBRARY_PATH"
+    else
+        fail "live install outside the linker's path says to use an rpath or LD_LIBRARY_PATH" \
+            "$(show "$TMP/live.log")"
+    fi
+    rm -f "$TMP/ldconfig.calls"
+    timeout "$MAKE_LIMIT" "$MAKE" --no-print-directory -C "$ROOT" install PREFIX="$LIVE" \
+        DESTDIR="$TMP/staged" LDCONFIG="$TMP/fake-ldconfig" >"$TMP/staged.log" 2>&1
+    if [[ ! -e $TMP/ldconfig.calls ]] && ! grep -q rpath "$TMP/staged.log"; then
+        pass "a staged install (DESTDIR) neither runs ldconfig nor prints the note"
+    else
+        fail "a staged install (DESTDIR) neither runs ldconfig nor prints the note" \
+            "$(show "$TMP/staged.log")"
+    fi
+    timeout "$MAKE_LIMIT" "$MAKE" --no-print-directory -C "$ROOT" uninstall PREFIX="$LIVE" \
+        >/dev/null 2>&1
+else
+    fail "make install PREFIX=$LIVE" "$(show "$TMP/live.log")"
 fi
 
 # --------------------------------------------------------------- uninstall

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * peer.c - the far ends of tests/proxy/run.sh: clients and backends that
  * half-close, reset, flood or never read, each checking every byte.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/proxy/run.sh - poolsrv-proxy end to end, on loopback: forwarding
 # verified by poolsrv-bench, half-close in both orders with 1 MiB after the
 # EOF, a backend reset, a client that never reads (the proxy pauses the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_http.c - libFuzzer entry point for the HTTP request parser.  Not
  * built by default; for example:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * poolsrv-http - a small HTTP/1.1 server on poolsrv's event handlers.
  *

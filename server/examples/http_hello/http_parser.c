@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * http_parser.c - incremental HTTP/1.x request heads (RFC 9112), see
  * http_parser.h for the contract.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * http_parser.h - an incremental HTTP/1.x request parser for event handlers.
  *

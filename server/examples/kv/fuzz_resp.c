@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_resp.c - libFuzzer entry point for the RESP request parser.  Not
  * built by default (`make fuzz-examples` builds it with clang), or:

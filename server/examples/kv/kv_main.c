@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * poolsrv-kv - a Redis-protocol (RESP2) in-memory store on poolsrv's event
  * handlers.  Commands: PING ECHO SET (EX/PX/NX/XX) GET DEL EXISTS INCR MGET

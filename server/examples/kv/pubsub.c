@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pubsub.c - publish/subscribe for poolsrv-kv (see pubsub.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pubsub.h - Redis publish/subscribe for poolsrv-kv: SUBSCRIBE,
  * UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE, PUBLISH and the rules of a RESP2

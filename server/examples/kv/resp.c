@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* resp.c - incremental RESP2 request parser (see resp.h). */
 #include "resp.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * resp.h - an incremental parser for Redis protocol (RESP2) requests: arrays
  * of bulk strings ("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n") and inline commands

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * store.c - sharded hash table with lazy expiry (see store.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * store.h - the key/value store shared by every worker of poolsrv-kv.
  *

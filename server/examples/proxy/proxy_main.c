@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * proxy_main.c - poolsrv-proxy, a TCP forwarding proxy (HAProxy's `mode
  * tcp`) built on poolsrv's outbound connections.

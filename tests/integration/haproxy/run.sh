@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/integration/haproxy/run.sh - poolsrv behind a real load balancer.
 #
 # HAProxy (TCP mode, send-proxy-v2) on 127.0.0.1 in front of two
@@ -12,7 +13,8 @@
 #      mismatch), the backend then exits 0, and the other keeps serving
 #      new connections.
 # Everything on loopback, ephemeral ports, bounded in time; processes are
-# stopped by the PIDs this script started.
+# stopped by the PIDs this script started.  Without haproxy (and not root to
+# install it) the suite is skipped with a message, not failed.
 set -u
 
 ECHO=${ECHO:-server/poolsrv-echo}
@@ -38,8 +40,10 @@ if ! command -v "$HAPROXY" >/dev/null 2>&1; then
             { apt-get update -q >/dev/null && apt-get install -y -q haproxy >/dev/null; }
     fi
     if ! command -v "$HAPROXY" >/dev/null 2>&1; then
-        echo "haproxy is not installed: run 'sudo apt-get install haproxy'"
-        fail "haproxy available"
+        # An optional tool, like redis-cli for the examples: a user without
+        # it (and not root) gets a skip that says how to run these tests.
+        echo "skip: haproxy is not installed, the HAProxy tests did not run" \
+            "(install it: sudo apt-get install haproxy)"
         finish
     fi
 fi
