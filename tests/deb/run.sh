@@ -134,7 +134,7 @@ run_outside() {
     LD_LIBRARY_PATH=$ROOT/usr/lib/$MA "$exe" 127.0.0.1:0 >"$TMP/$name.out" 2>&1 &
     SERVER_PID=$!
     local deadline=$((SECONDS + 10))
-    until grep -q '^listening on ' "$TMP/$name.out" || ((SECONDS > deadline)); do
+    until grep -qs '^listening on ' "$TMP/$name.out" || ((SECONDS > deadline)); do
         read -r -t 0.05 <> <(:) || true
     done
     if grep -qx "version $VERSION" "$TMP/$name.out" && grep -q '^listening on ' "$TMP/$name.out" &&
