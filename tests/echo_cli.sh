@@ -73,7 +73,7 @@ start() {
     PIDS+=("$PID")
     PORT=""
     for ((i = 0; i < 200; i++)); do
-        PORT=$(sed -n '1s/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$TMP/$name.out")
+        PORT=$(sed -n '1s/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$TMP/$name.out" 2>/dev/null)
         [[ -n $PORT ]] && return 0
         kill -0 "$PID" 2>/dev/null || return 1
         read -r -t 0.05 <> <(:) || true
@@ -84,7 +84,7 @@ start() {
 # stop_with SIG: send SIG to PID, wait (bounded: then SIGKILL) and set RC.
 stop_with() {
     local i
-    kill -"$1" "$PID"
+    kill -"$1" "$PID" 2>/dev/null # it may have stopped already
     for ((i = 0; i < 200; i++)); do
         kill -0 "$PID" 2>/dev/null || break
         read -r -t 0.05 <> <(:) || true
@@ -98,13 +98,13 @@ stop_with() {
 wait_log() {
     local i
     for ((i = 0; i < 200; i++)); do
-        grep -q -- "$2" "$1" && return 0
+        grep -q -- "$2" "$1" 2>/dev/null && return 0
         read -r -t 0.05 <> <(:) || true
     done
     return 1
 }
 
-if start first --listen 127.0.0.1:0; then
+if start first --listen 127.0.0.1:0 --log-level info; then
     ok "starts on an ephemeral port"
     timeout 5 "$ECHO" --listen "127.0.0.1:$PORT" >"$TMP/out" 2>"$TMP/err"
     rc=$?
@@ -130,7 +130,7 @@ else
 fi
 
 # SIGTERM while a client is connected: drain, then a second SIGTERM stops now.
-if start second --listen 127.0.0.1:0 --drain-timeout -1; then
+if start second --listen 127.0.0.1:0 --drain-timeout -1 --log-level info; then
     exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
     printf 'x\n' >&"$fd"
     IFS= read -r -t 5 line <&"$fd"
@@ -249,6 +249,118 @@ if start admin --listen 127.0.0.1:0 --admin 127.0.0.1:0 && wait_log "$TMP/admin.
     stop_with TERM
 else
     fail "admin: starts" "$(cat "$TMP/admin.err")"
+fi
+
+# --log-level governs every line on stderr, the program's own too: at the
+# default (warn) a clean start and stop print nothing there.
+if start quiet --listen 127.0.0.1:0; then
+    kill -USR1 "$PID"
+    stop_with TERM
+    if [[ $RC == 0 && ! -s $TMP/quiet.err ]]; then ok "--log-level warn: nothing on stderr"; else
+        fail "--log-level warn: nothing on stderr" "exit $RC, $(tr '\n' '|' <"$TMP/quiet.err")"
+    fi
+else
+    fail "--log-level warn: starts" "$(cat "$TMP/quiet.err")"
+fi
+# Under the journal (JOURNAL_STREAM names stderr): "<N>" priorities, no
+# timestamp of our own.  Not when JOURNAL_STREAM names another stream.
+journal_run() {
+    : >"$TMP/j.err"
+    JOURNAL_STREAM=$1 "$ECHO" --listen 127.0.0.1:0 --log-level debug --workers 1 \
+        --listen 127.0.0.1:99999 >/dev/null 2>>"$TMP/j.err"
+    JOURNAL_STREAM=$1 timeout 5 "$ECHO" --listen "127.0.0.1:$2" --log-level info >/dev/null \
+        2>>"$TMP/j.err"
+}
+if start jbusy --listen 127.0.0.1:0; then
+    : >"$TMP/j.err"
+    js=$(stat -c '%d:%i' "$TMP/j.err")
+    journal_run "$js" "$PORT"
+    if grep -q "^<3>poolsrv-echo: listen: '127.0.0.1:99999': port must be" "$TMP/j.err" &&
+        grep -q "^<3>Try 'poolsrv-echo --help'" "$TMP/j.err" &&
+        grep -q "^<3>poolsrv-echo: listen 127.0.0.1:$PORT: cannot bind" "$TMP/j.err" &&
+        ! grep -q '^[^<]' "$TMP/j.err"; then
+        ok "journal: <3> on usage and start errors"
+    else fail "journal: <3> on usage and start errors" "$(tr '\n' '|' <"$TMP/j.err")"; fi
+    journal_run "1:1" "$PORT"
+    if grep -q '^poolsrv-echo: listen 127.0.0.1:' "$TMP/j.err" && ! grep -q '^<' "$TMP/j.err"; then
+        ok "journal: a JOURNAL_STREAM naming another stream is ignored"
+    else fail "journal: a JOURNAL_STREAM naming another stream is ignored" \
+        "$(tr '\n' '|' <"$TMP/j.err")"; fi
+    stop_with TERM
+fi
+: >"$TMP/jl.err"
+JOURNAL_STREAM=$(stat -c '%d:%i' "$TMP/jl.err") "$ECHO" --listen 127.0.0.1:0 --log-level info \
+    >"$TMP/jl.out" 2>>"$TMP/jl.err" &
+PID=$!
+PIDS+=("$PID")
+if wait_log "$TMP/jl.out" "listening on" && wait_log "$TMP/jl.err" "serving on"; then
+    stop_with TERM
+    if grep -q '^<6>info: serving on 127.0.0.1:' "$TMP/jl.err" &&
+        grep -q '^<6>info: stopped: ' "$TMP/jl.err" && ! grep -q '^[^<]' "$TMP/jl.err" &&
+        ! grep -q '[0-9]Z ' "$TMP/jl.err"; then
+        ok "journal: <6> info lines, library's and program's, no timestamp"
+    else fail "journal: <6> info lines, library's and program's, no timestamp" \
+        "$(tr '\n' '|' <"$TMP/jl.err")"; fi
+else
+    fail "journal: starts" "$(cat "$TMP/jl.err")"
+fi
+
+# systemd readiness (Type=notify) without libsystemd: datagrams to
+# NOTIFY_SOCKET.  notify_start SOCKET [ENV...]: a receiver on SOCKET and a
+# server told about it; sets PID and RPID.
+NOTIFY_RECV=${NOTIFY_RECV:-build/tests/notify_recv}
+notify_start() {
+    local sock=$1
+    shift
+    "$NOTIFY_RECV" "$sock" 10 >"$TMP/n.out" &
+    RPID=$!
+    PIDS+=("$RPID")
+    wait_log "$TMP/n.out" "bound" || return 1
+    env NOTIFY_SOCKET="$sock" "$@" "$ECHO" --listen 127.0.0.1:0 >"$TMP/notify.out" \
+        2>"$TMP/notify.err" &
+    PID=$!
+    PIDS+=("$PID")
+    wait_log "$TMP/notify.out" "listening on"
+}
+notify_stop() {
+    stop_with TERM
+    kill "$RPID" 2>/dev/null
+    wait "$RPID" 2>/dev/null
+}
+if [[ -x $NOTIFY_RECV ]]; then
+    if notify_start "$TMP/notify.sock" WATCHDOG_USEC=200000 WATCHDOG_PID=; then
+        addr=$(sed -n '1s/^listening on //p' "$TMP/notify.out")
+        if wait_log "$TMP/n.out" "^READY=1|STATUS=serving on $addr\$"; then
+            ok "sd_notify: READY=1 with STATUS, once listening"
+        else fail "sd_notify: READY=1 with STATUS, once listening" "$(tr '\n' '|' <"$TMP/n.out")"; fi
+        if wait_log "$TMP/n.out" "^WATCHDOG=1\$" && [[ $(grep -n -m1 WATCHDOG "$TMP/n.out" |
+            cut -d: -f1) -gt $(grep -n -m1 READY "$TMP/n.out" | cut -d: -f1) ]]; then
+            ok "sd_notify: WATCHDOG=1 with WATCHDOG_USEC, after READY"
+        else fail "sd_notify: WATCHDOG=1 with WATCHDOG_USEC" "$(tr '\n' '|' <"$TMP/n.out")"; fi
+        kill -TERM "$PID"
+        if wait_log "$TMP/n.out" "^STOPPING=1|STATUS=draining\$"; then
+            ok "sd_notify: STOPPING=1 on SIGTERM"
+        else fail "sd_notify: STOPPING=1 on SIGTERM" "$(tr '\n' '|' <"$TMP/n.out")"; fi
+        notify_stop
+    else
+        fail "sd_notify: starts" "$(cat "$TMP/notify.err" "$TMP/n.out")"
+    fi
+    # An abstract socket ("@name"); WATCHDOG_PID naming another process
+    # turns the watchdog off (it is meant for that process).
+    if notify_start "@poolsrv-test-$$-$RANDOM" WATCHDOG_USEC=100000 WATCHDOG_PID=1; then
+        if wait_log "$TMP/n.out" "^READY=1"; then ok "sd_notify: an abstract @ socket"; else
+            fail "sd_notify: an abstract @ socket" "$(tr '\n' '|' <"$TMP/n.out")"
+        fi
+        kill -TERM "$PID"
+        wait_log "$TMP/n.out" "^STOPPING=1"
+        if ! grep -q WATCHDOG "$TMP/n.out"; then ok "sd_notify: no WATCHDOG=1 for another WATCHDOG_PID"
+        else fail "sd_notify: no WATCHDOG=1 for another WATCHDOG_PID" "$(tr '\n' '|' <"$TMP/n.out")"; fi
+        notify_stop
+    else
+        fail "sd_notify: abstract socket: starts" "$(cat "$TMP/notify.err" "$TMP/n.out")"
+    fi
+else
+    echo "skip sd_notify: no receiver ($NOTIFY_RECV; make builds it)"
 fi
 
 # A thread that cannot be created (a pids cgroup limit, RLIMIT_AS) fails the
