@@ -46,15 +46,15 @@ typedef struct admin_req {
 static int parse_request(const char *buf, size_t len, size_t *scanned, admin_req *r)
 {
     const char *end = NULL, *sp1, *sp2, *eol, *q;
-    size_t i;
+    size_t i, lim = len < ADMIN_REQ_MAX ? len : ADMIN_REQ_MAX;
 
-    for (i = *scanned; i < len && !end; i++)
+    for (i = *scanned; i < lim && !end; i++)
         if (buf[i] == '\n' && i > 0 &&
             (buf[i - 1] == '\n' || (buf[i - 1] == '\r' && i > 1 && buf[i - 2] == '\n')))
             end = buf + i;
     *scanned = i;
     if (!end)
-        return len >= ADMIN_REQ_MAX ? REQ_TOO_LARGE : REQ_PARTIAL;
+        return lim == ADMIN_REQ_MAX ? REQ_TOO_LARGE : REQ_PARTIAL; /* the head, whole or not */
     /* Request line: METHOD SP TARGET SP HTTP/x.y */
     eol = memchr(buf, '\n', len);
     if (eol > buf && eol[-1] == '\r')
