@@ -125,7 +125,7 @@ $(B)/%.o: %.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
-$(ECHO): $(B)/server/echo.o $(B)/server/echo_handlers.o $(B)/server/admin.o $(LIBA)
+$(ECHO): $(B)/server/echo.o $(B)/server/echo_handlers.o $(B)/server/admin.o $(B)/server/sdnotify.o $(LIBA)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
@@ -177,10 +177,17 @@ $(THREAD_SHIM): tests/thread_shim.c
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(ALL_CPPFLAGS) $(WARN) $(CFLAGS) -fPIC -shared -o $@ $< -ldl
 
+# systemd's notification socket, for the sd_notify checks in echo_cli.sh.
+NOTIFY_RECV := $(B)/tests/notify_recv
+$(NOTIFY_RECV): tests/notify_recv.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(WARN) $(CFLAGS) -o $@ $<
+
 # poolsrv-echo's command line, errors and signals, as an operator meets them.
 .PHONY: test-echo-cli
-test-echo-cli: $(ECHO) $(THREAD_SHIM)
-	ECHO=$(ECHO) THREAD_SHIM=$(THREAD_SHIM) tests/echo_cli.sh
+test-echo-cli: $(ECHO) $(THREAD_SHIM) $(NOTIFY_RECV)
+	ECHO=$(ECHO) THREAD_SHIM=$(THREAD_SHIM) NOTIFY_RECV=$(NOTIFY_RECV) tests/echo_cli.sh
 
 test-extra:: test-echo-cli
 

@@ -8,11 +8,21 @@
  * Signals are taken by one thread with sigwait, not by handlers, so that
  * SIGUSR1 and the periodic stats line may format and log freely:
  *   SIGINT, SIGTERM  graceful stop (drain); a second one stops at once
- *   SIGUSR1          log the counters now
+ *   SIGUSR1          log the counters now (at level info)
+ *
+ * Every line on stderr is a log line with a level that --log-level
+ * filters (startup failures and usage errors are errors, always shown).
+ * Under systemd's journal (JOURNAL_STREAM names our stderr) a line carries
+ * a "<N>" syslog priority instead of our own timestamp.  The "listening on
+ * ADDR" / "admin on ADDR" lines go to stdout: they are the program's
+ * output that scripts read, not log lines, and are always printed.
+ * Under Type=notify (NOTIFY_SOCKET) readiness, stopping and the watchdog
+ * are reported to systemd (sdnotify.h).
  */
 #include "admin.h"
 #include "echo_handlers.h"
 #include "poolsrv.h"
+#include "sdnotify.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -21,9 +31,11 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define PROG "poolsrv-echo"
@@ -36,6 +48,30 @@ struct opts {
     int stats_interval; /* seconds, 0 = off */
     const char *admin;
 };
+
+/* Set once in main before any thread starts, read-only afterwards. */
+static ps_log_level g_level = PS_LOG_WARN;
+static bool g_journal; /* stderr is systemd's journal stream */
+
+/* "<3>" (error) under the journal, so it keeps the level; else "". */
+static const char *jprio(ps_log_level level)
+{
+    static const char *prio[] = {"<3>", "<4>", "<6>", "<7>"};
+    return g_journal ? prio[level] : "";
+}
+
+/* JOURNAL_STREAM is "DEV:INODE" of the stream systemd connected; it is
+ * inherited, so it only counts when stderr is still that stream. */
+static bool journal_stderr(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+
+    if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st) < 0)
+        return false;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 static void usage(FILE *f)
 {
@@ -82,16 +118,18 @@ static void usage(FILE *f)
             "  -h, --help               this text\n"
             "  -V, --version            print the version\n"
             "\n"
-            "Prints 'listening on ADDR' per listener once ready.  SIGINT or SIGTERM stops\n"
-            "gracefully and prints a summary; SIGUSR1 logs the counters.  Exit status: 0\n"
-            "after a clean stop, 1 if the server could not start, 2 for bad usage.\n");
+            "Prints 'listening on ADDR' per listener once ready (stdout; not a log line).\n"
+            "SIGINT or SIGTERM stops gracefully and logs a summary; SIGUSR1 logs the\n"
+            "counters (both at level info).  Under systemd, log lines carry <N> priorities\n"
+            "(JOURNAL_STREAM) and readiness goes to NOTIFY_SOCKET.  Exit status: 0 after\n"
+            "a clean stop, 1 if the server could not start, 2 for bad usage.\n");
 }
 
 static _Noreturn void die_usage(const char *fmt, const char *a, const char *b)
 {
-    fprintf(stderr, PROG ": ");
+    fprintf(stderr, "%s" PROG ": ", jprio(PS_LOG_ERROR));
     fprintf(stderr, fmt, a, b);
-    fprintf(stderr, "\nTry '" PROG " --help' for more information.\n");
+    fprintf(stderr, "\n%sTry '" PROG " --help' for more information.\n", jprio(PS_LOG_ERROR));
     exit(2);
 }
 
@@ -104,9 +142,9 @@ static int parse_int(const char *flag, const char *v, long lo, long hi)
     errno = 0;
     n = strtol(v, &end, 10);
     if (errno || end == v || *end != '\0' || n < lo || n > hi) {
-        fprintf(stderr, PROG ": invalid %s value '%s': expected an integer from %ld to %ld\n",
-                flag, v, lo, hi);
-        fprintf(stderr, "Try '" PROG " --help' for more information.\n");
+        fprintf(stderr, "%s" PROG ": invalid %s value '%s': expected an integer from %ld to %ld\n",
+                jprio(PS_LOG_ERROR), flag, v, lo, hi);
+        fprintf(stderr, "%sTry '" PROG " --help' for more information.\n", jprio(PS_LOG_ERROR));
         exit(2);
     }
     return (int)n;
@@ -120,6 +158,10 @@ static void log_stderr(ps_log_level level, const char *msg, void *user)
     struct tm tm;
 
     (void)user;
+    if (g_journal) { /* the journal stamps and names the line itself */
+        fprintf(stderr, "%s%s: %s\n", jprio(level), names[level], msg);
+        return;
+    }
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
@@ -289,7 +331,7 @@ static void parse_args(int argc, char **argv, ps_config *cfg, struct opts *o)
     if (o->systemd) {
         int n = ps_config_add_systemd_listeners(cfg);
         if (n <= 0) {
-            fprintf(stderr, PROG ": --systemd: %s\n",
+            fprintf(stderr, "%s" PROG ": --systemd: %s\n", jprio(PS_LOG_ERROR),
                     n == 0 ? "no sockets passed (LISTEN_PID/LISTEN_FDS not set for this process)"
                            : "malformed LISTEN_FDS, or too many sockets");
             exit(2);
@@ -315,7 +357,8 @@ static void validate(const ps_config *cfg, const ps_handler *h)
 
 struct sigctx {
     ps_server *srv;
-    int interval; /* seconds, 0 = off */
+    int interval;     /* seconds, 0 = off */
+    long watchdog_ms; /* WATCHDOG=1 this often (sdn_watchdog_ms), 0 = off */
     sigset_t set;
     atomic_bool done;
 };
@@ -327,10 +370,18 @@ static void say(ps_log_level level, const char *fmt, ...)
     char msg[1200];
     va_list ap;
 
+    if (level > g_level)
+        return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     log_stderr(level, msg, NULL);
+}
+
+/* A failure to start: "poolsrv-echo: why", always shown (level error). */
+static void start_failed(const char *what, const char *why)
+{
+    fprintf(stderr, "%s" PROG ": %s%s\n", jprio(PS_LOG_ERROR), what, why);
 }
 
 static void log_stats(ps_server *s, const char *why)
@@ -343,28 +394,81 @@ static void log_stats(ps_server *s, const char *why)
     say(PS_LOG_INFO, "stats (%s): %s", why, line);
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait for a signal until `wake` (mono_ms; -1 = no deadline). */
+static int wait_signal(const sigset_t *set, int64_t wake)
+{
+    struct timespec ts;
+    int64_t left;
+
+    if (wake < 0)
+        return sigwaitinfo(set, NULL);
+    left = wake - mono_ms();
+    if (left <= 0)
+        return -1; /* errno may be stale: the caller looks at the clock */
+    ts.tv_sec = left / 1000;
+    ts.tv_nsec = (left % 1000) * 1000000;
+    return sigtimedwait(set, NULL, &ts);
+}
+
+static int64_t earliest(int64_t a, int64_t b)
+{
+    return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
+/* Takes the signals, and keeps the two clocks: the stats interval and the
+ * systemd watchdog (a ping proves this thread, which stops the server, is
+ * alive; a hung worker pool is the reactor's and the counters' concern). */
 static void *signal_thread(void *arg)
 {
     struct sigctx *sc = arg;
-    int stops = 0;
+    int64_t next_stats = sc->interval > 0 ? mono_ms() + sc->interval * 1000LL : -1;
+    int64_t next_wd = sc->watchdog_ms > 0 ? mono_ms() + sc->watchdog_ms : -1;
+    int stops = 0, sig;
 
     while (!atomic_load(&sc->done)) {
-        struct timespec ts = {.tv_sec = sc->interval};
-        int sig = sc->interval > 0 ? sigtimedwait(&sc->set, NULL, &ts) : sigwaitinfo(&sc->set, NULL);
+        int64_t now = mono_ms();
+        if (next_wd >= 0 && now >= next_wd) {
+            sdn_notify("WATCHDOG=1");
+            next_wd = now + sc->watchdog_ms;
+        }
+        if (next_stats >= 0 && now >= next_stats) {
+            log_stats(sc->srv, "interval");
+            next_stats = now + sc->interval * 1000LL;
+        }
+        sig = wait_signal(&sc->set, earliest(next_wd, next_stats));
         if (sig == SIGINT || sig == SIGTERM) {
             say(PS_LOG_INFO, "%s: %s", strsignal(sig),
                 stops ? "stopping now" : "draining (signal again to stop now)");
+            sdn_notify(stops ? "STATUS=stopping now" : "STOPPING=1\nSTATUS=draining");
             if (stops++)
                 ps_server_stop_now(sc->srv);
             else
                 ps_server_stop(sc->srv);
         } else if (sig == SIGUSR1) {
             log_stats(sc->srv, "SIGUSR1");
-        } else if (sig < 0 && errno == EAGAIN) {
-            log_stats(sc->srv, "interval");
         }
     }
     return NULL;
+}
+
+/* READY=1 once every listener is bound and announced, with a STATUS line
+ * naming them (systemctl status shows it). */
+static void notify_ready(ps_server *s)
+{
+    char msg[1024];
+    int i, n = snprintf(msg, sizeof msg, "READY=1\nSTATUS=serving on");
+
+    for (i = 0; i < ps_server_nlisteners(s) && n > 0 && (size_t)n < sizeof msg; i++)
+        n += snprintf(msg + n, sizeof msg - (size_t)n, " %s", ps_server_listen_name(s, i));
+    sdn_notify(msg);
 }
 
 static void print_listeners(ps_server *s)
@@ -388,10 +492,12 @@ int main(int argc, char **argv)
     pthread_t sig_tid;
     int rc;
 
+    g_journal = journal_stderr();
     ps_config_init(&cfg);
     cfg.log = log_stderr;
     cfg.log_level = PS_LOG_WARN;
     parse_args(argc, argv, &cfg, &o);
+    g_level = cfg.log_level;
     echo_handler_init(&h, o.event_style);
     h.busy_msg = BUSY_MSG;
     h.busy_len = strlen(BUSY_MSG);
@@ -407,16 +513,16 @@ int main(int argc, char **argv)
     validate(&cfg, &h);
     sc.srv = ps_server_new(&cfg, &h, NULL, &err);
     if (!sc.srv) {
-        fprintf(stderr, PROG ": %s\n", err.msg);
+        start_failed("", err.msg);
         return 1;
     }
     if (ps_server_start(sc.srv, &err) < 0) {
-        fprintf(stderr, PROG ": %s\n", err.msg);
+        start_failed("", err.msg);
         ps_server_free(sc.srv);
         return 1;
     }
     if (o.admin && !(admin = admin_start(o.admin, sc.srv, "poolsrv_echo", &err))) {
-        fprintf(stderr, PROG ": --admin: %s\n", err.msg);
+        start_failed("--admin: ", err.msg);
         ps_server_free(sc.srv);
         return 1;
     }
@@ -425,8 +531,9 @@ int main(int argc, char **argv)
      * (a pids cgroup limit, RLIMIT_AS).  So a failure here fails the start,
      * before the server is announced. */
     sc.interval = o.stats_interval;
+    sc.watchdog_ms = sdn_watchdog_ms();
     if ((rc = pthread_create(&sig_tid, NULL, signal_thread, &sc)) != 0) {
-        fprintf(stderr, PROG ": cannot create the signal thread: %s\n", strerror(rc));
+        start_failed("cannot create the signal thread: ", strerror(rc));
         ps_server_free(admin);
         ps_server_stop_now(sc.srv);
         ps_server_free(sc.srv);
@@ -436,6 +543,7 @@ int main(int argc, char **argv)
     if (admin)
         printf("admin on %s\n", ps_server_listen_name(admin, 0));
     fflush(stdout);
+    notify_ready(sc.srv);
 
     ps_server_wait(sc.srv);
     atomic_store(&sc.done, true);

@@ -9,9 +9,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static ps_server *g_server; /* for the signal handler only */
+
+/* JOURNAL_STREAM ("DEV:INODE") names our stderr: systemd's journal, which
+ * stamps each line itself and keeps a "<N>" syslog priority as its level. */
+static bool journal_stderr(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+
+    if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st) < 0)
+        return false;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
 {
@@ -183,11 +197,16 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
 static void log_stderr(ps_log_level level, const char *msg, void *user)
 {
     static const char *names[] = {"error", "warn", "info", "debug"};
+    static const char *prio[] = {"<3>", "<4>", "<6>", "<7>"};
     const ex_prog *p = user;
     char ts[32];
     struct timespec now;
     struct tm tm;
 
+    if (journal_stderr()) {
+        fprintf(stderr, "%s%s: %s\n", prio[level], names[level], msg);
+        return;
+    }
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
@@ -214,7 +233,7 @@ int ex_run(const ex_prog *p, const ps_config *cfg_in, const ps_handler *h, void 
     }
     g_server = ps_server_new(&cfg, h, user, &err);
     if (!g_server) {
-        fprintf(stderr, "%s: %s\n", p->name, err.msg);
+        fprintf(stderr, "%s%s: %s\n", journal_stderr() ? "<3>" : "", p->name, err.msg);
         return 2;
     }
     memset(&sa, 0, sizeof sa);
@@ -224,7 +243,7 @@ int ex_run(const ex_prog *p, const ps_config *cfg_in, const ps_handler *h, void 
     sigaction(SIGTERM, &sa, NULL);
 
     if (ps_server_start(g_server, &err) < 0) {
-        fprintf(stderr, "%s: %s\n", p->name, err.msg);
+        fprintf(stderr, "%s%s: %s\n", journal_stderr() ? "<3>" : "", p->name, err.msg);
         ps_server_free(g_server);
         return 1;
     }

@@ -35,7 +35,9 @@ typedef struct ex_prog {
 void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg);
 
 /* Create and start the server, print "listening on ADDR" per listener
- * (flushed), serve until SIGINT or SIGTERM, then drain and free it.
+ * (flushed), serve until SIGINT or SIGTERM, then drain and free it.  Log
+ * and error lines carry "<N>" priorities, no timestamp, when JOURNAL_STREAM
+ * names stderr (systemd's journal).
  * Returns the process exit status: 0 after a clean stop, 1 if the server
  * could not start, 2 for a configuration the library refused.  Main thread,
  * once per process (the signal handler needs one server to stop). */

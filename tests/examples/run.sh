@@ -271,6 +271,15 @@ if start_server http "$HTTP_BIN" --listen 127.0.0.1:0 --workers 2; then
     HTTP_PID=$PID
     CLOSE='Host: t\r\nConnection: close\r\n\r\n'
 
+    # The shared run loop's error lines, under systemd's journal (when
+    # JOURNAL_STREAM names stderr): a <3> priority, no timestamp.
+    : >"$TMP/journal.err"
+    JOURNAL_STREAM=$(stat -c '%d:%i' "$TMP/journal.err") timeout 5 "$HTTP_BIN" \
+        --listen "127.0.0.1:$HTTP_PORT" >/dev/null 2>>"$TMP/journal.err"
+    check "examples: journal: <3> on a start error" \
+        "<3>poolsrv-http: listen 127.0.0.1:$HTTP_PORT: cannot bind: Address already in use" \
+        "$(cat "$TMP/journal.err")"
+
     out=$(exchange "$HTTP_PORT" "GET / HTTP/1.1\r\n$CLOSE")
     check_match "http: GET / says hello" $'HTTP/1.1 200 OK\r\n*\r\nContent-Length: 6\r\n*\r\n\r\nhello' "$out"
     check_match "http: Connection: close is announced" $'*\r\nConnection: close\r\n*' "$out"

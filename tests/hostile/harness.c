@@ -99,6 +99,8 @@ int case_begin(ctx *c, const char *const extra[], int fresh_bound_ms)
         argv[n++] = "127.0.0.1:0";
         argv[n++] = "--drain-timeout";
         argv[n++] = "2000";
+        argv[n++] = "--log-level"; /* the SIGUSR1 counters line is info */
+        argv[n++] = "info";
     }
     for (i = 0; extra && extra[i] && n < H_MAX_ARGS + 15; i++)
         argv[n++] = (char *)extra[i];
