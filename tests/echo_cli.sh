@@ -224,14 +224,15 @@ if start admin --listen 127.0.0.1:0 --admin 127.0.0.1:0 && wait_log "$TMP/admin.
         exec 3<>"/dev/tcp/127.0.0.1/$APORT" 4<>"/dev/tcp/127.0.0.1/$APORT" \
             5<>"/dev/tcp/127.0.0.1/$APORT" 6<>"/dev/tcp/127.0.0.1/$APORT"
         for ((i = 0; i < 400; i++)); do
-            for f in 3 4 5 6; do printf 'G' >&"$f" 2>/dev/null; done
+            for f in 3 4 5 6; do printf 'G' 2>/dev/null 1>&"$f"; done
             read -r -t 0.05 <> <(:) || true
         done
     ) &
     TRICKLE=$!
     PIDS+=("$TRICKLE")
     for ((i = 0; i < 200; i++)); do
-        (($(ls "/proc/$PID/fd" | wc -l) >= 1000)) && break
+        fds=("/proc/$PID/fd"/*)
+        ((${#fds[@]} >= 1000)) && break
         read -r -t 0.05 <> <(:) || true
     done
     t=$(curl -s -o "$TMP/scrape" -w '%{http_code} %{time_total}' --max-time 20 \
@@ -290,6 +291,7 @@ if start jbusy --listen 127.0.0.1:0; then
     stop_with TERM
 fi
 : >"$TMP/jl.err"
+# shellcheck disable=SC2094  # stat names the file stderr goes to, on purpose
 JOURNAL_STREAM=$(stat -c '%d:%i' "$TMP/jl.err") "$ECHO" --listen 127.0.0.1:0 --log-level info \
     >"$TMP/jl.out" 2>>"$TMP/jl.err" &
 PID=$!

@@ -274,6 +274,7 @@ if start_server http "$HTTP_BIN" --listen 127.0.0.1:0 --workers 2; then
     # The shared run loop's error lines, under systemd's journal (when
     # JOURNAL_STREAM names stderr): a <3> priority, no timestamp.
     : >"$TMP/journal.err"
+    # shellcheck disable=SC2094  # stat names the file stderr goes to, on purpose
     JOURNAL_STREAM=$(stat -c '%d:%i' "$TMP/journal.err") timeout 5 "$HTTP_BIN" \
         --listen "127.0.0.1:$HTTP_PORT" >/dev/null 2>>"$TMP/journal.err"
     check "examples: journal: <3> on a start error" \
