@@ -678,6 +678,55 @@ START_TEST(test_resume_offers_held_input)
 }
 END_TEST
 
+/* A handler with on_eof that never closes after the peer's EOF: the idle
+ * timeout and the drain deadline still end the connection (they shut the
+ * socket down and the turn must finish it, not wait for the handler). */
+static void keep_open_eof(ps_conn *c, void *user)
+{
+    (void)c;
+    (void)user;
+    atomic_fetch_add(&cb.eofs, 1);
+}
+
+static bool one_eof(void *arg)
+{
+    (void)arg;
+    return atomic_load(&cb.eofs) >= 1;
+}
+
+START_TEST(test_half_closed_ends_on_timeout_and_drain)
+{
+    bool drain = _i == 1;
+    ps_config cfg;
+    ps_handler h = {.on_data = swallow, .on_eof = keep_open_eof, .on_close = count_close};
+    ps_server *s;
+    int port, fd;
+
+    cb_reset();
+    tu_config(&cfg);
+    if (drain)
+        cfg.drain_timeout_ms = tu_ms(200);
+    else
+        cfg.idle_timeout_ms = tu_ms(300);
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(tu_write_all(fd, "x", 1, tu_ms(2000)), 0);
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    ck_assert(tu_wait_until(one_eof, NULL, tu_ms(2000)));
+    if (drain) {
+        ps_server_stop(s);
+        ck_assert_msg(tu_server_wait(s, tu_ms(5000)) == 0, "the drain never ended");
+        ck_assert_int_eq(atomic_load(&cb.reasons[PS_CLOSE_SHUTDOWN]), 1);
+    } else {
+        wait_closes(1);
+        ck_assert_int_eq(atomic_load(&cb.reasons[PS_CLOSE_TIMEOUT]), 1);
+    }
+    close(fd);
+    ps_server_free(s);
+}
+END_TEST
+
 /* =============================================================== abort */
 
 static size_t abort_data(ps_conn *c, const char *data, size_t len, void *user)
@@ -784,6 +833,7 @@ Suite *callbacks_suite(void)
     tcase_add_test(half, test_on_drain);
     tcase_add_test(half, test_resume_offers_held_input);
     tcase_add_loop_test(half, test_abort, 0, 2);
+    tcase_add_loop_test(half, test_half_closed_ends_on_timeout_and_drain, 0, 2);
     suite_add_tcase(s, post);
     suite_add_tcase(s, timer);
     suite_add_tcase(s, half);

@@ -359,6 +359,11 @@ static bool ends_now(struct ps_worker *w, ps_conn *c)
 
     if (c->flags & (PS_CF_FATAL | PS_CF_OVERFLOW | PS_CF_OUTLIMIT | PS_CF_ABORT))
         return true;
+    /* A timeout or the drain deadline shut the socket down: end it even if
+     * the handler, with on_eof, meant to keep it open after the peer's EOF. */
+    if (atomic_load_explicit(&c->forced, memory_order_relaxed) ||
+        atomic_load_explicit(&c->timed_out, memory_order_relaxed))
+        return true;
     if ((c->flags & PS_CF_PEER_EOF) && flushed &&
         (!c->h->on_eof || (c->flags & PS_CF_WR_DONE)))
         return true;
