@@ -55,7 +55,11 @@ int ps__server_connect(ps_server *s, const char *addr, const ps_handler *h, ps_h
     c->outbound = true;
     c->flags |= PS_CF_CONNECTING;
     c->ready = 0;
-    ps__registry_add(s, c); /* outbound connections are not limited */
+    if (ps__registry_add(s, c) < 0) { /* (not limited; refused only after the drain) */
+        close(fd);
+        ps__conn_recycle(c);
+        return ps__set_err(err, -ESHUTDOWN, "connect: the server has stopped");
+    }
     atomic_fetch_add_explicit(&s->connects, 1, memory_order_relaxed);
     if (ref) { /* before anyone else can own it: on_close may come at once */
         ref->conn = c;

@@ -252,6 +252,7 @@ struct ps_server {
     pthread_mutex_t reg_lock;
     ps_conn *reg_head;
     size_t reg_count;
+    bool reg_closed; /* the drain is over: ps__registry_add refuses */
     /* timer_lock guards the timer heap and every ps_timer in it (timer.c). */
     pthread_mutex_t timer_lock;
     struct ps_tnode **heap;
@@ -428,6 +429,7 @@ int ps__registry_add(ps_server *s, ps_conn *c); /* -EMFILE/-EUSERS at a limit */
 int ps__registry_count_client(ps_server *s, ps_conn *c); /* proxy: after the header */
 void ps__registry_remove(ps_server *s, ps_conn *c);
 size_t ps__registry_count(ps_server *s);
+bool ps__registry_close_if_empty(ps_server *s); /* reactor: end of the drain */
 void ps__registry_shutdown_all(ps_server *s);
 
 /* timer.c */

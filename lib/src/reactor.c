@@ -173,7 +173,7 @@ static void *reactor_main(void *arg)
         if (s->draining && !s->forced && atomic_load_explicit(&s->stop_now, memory_order_relaxed))
             s->drain_deadline = 0;
         on_timers(s, ps__now_ms());
-        if (s->draining && !s->pend_head && ps__registry_count(s) == 0)
+        if (s->draining && !s->pend_head && ps__registry_close_if_empty(s))
             break;
     }
     ps__queue_shutdown(s->q);

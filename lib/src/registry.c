@@ -146,7 +146,9 @@ int ps__registry_add(ps_server *s, ps_conn *c)
     int rc = 0;
 
     pthread_mutex_lock(&s->reg_lock);
-    if (c->outbound)
+    if (s->reg_closed)
+        rc = -ESHUTDOWN; /* the drain is over: nobody would serve it */
+    else if (c->outbound)
         rc = 0; /* the limits are for clients */
     else if (s->cfg.max_connections > 0 && s->reg_count >= (size_t)s->cfg.max_connections)
         rc = -EMFILE;
@@ -197,6 +199,21 @@ void ps__registry_remove(ps_server *s, ps_conn *c)
     pthread_mutex_unlock(&s->reg_lock);
     if (last && atomic_load_explicit(&s->stopping, memory_order_acquire))
         ps__reactor_wake(s); /* the drain may be complete */
+}
+
+/* Reactor, draining: true (and no connection may join any more) once the
+ * registry is empty.  A ps_server_connect racing the end of the drain is
+ * refused rather than registered on a server whose workers are leaving. */
+bool ps__registry_close_if_empty(ps_server *s)
+{
+    bool empty;
+
+    pthread_mutex_lock(&s->reg_lock);
+    empty = s->reg_count == 0;
+    if (empty)
+        s->reg_closed = true;
+    pthread_mutex_unlock(&s->reg_lock);
+    return empty;
 }
 
 size_t ps__registry_count(ps_server *s)
