@@ -637,10 +637,12 @@ END_TEST
 static size_t hold_data(ps_conn *c, const char *data, size_t len, void *user)
 {
     (void)user;
-    if (atomic_fetch_add(&cb.datas, 1) == 0) {
+    if (atomic_load(&cb.datas) == 0) {
         ps_conn_pause_read(c);
+        atomic_fetch_add(&cb.datas, 1); /* after the pause: the test resumes on seeing it */
         return 0;
     }
+    atomic_fetch_add(&cb.datas, 1);
     ps_conn_send(c, data, len);
     return len;
 }
