@@ -60,22 +60,6 @@ warn_stale "$KV_BIN"
 trap pids_cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_kv WORKERS: poolsrv-kv on an ephemeral port; sets PORT and PID.
-start_kv() {
-    start_announced "kv-w$1" "$KV_BIN" --listen 127.0.0.1:0 --workers "$1" ||
-        die "poolsrv-kv did not announce 'listening on' within ${READY_LIMIT}s"
-}
-
-# wait_ping PORT NAME: PING must answer PONG within READY_LIMIT seconds.
-wait_ping() {
-    local i
-    for ((i = 0; i < READY_LIMIT * 20; i++)); do
-        [[ $(timeout 2 redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]] && return 0
-        sleep 0.05
-    done
-    die "$2 did not answer PING on 127.0.0.1:$1 within ${READY_LIMIT}s"
-}
-
 # run_bench NAME PORT PID: appends "NAME TEST rps p50" lines to $TMP/rows,
 # and "NAME us" to $TMP/cpu: the server's user+system CPU per request over
 # the whole redis-benchmark run (its tests together).
@@ -97,25 +81,7 @@ run_bench() {
 }
 
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
-# An ephemeral port for redis-server: bind 0 (through poolsrv-kv), note the
-# port the kernel chose, release it.
-start_kv 1
-REDIS_PORT=$PORT
-stop_pid "$PID"
-
-# The servers under test, in the order of the first round: NAMES[i] on
-# PORTS[i] with pid SPIDS[i].
-NAMES=(redis-server) PORTS=() SPIDS=()
-redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
-    --daemonize no --dir "$TMP" --logfile "$TMP/redis.log" &
-SPIDS+=($!) PORTS+=("$REDIS_PORT")
-PIDS+=($!)
-wait_ping "$REDIS_PORT" redis-server
-for w in "${WCOUNTS[@]}"; do
-    start_kv "$w"
-    NAMES+=("poolsrv-kv-w$w") PORTS+=("$PORT") SPIDS+=("$PID")
-    wait_ping "$PORT" "poolsrv-kv --workers $w"
-done
+redis_vs_kv_start # bench/lib.sh: the servers under test, redis-server first
 
 echo "compare-kv: poolsrv-kv --workers {${WORKERS// /,}} vs redis-server;" \
     "redis-benchmark -P $PIPELINE -c $CLIENTS -n $REQUESTS x $ROUNDS rounds"

@@ -66,22 +66,6 @@ warn_stale "$KV_BIN" "$BENCH_BIN"
 trap pids_cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_kv WORKERS: poolsrv-kv on an ephemeral port; sets PORT and PID.
-start_kv() {
-    start_announced "kv-w$1" "$KV_BIN" --listen 127.0.0.1:0 --workers "$1" ||
-        die "poolsrv-kv did not announce 'listening on' within ${READY_LIMIT}s"
-}
-
-# wait_ping PORT NAME: PING must answer PONG within READY_LIMIT seconds.
-wait_ping() {
-    local i
-    for ((i = 0; i < READY_LIMIT * 20; i++)); do
-        [[ $(timeout 2 redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]] && return 0
-        sleep 0.05
-    done
-    die "$2 did not answer PING on 127.0.0.1:$1 within ${READY_LIMIT}s"
-}
-
 BENCH_ARGS=(--pubsub --subscribers "$SUBSCRIBERS" --publishers "$PUBLISHERS"
     --channels "$CHANNELS" -l "$SIZE" -p "$WINDOW" -T "$THREADS" -t "$DURATION" --json)
 
@@ -100,21 +84,7 @@ run_bench() {
 }
 
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
-start_kv 1
-REDIS_PORT=$PORT
-stop_pid "$PID"
-
-NAMES=(redis-server) PORTS=() SPIDS=()
-redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
-    --daemonize no --dir "$TMP" --logfile "$TMP/redis.log" &
-SPIDS+=($!) PORTS+=("$REDIS_PORT")
-PIDS+=($!)
-wait_ping "$REDIS_PORT" redis-server
-for w in "${WCOUNTS[@]}"; do
-    start_kv "$w"
-    NAMES+=("poolsrv-kv-w$w") PORTS+=("$PORT") SPIDS+=("$PID")
-    wait_ping "$PORT" "poolsrv-kv --workers $w"
-done
+redis_vs_kv_start
 
 echo "compare-pubsub: poolsrv-kv --workers {${WORKERS// /,}} vs redis-server;" \
     "poolsrv-bench ${BENCH_ARGS[*]} x $ROUNDS rounds"

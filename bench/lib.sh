@@ -210,3 +210,43 @@ per_msg() {
     awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {
         if (a == "" || b == "" || n == "" || n + 0 == 0) print "NA"; else printf "%.3f\n", (b - a) / n }'
 }
+
+# ------------------------------------------- redis-server against poolsrv-kv
+
+# kv_start WORKERS: poolsrv-kv ($KV_BIN) on an ephemeral port; sets PORT, PID.
+kv_start() {
+    start_announced "kv-w$1" "$KV_BIN" --listen 127.0.0.1:0 --workers "$1" ||
+        die "poolsrv-kv did not announce 'listening on' within ${READY_LIMIT:-10}s"
+}
+
+# kv_wait_ping PORT NAME: PING must answer PONG within READY_LIMIT seconds.
+kv_wait_ping() {
+    local i
+    for ((i = 0; i < ${READY_LIMIT:-10} * 20; i++)); do
+        [[ $(timeout 2 redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]] && return 0
+        sleep 0.05
+    done
+    die "$2 did not answer PING on 127.0.0.1:$1 within ${READY_LIMIT:-10}s"
+}
+
+# redis_vs_kv_start: redis-server, then poolsrv-kv at each of WCOUNTS, on
+# ephemeral ports (redis-server's: one the kernel gave poolsrv-kv, released),
+# each answering PING.  Sets NAMES, PORTS and SPIDS, redis-server first.
+# The caller provides TMP, PIDS, KV_BIN, WCOUNTS and die.
+redis_vs_kv_start() {
+    local w redis_port
+    kv_start 1
+    redis_port=$PORT
+    stop_pid "$PID"
+    NAMES=(redis-server) PORTS=() SPIDS=()
+    redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
+        --daemonize no --dir "$TMP" --logfile "$TMP/redis.log" &
+    SPIDS+=($!) PORTS+=("$redis_port")
+    PIDS+=($!)
+    kv_wait_ping "$redis_port" redis-server
+    for w in "${WCOUNTS[@]}"; do
+        kv_start "$w"
+        NAMES+=("poolsrv-kv-w$w") PORTS+=("$PORT") SPIDS+=("$PID")
+        kv_wait_ping "$PORT" "poolsrv-kv --workers $w"
+    done
+}
