@@ -464,7 +464,7 @@ typedef struct ps_stats {
                                   the header) */
     uint64_t accept_errors;    /* accept failures other than EAGAIN/EINTR */
     uint64_t accept_emfile;    /* ... of which: out of descriptors (EMFILE/ENFILE) */
-    uint64_t queue_full_waits; /* times the block policy paused accepting */
+    uint64_t queue_full_waits; /* block policy found the queue full at accept */
     uint64_t closed;           /* connections closed by the framework */
     uint64_t active;           /* accepted and not yet closed */
     uint64_t queued;           /* items in the work queue now */

@@ -233,6 +233,9 @@ struct ps_server {
      * wakes one of them when the queue gets an item.  Blocking style:
      * cepfd == epfd and there is no bell. */
     int cepfd;
+    /* Where the stream listeners wait: epfd (the reactor accepts), or in
+     * the event style cepfd (an idle worker accepts: acceptor.c). */
+    int lepfd;
     int bellfd;
     enum ps_kind bell_kind;
     int reserve_fd;        /* spare descriptor for EMFILE accept-and-close */
@@ -280,6 +283,14 @@ struct ps_server {
     pthread_cond_t bench_cv, standby_cv;
     int benched;
     bool has_standby, pool_stop;
+
+    /* Workers accepting (event style): begin_drain closes the listeners
+     * only after setting accept_closed and seeing accepting at 0.  A worker
+     * out of descriptors leaves the listener's index (else -1) and errno
+     * for the reactor. */
+    atomic_int accepting;
+    atomic_bool accept_closed;
+    atomic_int emfile_listener, emfile_errno;
 
     /* Reply policy (dgram_policy.c): set at start, read-only while running,
      * except the rate table's slots (atomics, any worker). */
@@ -415,6 +426,8 @@ int ps__unix_perms_apply(const ps_config *cfg, const char *path, const char *tex
 /* acceptor.c */
 void ps__listeners_enable(ps_server *s, bool on);
 void ps__accept_ready(ps_server *s, ps_listener *l);
+void ps__accept_emfile_check(ps_server *s);
+ps_conn *ps__accept_take(struct ps_worker *w, ps_listener *l, void **first);
 
 /* reactor.c */
 int ps__reactor_start(ps_server *s, ps_err *err);

@@ -106,10 +106,17 @@ static void *take_ready(struct ps_worker *w, struct epoll_event *evs, int n)
 
     for (i = 0; i < n; i++) {
         ps_conn *c = evs[i].data.ptr;
-        if (*(enum ps_kind *)evs[i].data.ptr == PS_KIND_WAKE) { /* the bell */
+        enum ps_kind kind = *(enum ps_kind *)evs[i].data.ptr;
+        if (kind == PS_KIND_WAKE) { /* the bell */
             uint64_t v;
             ssize_t rc = read(s->bellfd, &v, sizeof v);
             (void)rc;
+            continue;
+        }
+        if (kind == PS_KIND_LISTENER) { /* new connections: acceptor.c */
+            ps_conn *held = ps__accept_take(w, evs[i].data.ptr, &first);
+            if (held)
+                run_item(w, held); /* the queue is full: serve it here */
             continue;
         }
         if (!ps__conn_collect(c, evs[i].events))

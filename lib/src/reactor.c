@@ -20,6 +20,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -104,8 +105,12 @@ static void begin_drain(ps_server *s)
     int i;
 
     s->draining = true;
+    atomic_store(&s->accept_closed, true); /* seq_cst: against ps__accept_take */
     for (i = 0; i < s->nls; i++)
-        epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->ls[i].fd, NULL);
+        epoll_ctl(s->ls[i].type == SOCK_STREAM ? s->lepfd : s->epfd, EPOLL_CTL_DEL, s->ls[i].fd,
+                  NULL);
+    while (atomic_load(&s->accepting) > 0) /* a worker mid-batch: a few accepts */
+        sched_yield();
     /* UDP sockets stay open until the workers are gone: queued datagrams
      * still reply through them. */
     ps__listeners_close(s, SOCK_STREAM);
@@ -168,6 +173,7 @@ static void *reactor_main(void *arg)
         for (i = 0; i < n; i++)
             handle_event(s, &evs[i]);
         flush_pending(s);
+        ps__accept_emfile_check(s);
         if (!s->draining && atomic_load_explicit(&s->stopping, memory_order_acquire))
             begin_drain(s);
         if (s->draining && !s->forced && atomic_load_explicit(&s->stop_now, memory_order_relaxed))
@@ -191,6 +197,7 @@ static int conn_set_start(ps_server *s, ps_err *err)
 {
     struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = &s->bell_kind};
 
+    s->lepfd = s->epfd;
     if (!s->event_style) {
         s->cepfd = s->epfd;
         return 0;
@@ -204,6 +211,10 @@ static int conn_set_start(ps_server *s, ps_err *err)
     if (epoll_ctl(s->cepfd, EPOLL_CTL_ADD, s->bellfd, &ev) < 0)
         return ps__set_err(err, -errno, "epoll_ctl: %s", ps_strerror(errno));
     ps__queue_set_ready_fn(s->q, ps__pool_ring, s);
+    /* Idle workers accept (acceptor.c), unless the reject policy must
+     * answer while every worker is busy: then the reactor does. */
+    if (s->cfg.policy == PS_POLICY_BLOCK)
+        s->lepfd = s->cepfd;
     return 0;
 }
 
@@ -227,7 +238,8 @@ int ps__reactor_start(ps_server *s, ps_err *err)
         return i;
     for (i = 0; i < s->nls; i++) {
         struct epoll_event lev = {.events = EPOLLIN, .data.ptr = &s->ls[i]};
-        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->ls[i].fd, &lev) < 0)
+        int set = s->ls[i].type == SOCK_STREAM ? s->lepfd : s->epfd;
+        if (epoll_ctl(set, EPOLL_CTL_ADD, s->ls[i].fd, &lev) < 0)
             return ps__set_err(err, -errno, "epoll_ctl: %s", ps_strerror(errno));
     }
     return 0;

@@ -237,7 +237,8 @@ ps_server *ps__server_new(const ps_config *cfg, const ps_handler *h, void *user,
     if (s->cfg.workers == 0)
         s->cfg.workers = default_workers(s->event_style);
     s->wake_kind = s->bell_kind = PS_KIND_WAKE;
-    s->epfd = s->cepfd = s->bellfd = s->reserve_fd = -1;
+    s->epfd = s->cepfd = s->lepfd = s->bellfd = s->reserve_fd = -1;
+    atomic_init(&s->emfile_listener, -1);
     for (i = 0; i < cfg->nlisten; i++) {
         s->listen_copy[i] = strdup(cfg->listen[i]);
         if (!s->listen_copy[i]) {
@@ -297,7 +298,7 @@ static void teardown(ps_server *s)
         close(s->bellfd);
     if (s->reserve_fd >= 0)
         close(s->reserve_fd);
-    s->epfd = s->cepfd = s->bellfd = s->reserve_fd = -1;
+    s->epfd = s->cepfd = s->lepfd = s->bellfd = s->reserve_fd = -1;
 }
 
 static int start_steps(ps_server *s, ps_err *err)

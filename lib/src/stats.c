@@ -17,7 +17,7 @@
     X(limit_refused, counter, "Connections refused by max_connections/max_per_client")   \
     X(accept_errors, counter, "accept() failures")                                       \
     X(accept_emfile, counter, "accept() failures for lack of descriptors")               \
-    X(queue_full_waits, counter, "Times accepting paused on a full queue")               \
+    X(queue_full_waits, counter, "Times the queue was full at accept")                   \
     X(closed, counter, "Connections closed")                                             \
     X(active, gauge, "Connections open now")                                             \
     X(queued, gauge, "Items in the work queue now")                                      \
