@@ -13,7 +13,8 @@
 # start_announced NAME CMD...
 #                    run CMD in the background (output in $TMP/NAME.out and
 #                    .err), wait at most READY_LIMIT s for its "listening on
-#                    127.0.0.1:PORT" line; sets PID and PORT and appends PID
+#                    127.0.0.1:PORT" line (or "tls:127.0.0.1:PORT", a TLS
+#                    listener); sets PID and PORT and appends PID
 #                    to PIDS.  Returns 1, after showing its stderr, if the
 #                    line never came.
 # term_wait PID [LIMIT]
@@ -126,7 +127,7 @@ start_announced() {
     PIDS+=("$PID")
     PORT=""
     for ((i = 0; i < ${READY_LIMIT:-10} * 20; i++)); do
-        PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$TMP/$name.out")
+        PORT=$(sed -n 's/^listening on \(tls:\)\{0,1\}127\.0\.0\.1:\([0-9]*\)$/\2/p' "$TMP/$name.out")
         [[ -n $PORT ]] && return 0
         kill -0 "$PID" 2>/dev/null || break
         sleep 0.05
