@@ -42,8 +42,11 @@
 # tls_make_certs DIR make throw-away ECDSA P-256 test certificates in DIR with
 #                    openssl(1): ca.pem/ca.key (a test CA), server.pem/
 #                    server.key (signed by it, for localhost, 127.0.0.1 and
-#                    ::1), chain.pem (server then CA) and self.pem/self.key
-#                    (self-signed, same names).  Valid for 2 days.  Returns 1,
+#                    ::1; it names a CRL that no test fetches, since
+#                    testssl rates a certificate without one HIGH),
+#                    chain.pem (server then CA) and self.pem/self.key
+#                    (self-signed, same names).  Valid for TLS_CERT_DAYS
+#                    days (default 2).  Returns 1,
 #                    after showing openssl's error, if that failed.
 
 SRV_WAIT=${SRV_WAIT:-10}
@@ -222,19 +225,20 @@ tls_make_certs() {
     local d=$1 san='subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1'
     {
         openssl ecparam -name prime256v1 -genkey -noout -out "$d/ca.key" &&
-            openssl req -x509 -new -key "$d/ca.key" -sha256 -days 2 -subj '/CN=poolsrv test CA' \
+            openssl req -x509 -new -key "$d/ca.key" -sha256 -days "${TLS_CERT_DAYS:-2}" -subj '/CN=poolsrv test CA' \
                 -addext 'basicConstraints=critical,CA:TRUE' \
                 -addext 'keyUsage=critical,keyCertSign,cRLSign' -out "$d/ca.pem" &&
             openssl ecparam -name prime256v1 -genkey -noout -out "$d/server.key" &&
             openssl req -new -key "$d/server.key" -subj '/CN=localhost' -out "$d/server.csr" &&
             printf '%s\n' "$san" 'basicConstraints=CA:FALSE' 'keyUsage=critical,digitalSignature' \
-                'extendedKeyUsage=serverAuth' >"$d/server.ext" &&
+                'extendedKeyUsage=serverAuth' 'crlDistributionPoints=URI:http://localhost/test-ca.crl' \
+                >"$d/server.ext" &&
             openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
-                -set_serial "0x$(openssl rand -hex 8)" -sha256 -days 2 -extfile "$d/server.ext" \
+                -set_serial "0x$(openssl rand -hex 8)" -sha256 -days "${TLS_CERT_DAYS:-2}" -extfile "$d/server.ext" \
                 -out "$d/server.pem" &&
             cat "$d/server.pem" "$d/ca.pem" >"$d/chain.pem" &&
             openssl ecparam -name prime256v1 -genkey -noout -out "$d/self.key" &&
-            openssl req -x509 -new -key "$d/self.key" -sha256 -days 2 -subj '/CN=localhost' \
+            openssl req -x509 -new -key "$d/self.key" -sha256 -days "${TLS_CERT_DAYS:-2}" -subj '/CN=localhost' \
                 -addext "$san" -out "$d/self.pem"
     } >"$d/openssl.log" 2>&1 || {
         echo "tls_make_certs: openssl failed:" >&2
