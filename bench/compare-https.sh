@@ -76,7 +76,7 @@ trap pids_cleanup EXIT
 trap 'exit 130' INT TERM
 
 CERTS=$TMP/certs
-mkdir -p "$CERTS" && tls_make_certs "$CERTS" || die "could not make the test certificates"
+{ mkdir -p "$CERTS" && tls_make_certs "$CERTS"; } || die "could not make the test certificates"
 
 # start_poolsrv [LISTEN]: poolsrv-http on an ephemeral port, TLS unless
 # LISTEN says otherwise; sets PORT, PID.

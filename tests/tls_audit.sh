@@ -51,7 +51,7 @@ TESTSSL=$(find_testssl) || { apt_ensure tls-audit testssl.sh && TESTSSL=$(find_t
     die "testssl.sh is needed (Debian package testssl.sh)"
 command -v openssl >/dev/null || die "openssl(1) is needed to make the test certificates"
 
-mkdir -p "$TMP/certs" && TLS_CERT_DAYS=200 tls_make_certs "$TMP/certs" ||
+{ mkdir -p "$TMP/certs" && TLS_CERT_DAYS=200 tls_make_certs "$TMP/certs"; } ||
     die "could not make the test certificates"
 start_announced echo "$ECHO" --listen tls:127.0.0.1:0 --tls-cert "$TMP/certs/chain.pem" \
     --tls-key "$TMP/certs/server.key" ||
@@ -81,7 +81,7 @@ awk '
 ' "$TMP/audit.json" >"$TMP/findings"
 
 # The scan must have reached the protocols: otherwise it proved nothing.
-grep -qE '^[A-Z]+ TLS1_2: ' "$TMP/findings" && grep -qE '^[A-Z]+ TLS1_3: ' "$TMP/findings" ||
+{ grep -qE '^[A-Z]+ TLS1_2: ' "$TMP/findings" && grep -qE '^[A-Z]+ TLS1_3: ' "$TMP/findings"; } ||
     die "the scan did not report on TLS 1.2 and 1.3: $(tail -5 "$TMP/audit.log")"
 
 echo "tls-audit: findings by severity: $(awk '{n[$1]++} END {for (s in n) printf "%s %d  ", s, n[s]}' \

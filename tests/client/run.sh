@@ -571,7 +571,7 @@ test_tls() {
         skip "tls: no TLS echo helper (TLS_HELPER) built"
         return
     fi
-    mkdir -p "$d" && tls_make_certs "$d" || {
+    { mkdir -p "$d" && tls_make_certs "$d"; } || {
         fail "tls: make test certificates with openssl"
         return
     }
