@@ -69,7 +69,7 @@ THREAD_SHIM := $(B)/tests/thread_shim.so
 # uninstall-extra and clean-extra.
 PROGRAMS := $(ECHO)
 -include client/client.mk bench/bench.mk server/examples/examples.mk docs/docs.mk fuzz/fuzz.mk \
-	tests/hostile/hostile.mk abi/abi.mk tools/dist.mk
+	tests/hostile/hostile.mk abi/abi.mk tools/dist.mk tests/tls_audit.mk
 
 CMAKE_FILES := $(O)lib/cmake/poolsrvConfig.cmake $(O)lib/cmake/poolsrvConfigVersion.cmake
 

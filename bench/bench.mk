@@ -20,6 +20,14 @@ BENCH_SRC  := $(wildcard bench/src/*.c)
 BENCH_OBJ  := $(BENCH_SRC:%.c=$(B)/%.o)
 PROGRAMS   += $(BENCH)
 
+# --tls with OpenSSL 3 when pkg-config finds it (the test client/client.mk
+# makes; NO_OPENSSL=1 builds without, and --tls then says so, exit 2).
+HAVE_OPENSSL   := $(if $(NO_OPENSSL),,$(shell $(PKG_CONFIG) --atleast-version=3.0 openssl 2>/dev/null && echo 1))
+OPENSSL_CFLAGS := $(if $(HAVE_OPENSSL),-DHAVE_OPENSSL $(shell $(PKG_CONFIG) --cflags openssl))
+OPENSSL_LIBS   := $(if $(HAVE_OPENSSL),$(shell $(PKG_CONFIG) --libs openssl))
+
+$(BENCH_OBJ): ALL_CPPFLAGS += $(OPENSSL_CFLAGS)
+
 # What a thread-to-thread wake-up costs here (docs/architecture.md); built
 # with the references, not installed.
 WAKEUP     := $(O)bench/wakeup-cost
@@ -58,7 +66,7 @@ BENCH_PKGS := libuv1-dev libevent-dev gnuplot-nox pkg-config
 $(BENCH): $(BENCH_OBJ)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lm
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lm $(OPENSSL_LIBS)
 
 # --version prints the project version.
 $(B)/bench/src/main.o: ALL_CPPFLAGS += -DPS_VERSION_STRING='"$(VERSION)"'
@@ -118,8 +126,8 @@ bench-sweep: bench-deps
 	$(Q)$(MAKE) --no-print-directory all bench-refs
 	$(Q)$(BENCH_ENV) bench/sweep.sh
 
-bench-smoke: $(BENCH) $(REFS_PLAIN)
-	$(Q)$(BENCH_ENV) tests/bench_selftest.sh
+bench-smoke: $(BENCH) $(REFS_PLAIN) $(TLS_HELPER_IF)
+	$(Q)$(BENCH_ENV) TLS_HELPER=$(TLS_HELPER_IF) tests/bench_selftest.sh
 	$(Q)$(BENCH_ENV) tests/bench_smoke.sh
 
 test-extra::

@@ -13,7 +13,8 @@
 # start_announced NAME CMD...
 #                    run CMD in the background (output in $TMP/NAME.out and
 #                    .err), wait at most READY_LIMIT s for its "listening on
-#                    127.0.0.1:PORT" line; sets PID and PORT and appends PID
+#                    127.0.0.1:PORT" line (or "tls:127.0.0.1:PORT", a TLS
+#                    listener); sets PID and PORT and appends PID
 #                    to PIDS.  Returns 1, after showing its stderr, if the
 #                    line never came.
 # term_wait PID [LIMIT]
@@ -38,6 +39,15 @@
 #                    PID is gone.
 # per_msg A B N      (B - A) / N to 3 decimals, or NA if any is missing or
 #                    N is 0: a per-message figure from two readings.
+# tls_make_certs DIR make throw-away ECDSA P-256 test certificates in DIR with
+#                    openssl(1): ca.pem/ca.key (a test CA), server.pem/
+#                    server.key (signed by it, for localhost, 127.0.0.1 and
+#                    ::1; it names a CRL that no test fetches, since
+#                    testssl rates a certificate without one HIGH),
+#                    chain.pem (server then CA) and self.pem/self.key
+#                    (self-signed, same names).  Valid for TLS_CERT_DAYS
+#                    days (default 2).  Returns 1,
+#                    after showing openssl's error, if that failed.
 
 SRV_WAIT=${SRV_WAIT:-10}
 SRV_TMP=""
@@ -120,7 +130,7 @@ start_announced() {
     PIDS+=("$PID")
     PORT=""
     for ((i = 0; i < ${READY_LIMIT:-10} * 20; i++)); do
-        PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$TMP/$name.out")
+        PORT=$(sed -n 's/^listening on \(tls:\)\{0,1\}127\.0\.0\.1:\([0-9]*\)$/\2/p' "$TMP/$name.out")
         [[ -n $PORT ]] && return 0
         kill -0 "$PID" 2>/dev/null || break
         sleep 0.05
@@ -209,6 +219,32 @@ proc_ctxsw() {
 per_msg() {
     awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {
         if (a == "" || b == "" || n == "" || n + 0 == 0) print "NA"; else printf "%.3f\n", (b - a) / n }'
+}
+
+tls_make_certs() {
+    local d=$1 san='subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1'
+    {
+        openssl ecparam -name prime256v1 -genkey -noout -out "$d/ca.key" &&
+            openssl req -x509 -new -key "$d/ca.key" -sha256 -days "${TLS_CERT_DAYS:-2}" -subj '/CN=poolsrv test CA' \
+                -addext 'basicConstraints=critical,CA:TRUE' \
+                -addext 'keyUsage=critical,keyCertSign,cRLSign' -out "$d/ca.pem" &&
+            openssl ecparam -name prime256v1 -genkey -noout -out "$d/server.key" &&
+            openssl req -new -key "$d/server.key" -subj '/CN=localhost' -out "$d/server.csr" &&
+            printf '%s\n' "$san" 'basicConstraints=CA:FALSE' 'keyUsage=critical,digitalSignature' \
+                'extendedKeyUsage=serverAuth' 'crlDistributionPoints=URI:http://localhost/test-ca.crl' \
+                >"$d/server.ext" &&
+            openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+                -set_serial "0x$(openssl rand -hex 8)" -sha256 -days "${TLS_CERT_DAYS:-2}" -extfile "$d/server.ext" \
+                -out "$d/server.pem" &&
+            cat "$d/server.pem" "$d/ca.pem" >"$d/chain.pem" &&
+            openssl ecparam -name prime256v1 -genkey -noout -out "$d/self.key" &&
+            openssl req -x509 -new -key "$d/self.key" -sha256 -days "${TLS_CERT_DAYS:-2}" -subj '/CN=localhost' \
+                -addext "$san" -out "$d/self.pem"
+    } >"$d/openssl.log" 2>&1 || {
+        echo "tls_make_certs: openssl failed:" >&2
+        tail -5 "$d/openssl.log" >&2
+        return 1
+    }
 }
 
 # ------------------------------------------- redis-server against poolsrv-kv

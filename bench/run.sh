@@ -146,7 +146,7 @@ one_run() {
     p99=$(json_get lat_p99_us "$out")
     ok=$([[ $rc == 0 && $(json_get ok "$out") == true ]] && echo 1 || echo 0)
     errs=""
-    for k in mismatch excess refused reset timeout closed addrnotavail fdlimit other; do
+    for k in mismatch excess refused reset timeout closed addrnotavail fdlimit tls other; do
         local v
         v=$(json_get "err_$k" "$out")
         if [[ -n $v && $v != 0 ]]; then errs+="$k=$v "; fi

@@ -45,14 +45,28 @@ struct pc_opts {
     int family;            /* AF_UNSPEC, or AF_INET / AF_INET6 (-4 / -6) */
     bool udp;
     bool verbose;
+    /* --tls (tls.c) */
+    bool tls;
+    bool insecure;       /* --insecure: do not verify the certificate */
+    const char *ca_file; /* --ca FILE, or NULL: the system store */
+    const char *sni;     /* --sni NAME, or NULL: the HOST given */
+    const char *alpn;    /* --alpn LIST ("h2,http/1.1"), or NULL */
 };
 
-/* One open socket and what went through it. */
+struct pc_tls; /* tls.c: the OpenSSL context and session of a connection */
+
+/* One open socket and what went through it.  With --tls, tls is set once the
+ * handshake is done and every byte goes through it (sent and received count
+ * plaintext); the socket itself is then never read or written directly. */
 struct pc_conn {
     int fd;
     char peer[PC_ADDRLEN]; /* "127.0.0.1:7001", "[::1]:7001", "unix:/x" */
     uint64_t sent;         /* payload bytes written to the socket */
     uint64_t received;     /* payload bytes read from the socket */
+    struct pc_tls *tls;    /* NULL: plain socket */
+    short rd_want;         /* after pc_io_recv's -EAGAIN: POLLIN or POLLOUT to wait for */
+    short wr_want;         /* after pc_io_send/pc_io_shutdown's -EAGAIN: likewise */
+    char tls_err[200];     /* after an -EPROTO: what TLS said */
 };
 
 /* ------------------------------------------------------------ util.c */
@@ -113,8 +127,54 @@ int pc_send_all(struct pc_conn *c, const void *buf, size_t len, int64_t deadline
  * Returns the byte count (0 at end of stream) or -errno (-ETIMEDOUT). */
 ssize_t pc_recv_some(struct pc_conn *c, void *buf, size_t cap, int64_t deadline_ns);
 
-/* Close c->fd if open (c->fd becomes -1). */
+/* Close c->fd if open (c->fd becomes -1), and free its TLS state. */
 void pc_close(struct pc_conn *c);
+
+/* One non-blocking attempt to send / receive through c (TLS or plain).
+ * Return the byte count (pc_io_recv: 0 at end of stream), -EAGAIN after
+ * setting c->wr_want / c->rd_want to the poll event to wait for, -EPROTO
+ * after a TLS error (c->tls_err says what), or another -errno. */
+ssize_t pc_io_send(struct pc_conn *c, const void *buf, size_t len);
+ssize_t pc_io_recv(struct pc_conn *c, void *buf, size_t cap);
+
+/* Received bytes that TLS holds decrypted or buffered, so that poll() would
+ * not report them: read them before waiting.  False for a plain socket. */
+bool pc_io_pending(const struct pc_conn *c);
+
+/* End our direction: shutdown(SHUT_WR), or with TLS a close_notify (the
+ * peer may go on sending; we go on reading).  Returns 0, -EAGAIN with
+ * c->wr_want set (call again when ready), or -errno / -EPROTO. */
+int pc_io_shutdown(struct pc_conn *c);
+
+/* pc_err_io(), or for -EPROTO the TLS error that c->tls_err holds. */
+void pc_err_conn(const struct pc_conn *c, int err, const char *what, double timeout_s);
+
+/* ------------------------------------------------------------- tls.c */
+
+/* True when this build has OpenSSL (--tls works). */
+bool pc_tls_available(void);
+
+/* Handshake over the connected socket c->fd within the deadline, checking
+ * the server's certificate against the system store or o->ca_file and the
+ * name o->sni or o->host (IP addresses against the certificate's IP
+ * entries) unless o->insecure.  Returns PC_OK with c->tls set; PC_EUSAGE
+ * after printing why a setting (--ca, --alpn) is unusable; PC_ENET after
+ * printing why the handshake or the verification failed. */
+int pc_tls_start(const struct pc_opts *o, struct pc_conn *c, int64_t deadline_ns);
+
+/* The TLS halves of pc_io_*: same contracts (c->tls is set). */
+ssize_t pc_tls_send(struct pc_conn *c, const void *buf, size_t len);
+ssize_t pc_tls_recv(struct pc_conn *c, void *buf, size_t cap);
+bool pc_tls_pending(const struct pc_conn *c);
+int pc_tls_shutdown(struct pc_conn *c);
+
+/* Free c->tls (NULL is a no-op); c->tls becomes NULL. */
+void pc_tls_free(struct pc_conn *c);
+
+/* Parse an --alpn LIST ("h2,http/1.1") into the wire format (each name
+ * preceded by its length) in out[cap].  Returns the length, or -1 if a name
+ * is empty or longer than 255 bytes or the result does not fit. */
+int pc_alpn_wire(const char *list, unsigned char *out, size_t cap);
 
 /* ------------------------------------------------------- oneshot.c */
 

@@ -9,8 +9,21 @@ CLIENT        := $(O)client/poolsrv-client
 CLIENT_OBJ    := $(patsubst %.c,$(B)/%.o,$(wildcard client/*.c))
 CLIENT_HELPER := $(B)/tests/client/echo-helper
 CLIENT_SHIM   := $(B)/tests/client/gai_shim.so
+# TLS echo for the --tls tests (and poolsrv-bench's): OpenSSL, no libpoolsrv.
+CLIENT_TLS_HELPER := $(B)/tests/client/tls-echo-helper
 
 PROGRAMS += $(CLIENT)
+
+# TLS (--tls) with OpenSSL 3, when pkg-config finds it (Debian: libssl-dev).
+# Without it, or with NO_OPENSSL=1, the client still builds and --tls says
+# "built without TLS support" (exit 2).  bench/bench.mk makes the same test.
+HAVE_OPENSSL   := $(if $(NO_OPENSSL),,$(shell $(PKG_CONFIG) --atleast-version=3.0 openssl 2>/dev/null && echo 1))
+OPENSSL_CFLAGS := $(if $(HAVE_OPENSSL),-DHAVE_OPENSSL $(shell $(PKG_CONFIG) --cflags openssl))
+OPENSSL_LIBS   := $(if $(HAVE_OPENSSL),$(shell $(PKG_CONFIG) --libs openssl))
+
+$(CLIENT_OBJ) $(B)/tests/client/tls_echo_helper.o: ALL_CPPFLAGS += $(OPENSSL_CFLAGS)
+# Built only with OpenSSL; the TLS tests are skipped without it.
+TLS_HELPER_IF := $(if $(HAVE_OPENSSL),$(CLIENT_TLS_HELPER))
 
 # --version prints the project version.
 $(B)/client/main.o: ALL_CPPFLAGS += -DPS_VERSION_STRING='"$(VERSION)"'
@@ -19,7 +32,7 @@ $(B)/client/main.o: VERSION
 $(CLIENT): $(CLIENT_OBJ)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lm
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lm $(OPENSSL_LIBS)
 
 # Test-only servers.  Their own rule, so that the tests/%.o rule of the top
 # Makefile (which brings in Check) does not apply.
@@ -32,6 +45,10 @@ $(CLIENT_HELPER): $(B)/tests/client/echo_helper.o
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
 
+$(CLIENT_TLS_HELPER): $(B)/tests/client/tls_echo_helper.o
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(OPENSSL_LIBS)
+
 # LD_PRELOAD shim: a test host name that resolves to several addresses.
 # Never sanitized: it is preloaded into whatever client is under test.
 $(CLIENT_SHIM): tests/client/gai_shim.c
@@ -40,8 +57,8 @@ $(CLIENT_SHIM): tests/client/gai_shim.c
 	$(Q)$(CC) $(ALL_CPPFLAGS) $(WARN) $(CFLAGS) -fPIC -shared -o $@ $< -ldl
 
 .PHONY: test-client
-test-client: $(CLIENT) $(CLIENT_HELPER) $(CLIENT_SHIM) $(ECHO)
+test-client: $(CLIENT) $(CLIENT_HELPER) $(CLIENT_SHIM) $(ECHO) $(TLS_HELPER_IF)
 	CLIENT=$(CLIENT) ECHO_SERVER=$(ECHO) HELPER=$(CLIENT_HELPER) SHIM=$(CLIENT_SHIM) \
-		tests/client/run.sh
+		TLS_HELPER=$(TLS_HELPER_IF) tests/client/run.sh
 
 test-extra:: test-client

@@ -37,11 +37,20 @@ static const char usage_text[] =
     "  -r, --retries N     UDP: resend N times when no reply comes (default 2)\n"
     "  -t, --timeout S     seconds for connect and for each reply (default 5, 0 = none)\n"
     "  -4, -6              use IPv4 / IPv6 addresses only\n"
+    "      --tls           TLS over TCP or unix: (one-shot, stream, ping); the server's\n"
+    "                      certificate must be valid for HOST (or --sni NAME)\n"
+    "      --ca FILE       trust the CA certificates in FILE (PEM) instead of the\n"
+    "                      system store\n"
+    "      --sni NAME      send NAME as the server name and verify the certificate\n"
+    "                      against it (default: HOST; an IP address is not sent)\n"
+    "      --insecure      do not verify the server's certificate\n"
+    "      --alpn LIST     offer these ALPN protocols, comma-separated (h2,http/1.1)\n"
     "  -v, --verbose       report attempts and bytes sent/received on stderr\n"
     "  -h, --help          show this help\n"
     "  -V, --version       show the version\n"
     "\n"
-    "Exit status: 0 ok, 1 network error (resolve, connect, timeout, I/O), 2 usage.\n";
+    "Exit status: 0 ok, 1 network error (resolve, connect, timeout, I/O, TLS\n"
+    "handshake or certificate), 2 usage (also: --tls in a build without TLS).\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -85,9 +94,46 @@ static bool parse_seconds(const char *s, double *out)
     return true;
 }
 
+/* Long options without a short form. */
+enum { OPT_TLS = 256, OPT_CA, OPT_SNI, OPT_INSECURE, OPT_ALPN };
+
+/* The TLS options.  Returns -1 to go on, or the usage exit status. */
+static int parse_tls_flag(int ch, const char *arg, struct pc_opts *o)
+{
+    unsigned char wire[1024];
+
+    switch (ch) {
+    case OPT_TLS:
+        if (!pc_tls_available())
+            return usage_error("--tls: built without TLS support (OpenSSL was not found at "
+                               "build time)");
+        o->tls = true;
+        return -1;
+    case OPT_CA:
+        o->ca_file = arg;
+        return -1;
+    case OPT_SNI:
+        if (!*arg || strlen(arg) > 253)
+            return usage_error("--sni needs a name of 1 to 253 bytes");
+        o->sni = arg;
+        return -1;
+    case OPT_INSECURE:
+        o->insecure = true;
+        return -1;
+    default: /* OPT_ALPN */
+        if (pc_alpn_wire(arg, wire, sizeof(wire)) < 0)
+            return usage_error("--alpn needs comma-separated names of 1 to 255 bytes "
+                               "(at most 1 KiB in all), not '%s'", arg);
+        o->alpn = arg;
+        return -1;
+    }
+}
+
 /* One option.  Returns -1 to go on, or an exit status (help, version, error). */
 static int parse_flag(int ch, const char *arg, const char *bad, struct pc_opts *o)
 {
+    if (ch >= OPT_TLS && ch <= OPT_ALPN)
+        return parse_tls_flag(ch, arg, o);
     switch (ch) {
     case 'c':
         if (!parse_long(arg, 1, 100000000, &o->count))
@@ -204,6 +250,20 @@ static int parse_target(int argc, char **argv, struct pc_opts *o)
     return -1;
 }
 
+/* TLS flags that make no sense together. */
+static int check_tls(const struct pc_opts *o)
+{
+    if (!o->tls && (o->ca_file || o->sni || o->insecure || o->alpn))
+        return usage_error("--ca, --sni, --insecure and --alpn need --tls");
+    if (o->tls && o->udp)
+        return usage_error("--tls does not apply to --udp (no DTLS)");
+    if (o->insecure && o->ca_file)
+        return usage_error("--insecure and --ca exclude each other");
+    if (o->tls && o->unix_path && !o->sni && !o->insecure)
+        return usage_error("--tls over unix: needs --sni NAME (the name to verify) or --insecure");
+    return -1;
+}
+
 /* Flags that make no sense together. */
 static int check_combination(const struct pc_opts *o, bool interval_set, bool retries_set)
 {
@@ -217,7 +277,7 @@ static int check_combination(const struct pc_opts *o, bool interval_set, bool re
         return usage_error("-4/-6 do not apply to unix: sockets");
     if (o->message && (o->udp || o->count) && strlen(o->message) > PC_DGRAM_MAX)
         return usage_error("MESSAGE is longer than %d bytes", PC_DGRAM_MAX);
-    return -1;
+    return check_tls(o);
 }
 
 static int parse_args(int argc, char **argv, struct pc_opts *o)
@@ -231,6 +291,11 @@ static int parse_args(int argc, char **argv, struct pc_opts *o)
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
+        { "tls", no_argument, NULL, OPT_TLS },
+        { "ca", required_argument, NULL, OPT_CA },
+        { "sni", required_argument, NULL, OPT_SNI },
+        { "insecure", no_argument, NULL, OPT_INSECURE },
+        { "alpn", required_argument, NULL, OPT_ALPN },
         { NULL, 0, NULL, 0 },
     };
     bool interval_set = false, retries_set = false;

@@ -178,7 +178,8 @@ static int connect_path(const struct pc_opts *o, struct pc_conn *c)
     return PC_OK;
 }
 
-int pc_connect_stream(const struct pc_opts *o, struct pc_conn *c)
+/* The socket of pc_connect_stream, before any TLS. */
+static int connect_plain(const struct pc_opts *o, struct pc_conn *c)
 {
     struct fail_log log = { 0 };
     struct addrinfo *res, *ai;
@@ -210,9 +211,28 @@ int pc_connect_stream(const struct pc_opts *o, struct pc_conn *c)
     return PC_OK;
 }
 
+int pc_connect_stream(const struct pc_opts *o, struct pc_conn *c)
+{
+    int status;
+
+    c->tls = NULL;
+    c->rd_want = POLLIN;
+    c->wr_want = POLLOUT;
+    c->tls_err[0] = '\0';
+    status = connect_plain(o, c);
+    if (status != PC_OK || !o->tls)
+        return status;
+    /* The handshake has its own --timeout, as a reply does. */
+    status = pc_tls_start(o, c, pc_deadline(o->timeout_s));
+    if (status != PC_OK)
+        pc_close(c);
+    return status;
+}
+
 int pc_open_dgram(const struct addrinfo *ai, struct pc_conn *c)
 {
     c->sent = c->received = 0;
+    c->tls = NULL;
     pc_format_addr(ai->ai_addr, ai->ai_addrlen, c->peer, sizeof(c->peer));
     c->fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
@@ -229,6 +249,56 @@ int pc_open_dgram(const struct addrinfo *ai, struct pc_conn *c)
     return PC_OK;
 }
 
+ssize_t pc_io_send(struct pc_conn *c, const void *buf, size_t len)
+{
+    ssize_t n;
+
+    if (c->tls)
+        n = pc_tls_send(c, buf, len);
+    else if ((n = send(c->fd, buf, len, MSG_NOSIGNAL)) < 0)
+        n = errno == EINTR || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    if (n == -EAGAIN && !c->tls)
+        c->wr_want = POLLOUT;
+    if (n > 0)
+        c->sent += (uint64_t)n;
+    return n;
+}
+
+ssize_t pc_io_recv(struct pc_conn *c, void *buf, size_t cap)
+{
+    ssize_t n;
+
+    if (c->tls)
+        n = pc_tls_recv(c, buf, cap);
+    else if ((n = recv(c->fd, buf, cap, 0)) < 0)
+        n = errno == EINTR || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    if (n == -EAGAIN && !c->tls)
+        c->rd_want = POLLIN;
+    if (n > 0)
+        c->received += (uint64_t)n;
+    return n;
+}
+
+bool pc_io_pending(const struct pc_conn *c)
+{
+    return c->tls && pc_tls_pending(c);
+}
+
+int pc_io_shutdown(struct pc_conn *c)
+{
+    if (c->tls)
+        return pc_tls_shutdown(c);
+    return shutdown(c->fd, SHUT_WR) < 0 ? -errno : 0;
+}
+
+void pc_err_conn(const struct pc_conn *c, int err, const char *what, double timeout_s)
+{
+    if (err == -EPROTO && c->tls_err[0])
+        pc_err("TLS error %s %s: %s", what, c->peer, c->tls_err);
+    else
+        pc_err_io(err, what, c->peer, timeout_s);
+}
+
 int pc_send_all(struct pc_conn *c, const void *buf, size_t len, int64_t deadline_ns)
 {
     const char *p = buf;
@@ -236,18 +306,15 @@ int pc_send_all(struct pc_conn *c, const void *buf, size_t len, int64_t deadline
     int rc;
 
     while (len > 0) {
-        n = send(c->fd, p, len, MSG_NOSIGNAL);
-        if (n >= 0) {
+        n = pc_io_send(c, p, len);
+        if (n > 0) {
             p += n;
             len -= (size_t)n;
-            c->sent += (uint64_t)n;
             continue;
         }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN)
-            return -errno;
-        rc = pc_wait(c->fd, POLLOUT, deadline_ns);
+        if (n != -EAGAIN)
+            return n == 0 ? -EPIPE : (int)n;
+        rc = pc_wait(c->fd, c->wr_want, deadline_ns);
         if (rc <= 0)
             return rc == 0 ? -ETIMEDOUT : rc;
     }
@@ -260,16 +327,10 @@ ssize_t pc_recv_some(struct pc_conn *c, void *buf, size_t cap, int64_t deadline_
     int rc;
 
     for (;;) {
-        n = recv(c->fd, buf, cap, 0);
-        if (n >= 0) {
-            c->received += (uint64_t)n;
+        n = pc_io_recv(c, buf, cap);
+        if (n != -EAGAIN)
             return n;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN)
-            return -errno;
-        rc = pc_wait(c->fd, POLLIN, deadline_ns);
+        rc = pc_wait(c->fd, c->rd_want, deadline_ns);
         if (rc <= 0)
             return rc == 0 ? -ETIMEDOUT : rc;
     }
@@ -277,6 +338,7 @@ ssize_t pc_recv_some(struct pc_conn *c, void *buf, size_t cap, int64_t deadline_
 
 void pc_close(struct pc_conn *c)
 {
+    pc_tls_free(c);
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;

@@ -68,13 +68,13 @@ static int exchange(const struct pc_opts *o, struct pc_conn *c, const char *req,
 
     rc = pc_send_all(c, req, len, pc_deadline(o->timeout_s));
     if (rc < 0) {
-        pc_err_io(rc, "sending to", c->peer, o->timeout_s);
+        pc_err_conn(c, rc, "sending to", o->timeout_s);
         return PC_ENET;
     }
     rc = pc_read_lines(c, pc_request_lines(o->message), pc_deadline(o->timeout_s), STDOUT_FILENO,
                        &got);
     if (rc < 0) {
-        pc_err_io(rc, "waiting for reply from", c->peer, o->timeout_s);
+        pc_err_conn(c, rc, "waiting for reply from", o->timeout_s);
         return PC_ENET;
     }
     if (rc == 2)

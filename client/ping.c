@@ -106,7 +106,7 @@ static int ping_stream(struct ping *p, struct pc_conn *c)
         p->sent++;
         rc = pc_send_all(c, p->probe, p->probe_len, pc_deadline(o->timeout_s));
         if (rc < 0) {
-            pc_err_io(rc, "sending to", c->peer, o->timeout_s);
+            pc_err_conn(c, rc, "sending to", o->timeout_s);
             return PC_ENET;
         }
         rc = pc_read_lines(c, o->message ? pc_request_lines(o->message) : 1,
@@ -115,7 +115,7 @@ static int ping_stream(struct ping *p, struct pc_conn *c)
             if (rc == 1)
                 pc_err("connection closed by %s before reply %ld", c->peer, seq);
             else
-                pc_err_io(rc, "waiting for reply from", c->peer, o->timeout_s);
+                pc_err_conn(c, rc, "waiting for reply from", o->timeout_s);
             return PC_ENET;
         }
         got_reply(p, seq, got, pc_now_ns() - t0);

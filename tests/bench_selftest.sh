@@ -4,12 +4,17 @@
 # server and catches broken ones: a byte-flipping server (mismatch), a
 # stalling server (timeout), a closed port (refused), the same over UDP and
 # with random message sizes (--size-min/--size-max, reproducible by --seed),
-# and bad flags (exit 2).
-# Uses only bench/refs/tpc-echo and bench/refs/bad-echo.  About 6 seconds.
+# and bad flags (exit 2); --tls against the OpenSSL echo of tests/client
+# (TLS_HELPER; skipped when the build has no OpenSSL) with certificates made
+# here: verified echo, handshake rate, resumption, a corrupting server, a
+# refused certificate.
+# Uses bench/refs/tpc-echo and bench/refs/bad-echo (and TLS_HELPER).  About
+# 10 seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH_BIN=${BENCH_BIN:-bench/poolsrv-bench}
 REFS_DIR=${REFS_DIR:-bench/refs}
+TLS_HELPER=${TLS_HELPER-build/tests/client/tls-echo-helper}
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 trap srv_cleanup EXIT
@@ -163,6 +168,80 @@ if srv_start "$REFS_DIR/tpc-echo" '[::1]:0' 2>/dev/null; then
     srv_stop
 else
     echo "  skip  IPv6 (no ::1 here)"
+fi
+
+# ------------------------------------------------------------------ --tls
+expect_usage "--ca without --tls" --ca /x -c 1 127.0.0.1:1
+expect_usage "--tls-resume without --tls" --tls-resume -c 1 127.0.0.1:1
+if "$BENCH_BIN" --tls -c 1 127.0.0.1:1 2>&1 | grep -q "built without TLS support"; then
+    expect_usage "--tls in a build without TLS" --tls -c 1 127.0.0.1:1
+    echo "  skip  --tls: this bench was built without OpenSSL"
+elif [[ -z $TLS_HELPER || ! -x $TLS_HELPER ]]; then
+    echo "  skip  --tls: no TLS echo helper (TLS_HELPER) built"
+else
+    expect_usage "--tls with --udp" --tls --udp -c 1 127.0.0.1:1
+    expect_usage "--tls with a --ca that does not exist" --tls --ca /nonexistent/ca.pem -c 1 127.0.0.1:1
+    srv_tmpdir
+    certs=$SRV_TMP/certs
+    mkdir -p "$certs" && tls_make_certs "$certs"
+    srv_start "$TLS_HELPER" "$certs/chain.pem" "$certs/server.key" 127.0.0.1
+    run_bench --tls --ca "$certs/ca.pem" -c 4 -p 4 -t 0.5 "$SRV_ADDR"
+    if [[ $RC == 0 && $(json_get handshakes "$OUT") == 4 && $(json_get messages "$OUT") -gt 0 &&
+        $(json_get tls "$OUT") == true ]]; then
+        pass "tls echo, certificate verified: 4 handshakes, $(json_get messages "$OUT") messages"
+    else
+        fail "tls echo: exit $RC: $OUT"
+    fi
+    run_bench --tls -c 2 -m 200 -l 100k "$SRV_ADDR"
+    if [[ $RC == 0 && $(json_get messages "$OUT") == 200 ]]; then
+        pass "tls --messages 200 of 100 KiB counted exactly (bytes $(json_get bytes "$OUT"))"
+    else
+        fail "tls --messages: exit $RC: $OUT"
+    fi
+    run_bench --tls --connect-rate -c 8 -t 0.5 "$SRV_ADDR"
+    if [[ $RC == 0 && $(json_get cycles "$OUT") -gt 0 && $(json_get tls_resumed "$OUT") == 0 &&
+        $(json_get handshakes_per_sec "$OUT") != 0.0 ]]; then
+        pass "tls --connect-rate: $(json_get handshakes_per_sec "$OUT") full handshakes/s"
+    else
+        fail "tls --connect-rate: exit $RC: $OUT"
+    fi
+    run_bench --tls --tls-resume --connect-rate -c 8 -t 0.5 "$SRV_ADDR"
+    if [[ $RC == 0 && $(json_get tls_resumed "$OUT") -gt 0 ]]; then
+        pass "tls --tls-resume: $(json_get tls_resumed "$OUT") of $(json_get handshakes "$OUT") resumed"
+    else
+        fail "tls --tls-resume: exit $RC: $OUT"
+    fi
+    run_bench --tls --ca "$certs/self.pem" -c 2 -t 0.5 --timeout 1 "$SRV_ADDR"
+    if [[ $RC == 1 && $(json_get err_tls "$OUT") -gt 0 ]]; then
+        pass "tls --ca of another CA: certificate refused, tls=$(json_get err_tls "$OUT"), exit 1"
+    else
+        fail "tls with the wrong CA not refused: exit $RC: $OUT"
+    fi
+    run_bench --tls --ca "$certs/ca.pem" --sni wrong.example -c 2 -t 0.5 --timeout 1 "$SRV_ADDR"
+    if [[ $RC == 1 && $(json_get err_tls "$OUT") -gt 0 ]]; then
+        pass "tls --sni wrong.example: name refused, exit 1"
+    else
+        fail "tls with the wrong name not refused: exit $RC: $OUT"
+    fi
+    srv_stop
+
+    srv_start "$TLS_HELPER" --flip 50000 "$certs/chain.pem" "$certs/server.key" 127.0.0.1
+    run_bench --tls -c 4 -t 0.5 "$SRV_ADDR"
+    if [[ $RC == 1 && $(json_get err_mismatch "$OUT") -gt 0 ]]; then
+        pass "tls server flipping a bit: mismatch=$(json_get err_mismatch "$OUT"), exit 1"
+    else
+        fail "tls flipping server not detected: exit $RC: $OUT"
+    fi
+    srv_stop
+
+    srv_start "$REFS_DIR/tpc-echo" 127.0.0.1:0
+    run_bench --tls -c 2 -t 0.5 --timeout 1 "$SRV_ADDR"
+    if [[ $RC == 1 && $(json_get err_tls "$OUT") -gt 0 ]]; then
+        pass "tls against a plain echo server: tls=$(json_get err_tls "$OUT"), exit 1"
+    else
+        fail "tls against a plain server: exit $RC: $OUT"
+    fi
+    srv_stop
 fi
 
 if ((fails)); then

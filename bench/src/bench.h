@@ -98,6 +98,7 @@ enum err_kind {
     ERR_CLOSED,       /* server closed a connection that had work pending */
     ERR_ADDRNOTAVAIL, /* EADDRNOTAVAIL: ephemeral ports exhausted */
     ERR_FDLIMIT,      /* EMFILE/ENFILE in the bench itself */
+    ERR_TLS,          /* --tls: handshake failed, or a TLS protocol error */
     ERR_OTHER,
     ERR_KINDS
 };
@@ -132,6 +133,13 @@ struct opts {
                            --pubsub, whose CPU time per delivery), or 0 */
     /* --pubsub (pubsub.c) */
     int subscribers, publishers, channels;
+    /* --tls (tls.c) */
+    bool tls;
+    bool tls_resume;     /* --tls-resume: resume each slot's last session */
+    const char *ca_file; /* --ca FILE: verify the server against it */
+    const char *sni;     /* --sni NAME: server name sent and verified */
+    char host[128];      /* the target's host, for verification without --sni */
+    void *tls_ctx;       /* SSL_CTX shared by the load threads (tls_setup) */
 };
 
 /* ---------------------------------------------------------------- phases */
@@ -161,6 +169,12 @@ struct tstats {
     uint64_t finish_ns;                  /* when idle was first set */
     bool setup_failed;                   /* out of memory or epoll_create1 failed */
     uint64_t stall_max_ns;               /* longest time this thread did not run */
+    /* --tls */
+    uint64_t handshakes;     /* completed, all phases */
+    uint64_t handshakes_run; /* completed during PH_RUN */
+    uint64_t tls_resumed;    /* of the handshakes: sessions resumed */
+    const char *tls_version; /* of the first handshake (OpenSSL's static strings) */
+    const char *tls_cipher;
 };
 
 struct bench;
@@ -185,6 +199,47 @@ struct bench {
 uint64_t now_ns(void);
 /* Load-thread body (load.c); returns when the phase becomes PH_DONE. */
 void *load_thread(void *arg);
+
+/* ------------------------------------------------------------- TLS (tls.c)
+ *
+ * OpenSSL 3 when the build found it (HAVE_OPENSSL); otherwise
+ * tls_available() is false, main() refuses --tls, and nothing else here is
+ * called.  The context is set up by main before the load threads start and
+ * freed after they are joined; a session (void *: an SSL) belongs to the
+ * load thread of its connection. */
+bool tls_available(void);
+/* The shared client context: TLS 1.2 and later; no verification unless
+ * --ca (then the chain and --sni or the target's host name / address).
+ * Returns 0, or -1 after a message on stderr. */
+int tls_setup(struct opts *o);
+void tls_teardown(struct opts *o);
+
+/* What a TLS call on a non-blocking socket came to (besides n > 0 bytes). */
+enum {
+    TLS_EOF = 0,       /* the peer closed (close_notify or plain end of stream) */
+    TLS_WANT_IN = -1,  /* retry when the socket is readable */
+    TLS_WANT_OUT = -2, /* retry when the socket is writable */
+    TLS_FAILED = -3,   /* *kind says why; the session is unusable */
+};
+/* A client session on connected socket fd, resuming sess (from
+ * tls_keep_session) when not NULL.  NULL if out of memory. */
+void *tls_session_new(const struct opts *o, int fd, void *sess);
+/* One handshake step: 1 done, TLS_WANT_IN/OUT, or TLS_FAILED. */
+int tls_handshake(void *ssl, enum err_kind *kind);
+/* SSL_write (partial writes allowed; a retry must offer the same bytes
+ * again, at least as many) / SSL_read: n > 0, or one of the codes above. */
+long tls_write(void *ssl, const void *buf, size_t len, enum err_kind *kind);
+long tls_read(void *ssl, void *buf, size_t cap, enum err_kind *kind);
+/* Decrypted bytes waiting in the session, which epoll cannot see. */
+bool tls_pending(void *ssl);
+bool tls_resumed(void *ssl);
+const char *tls_version(void *ssl);
+const char *tls_cipher(void *ssl);
+/* After a clean end: send close_notify (one attempt, no waiting), and with
+ * keep return the session for resumption (freeing old), else old. */
+void *tls_finish(void *ssl, bool keep, void *old);
+void tls_session_free(void *ssl);
+void tls_saved_free(void *sess);
 
 /* --pubsub: the whole run, report included (pubsub.c).  Returns the exit
  * status: 0 passed, 1 not. */

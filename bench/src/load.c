@@ -15,6 +15,12 @@
  * left as it was.  Any failure
  * (mismatch, reset, timeout, ...) is counted once by kind and the
  * connection is closed; in --connect-rate mode the slot starts over.
+ *
+ * With --tls a connection stays C_CONNECTING through the handshake (its
+ * timeout and the limit of connects in progress cover both), and its bytes
+ * go through tls_write/tls_read; either may need the other direction of the
+ * socket (tls_wr_in, tls_rd_out), and bytes OpenSSL has already decrypted
+ * are read before the thread waits, since epoll cannot see them.
  */
 #include "bench.h"
 
@@ -55,6 +61,11 @@ struct conn {
     uint64_t q_end;   /* random sizes: stream offset after the last queued message */
     uint64_t d_end;   /* ... after the last done one */
     uint64_t tx_msgs; /* random sizes, UDP: datagrams sent */
+    void *ssl;        /* --tls: the session (tls.c), or NULL */
+    void *sess;       /* --tls-resume: the slot's last session, or NULL */
+    bool handshaking; /* C_CONNECTING: TCP is up, the TLS handshake is not */
+    bool tls_wr_in;   /* the last tls_write waits for the socket to be readable */
+    bool tls_rd_out;  /* the last tls_read waits for it to be writable */
 };
 
 #define RXBUF 64000 /* < PATTERN_PERIOD: one pattern_at() covers a whole read */
@@ -95,6 +106,10 @@ static void conn_close(struct lt *t, struct conn *c)
         atomic_fetch_sub(&t->w->b->connecting, 1);
     if (c->state == C_UP)
         atomic_fetch_sub_explicit(&t->w->st.live_connected, 1, memory_order_relaxed);
+    if (c->ssl)
+        tls_session_free(c->ssl);
+    c->ssl = NULL;
+    c->handshaking = c->tls_wr_in = c->tls_rd_out = false;
     if (c->fd >= 0)
         close(c->fd); /* also removes it from the epoll set */
     c->fd = -1;
@@ -237,31 +252,70 @@ static void conn_start_run(struct lt *t, struct conn *c, uint64_t now)
     conn_flush(t, c);
 }
 
+/* Stream offset after the last byte queued on c. */
+static uint64_t queued_end(const struct lt *t, const struct conn *c)
+{
+    return c->m ? c->q_end : c->queued * t->o->size;
+}
+
+/* Want EPOLLOUT while bytes wait that the socket's room would let go, or
+ * while TLS waits for room to go on reading. */
+static void conn_update_out(struct lt *t, struct conn *c)
+{
+    bool out = (c->tx_off < queued_end(t, c) && !c->tls_wr_in) || c->tls_rd_out;
+    if (out != c->want_out)
+        ep_set(t, c, EPOLL_CTL_MOD, out);
+}
+
+/* One send() or tls_write of buf.  Returns the bytes taken, 0 when the
+ * socket has no room now, or -1 after conn_fail. */
+static ssize_t conn_send(struct lt *t, struct conn *c, const void *buf, size_t len)
+{
+    enum err_kind k = ERR_OTHER;
+    long n;
+
+    if (c->ssl) {
+        n = tls_write(c->ssl, buf, len, &k);
+        c->tls_wr_in = n == TLS_WANT_IN;
+        if (n > 0)
+            return n;
+        if (n == TLS_WANT_IN || n == TLS_WANT_OUT)
+            return 0;
+        conn_fail(t, c, k);
+        return -1;
+    }
+    for (;;) {
+        n = send(c->fd, buf, len, MSG_NOSIGNAL);
+        if (n >= 0)
+            return n;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        if (errno != EINTR) {
+            conn_fail(t, c, err_from_errno(errno));
+            return -1;
+        }
+    }
+}
+
 static void conn_flush(struct lt *t, struct conn *c)
 {
     const struct opts *o = t->o;
-    uint64_t end = c->m ? c->q_end : c->queued * o->size;
+    uint64_t end = queued_end(t, c);
     while (c->tx_off < end) {
         size_t len = o->udp ? o->size : (size_t)(end - c->tx_off);
         if (o->udp && c->m)
             len = c->m[c->tx_msgs % (uint64_t)o->pipeline].len;
         if (len > PATTERN_PERIOD)
             len = PATTERN_PERIOD;
-        ssize_t n = send(c->fd, pattern_at(c->phase + c->tx_off), len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
-        if (n < 0) {
-            conn_fail(t, c, err_from_errno(errno));
+        ssize_t n = conn_send(t, c, pattern_at(c->phase + c->tx_off), len);
+        if (n < 0)
             return;
-        }
+        if (n == 0)
+            break;
         c->tx_off += (uint64_t)n;
         c->tx_msgs += o->udp; /* a datagram goes whole or not at all */
     }
-    bool out = c->tx_off < end;
-    if (out != c->want_out)
-        ep_set(t, c, EPOLL_CTL_MOD, out);
+    conn_update_out(t, c);
 }
 
 /* Message j of c has come back: record its latency. */
@@ -290,6 +344,8 @@ static void conn_advance(struct lt *t, struct conn *c, uint64_t n, uint64_t now)
     if (o->mode == MODE_CONNECT_RATE) {
         if (t->ph == PH_RUN)
             st->cycles++;
+        if (c->ssl) /* a clean end: close_notify, and the session to resume */
+            c->sess = tls_finish(c->ssl, o->tls_resume, c->sess);
         conn_close(t, c);
         c->state = C_IDLE;
         c->gen++;
@@ -376,8 +432,38 @@ static bool conn_verify(struct lt *t, struct conn *c, const uint8_t *p, size_t n
     return true;
 }
 
+/* --tls: what the session has, verified like conn_read's bytes.  At most
+ * 8 reads a turn, like conn_read, except that decrypted bytes are always
+ * taken (epoll would not report them again). */
+static void conn_read_tls(struct lt *t, struct conn *c, uint64_t now)
+{
+    for (int round = 0; c->state == C_UP && (round < 8 || tls_pending(c->ssl)); round++) {
+        enum err_kind k = ERR_OTHER;
+        long n = tls_read(c->ssl, t->rx, RXBUF, &k);
+        bool rd_out = n == TLS_WANT_OUT;
+        if (rd_out != c->tls_rd_out) {
+            c->tls_rd_out = rd_out;
+            conn_update_out(t, c);
+        }
+        if (n == TLS_WANT_IN || n == TLS_WANT_OUT)
+            return;
+        if (n == TLS_EOF || n == TLS_FAILED) {
+            conn_fail(t, c, n == TLS_EOF ? ERR_CLOSED : k);
+            return;
+        }
+        if (!conn_verify(t, c, t->rx, (size_t)n))
+            return;
+        c->t_act = now;
+        conn_complete(t, c, now);
+    }
+}
+
 static void conn_read(struct lt *t, struct conn *c, uint64_t now)
 {
+    if (c->ssl) {
+        conn_read_tls(t, c, now);
+        return;
+    }
     for (int round = 0; round < 8 && c->state == C_UP; round++) {
         ssize_t n = recv(c->fd, t->rx, t->o->udp ? 65536 : RXBUF, 0);
         if (n < 0 && errno == EINTR)
@@ -403,30 +489,85 @@ static void conn_read(struct lt *t, struct conn *c, uint64_t now)
     }
 }
 
+/* The connection is ready for messages (TCP, and TLS if asked for). */
+static void conn_ready(struct lt *t, struct conn *c, uint64_t now)
+{
+    atomic_fetch_sub(&t->w->b->connecting, 1);
+    conn_up(t, c, now);
+    ep_set(t, c, EPOLL_CTL_MOD, false);
+    if (t->ph == PH_RUN)
+        conn_start_run(t, c, now);
+}
+
+/* One step of the TLS handshake; when it is done, count it. */
+static void conn_handshake(struct lt *t, struct conn *c, uint64_t now)
+{
+    struct tstats *st = &t->w->st;
+    enum err_kind k = ERR_TLS;
+    int rc = tls_handshake(c->ssl, &k);
+    if (rc == TLS_WANT_IN || rc == TLS_WANT_OUT) {
+        if ((rc == TLS_WANT_OUT) != c->want_out)
+            ep_set(t, c, EPOLL_CTL_MOD, rc == TLS_WANT_OUT);
+        return;
+    }
+    if (rc != 1) {
+        conn_fail(t, c, k);
+        return;
+    }
+    c->handshaking = false;
+    st->handshakes++;
+    st->handshakes_run += t->ph == PH_RUN;
+    st->tls_resumed += tls_resumed(c->ssl);
+    if (!st->tls_version) {
+        st->tls_version = tls_version(c->ssl);
+        st->tls_cipher = tls_cipher(c->ssl);
+    }
+    conn_ready(t, c, now);
+}
+
+/* C_CONNECTING: the TCP connect finished (or failed); with --tls the
+ * handshake starts. */
+static void conn_connected(struct lt *t, struct conn *c, uint32_t ev, uint64_t now)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err != 0 || (ev & (EPOLLERR | EPOLLHUP))) {
+        conn_fail(t, c, err ? err_from_errno(err) : ERR_OTHER);
+        return;
+    }
+    if (!t->o->tls) {
+        conn_ready(t, c, now);
+        return;
+    }
+    c->ssl = tls_session_new(t->o, c->fd, c->sess);
+    if (!c->ssl) {
+        conn_fail(t, c, ERR_OTHER);
+        return;
+    }
+    c->handshaking = true;
+    conn_handshake(t, c, now);
+}
+
 static void conn_event(struct lt *t, struct conn *c, uint32_t ev, uint64_t now)
 {
     if (c->state == C_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-            err = errno;
-        if (err == 0 && !(ev & (EPOLLERR | EPOLLHUP))) {
-            atomic_fetch_sub(&t->w->b->connecting, 1);
-            conn_up(t, c, now);
-            ep_set(t, c, EPOLL_CTL_MOD, false);
-            if (t->ph == PH_RUN)
-                conn_start_run(t, c, now);
-        } else {
-            conn_fail(t, c, err ? err_from_errno(err) : ERR_OTHER);
-        }
+        if (c->handshaking)
+            conn_handshake(t, c, now);
+        else
+            conn_connected(t, c, ev, now);
         return;
     }
     if (c->state != C_UP)
         return;
     if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
         conn_read(t, c, now);
-    if (c->state == C_UP && (ev & EPOLLOUT))
+    /* TLS: readiness in either direction may be what a write waited for. */
+    if (c->state == C_UP && ((ev & EPOLLOUT) || (c->tls_wr_in && (ev & EPOLLIN))))
         conn_flush(t, c);
+    if (c->state == C_UP && c->tls_rd_out && (ev & EPOLLOUT))
+        conn_read(t, c, now);
 }
 
 /* Open idle slots while the limit of connects in progress allows. */
@@ -591,6 +732,7 @@ void *load_thread(void *arg)
             count_err(&t, ERR_TIMEOUT);
         if (c->state == C_UP || c->state == C_CONNECTING)
             conn_close(&t, c);
+        tls_saved_free(c->sess);
     }
 out:
     if (t.ep >= 0)

@@ -56,6 +56,14 @@ static void usage(FILE *f)
             "      --subscribers S      (default 50)  --publishers P (default 4)\n"
             "      --channels C         (default 1); subscriber i listens on channel i %% C\n"
             "  -u, --udp                UDP datagrams instead of TCP\n"
+            "      --tls                TLS over every connection (a handshake each; with\n"
+            "                           --connect-rate a handshake-rate test); certificates\n"
+            "                           are not verified unless --ca\n"
+            "      --ca FILE            --tls: verify the server against the CA certificates\n"
+            "                           in FILE and its name (--sni, else the target host)\n"
+            "      --sni NAME           --tls: the server name to send (and verify)\n"
+            "      --tls-resume         --tls: resume each slot's previous session (tickets\n"
+            "                           or session IDs) instead of a full handshake\n"
             "  -T, --threads N          load threads (default 1)\n"
             "      --timeout S          seconds without an answer before a connection counts\n"
             "                           as timed out; also bounds the connect phase (default 5)\n"
@@ -190,6 +198,7 @@ static int parse_target(struct opts *o, const char *s)
     memcpy(&o->target, ai->ai_addr, ai->ai_addrlen);
     o->target_len = ai->ai_addrlen;
     freeaddrinfo(ai);
+    snprintf(o->host, sizeof(o->host), "%s", host); /* --tls: the name to verify */
     snprintf(o->target_str, sizeof(o->target_str), "%s", s);
     return 0;
 }
@@ -213,7 +222,11 @@ enum {
     OPT_SUBSCRIBERS,
     OPT_PUBLISHERS,
     OPT_CHANNELS,
-    OPT_HGRM
+    OPT_HGRM,
+    OPT_TLS,
+    OPT_CA,
+    OPT_SNI,
+    OPT_TLS_RESUME
 };
 
 static const struct option longopts[] = {
@@ -247,6 +260,10 @@ static const struct option longopts[] = {
     {"subscribers", required_argument, NULL, OPT_SUBSCRIBERS},
     {"publishers", required_argument, NULL, OPT_PUBLISHERS},
     {"channels", required_argument, NULL, OPT_CHANNELS},
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"ca", required_argument, NULL, OPT_CA},
+    {"sni", required_argument, NULL, OPT_SNI},
+    {"tls-resume", no_argument, NULL, OPT_TLS_RESUME},
     {NULL, 0, NULL, 0},
 };
 
@@ -291,6 +308,12 @@ static int check_opts(struct opts *o, const struct given *have)
         why = "--pubsub payloads are 32 B .. 1 MiB (-l)";
     else if (o->mode != MODE_PUBSUB && (o->subscribers || o->publishers || o->channels))
         why = "--subscribers, --publishers and --channels go with --pubsub";
+    else if (!o->tls && (o->ca_file || o->sni || o->tls_resume))
+        why = "--ca, --sni and --tls-resume need --tls";
+    else if (o->tls && (o->udp || o->mode == MODE_PUBSUB))
+        why = "--tls goes with TCP and unix: echo modes (not --udp, not --pubsub)";
+    else if (o->tls && !tls_available())
+        why = "--tls: built without TLS support (OpenSSL was not found at build time)";
     if (why) {
         fprintf(stderr, "poolsrv-bench: %s\n", why);
         return -1;
@@ -419,6 +442,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case OPT_CHANNELS:
             rc = parse_int(optarg, "channels (1 .. 100000)", 1, 100000, &o->channels);
             break;
+        case OPT_TLS: o->tls = true; break;
+        case OPT_CA: o->ca_file = optarg; break;
+        case OPT_SNI:
+            if (!*optarg || strlen(optarg) >= sizeof(o->host))
+                rc = bad("sni (1 to 127 bytes)", optarg);
+            o->sni = optarg;
+            break;
+        case OPT_TLS_RESUME: o->tls_resume = true; break;
         case ':':
             fprintf(stderr, "poolsrv-bench: option '%s' needs a value (see --help)\n",
                     argv[optind - 1]);
@@ -647,6 +678,8 @@ int main(int argc, char **argv)
     pattern_init();
     if (o->mode == MODE_PUBSUB)
         return pubsub_run(o);
+    if (o->tls && tls_setup(&b.o) < 0)
+        return 2; /* --ca unusable: a usage error, as the client has it */
 
     b.w = calloc((size_t)o->threads, sizeof(*b.w));
     pthread_t *tid = calloc((size_t)o->threads, sizeof(*tid));
@@ -706,6 +739,13 @@ int main(int argc, char **argv)
         sum.bytes += s->bytes;
         sum.connects_ok += s->connects_ok;
         sum.cycles += s->cycles;
+        sum.handshakes += s->handshakes;
+        sum.handshakes_run += s->handshakes_run;
+        sum.tls_resumed += s->tls_resumed;
+        if (!sum.tls_version && s->tls_version) {
+            sum.tls_version = s->tls_version;
+            sum.tls_cipher = s->tls_cipher;
+        }
         if (s->stall_max_ns > sum.stall_max_ns)
             sum.stall_max_ns = s->stall_max_ns;
         for (int k = 0; k < ERR_KINDS; k++)
@@ -728,5 +768,7 @@ int main(int argc, char **argv)
         report_human(&b, &r);
     fflush(stdout);
     free(b.w);
+    if (o->tls)
+        tls_teardown(&b.o);
     return result_ok(&b, &r) && hgrm_rc == 0 ? 0 : 1;
 }

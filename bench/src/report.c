@@ -66,6 +66,19 @@ static void print_hist_line(const char *label, const struct hist *h)
     printf(" max %s  (n=%llu)\n", v, (unsigned long long)h->count);
 }
 
+/* --tls: what was agreed, and how many handshakes (per second of the run
+ * when the run itself makes them: --connect-rate). */
+static void report_tls_human(const struct opts *o, const struct result *r)
+{
+    const struct tstats *s = r->sum;
+    printf("%-13s %s %s, %llu handshakes (%llu resumed)", "tls",
+           s->tls_version ? s->tls_version : "-", s->tls_cipher ? s->tls_cipher : "-",
+           (unsigned long long)s->handshakes, (unsigned long long)s->tls_resumed);
+    if (o->mode == MODE_CONNECT_RATE)
+        printf(", %.0f per s", (double)s->handshakes_run / (r->run_secs > 0 ? r->run_secs : 1e-9));
+    printf("%s\n", o->ca_file ? ", certificates verified" : ", certificates not verified");
+}
+
 void report_human(const struct bench *b, const struct result *r)
 {
     const struct opts *o = &b->o;
@@ -88,7 +101,9 @@ void report_human(const struct bench *b, const struct result *r)
     else
         printf("%-13s %llu of %d up in %.2f s\n", "connections",
                (unsigned long long)r->connected_at_start, o->connections, r->connect_secs);
-    print_hist_line("connect", &s->conn_lat);
+    print_hist_line(o->tls ? "connect+tls" : "connect", &s->conn_lat);
+    if (o->tls)
+        report_tls_human(o, r);
     if (o->mode == MODE_HOLD) {
         printf("%-13s %llu still up after %.2f s\n", "held", (unsigned long long)r->held_at_end,
                r->run_secs);
@@ -156,6 +171,11 @@ void report_json(const struct bench *b, const struct result *r)
            "\"cycles\":%llu,\"cycles_per_sec\":%.1f,",
            (unsigned long long)s->msgs, (double)s->msgs / secs, (unsigned long long)s->bytes,
            (double)s->bytes / secs / 1e6, (unsigned long long)s->cycles, (double)s->cycles / secs);
+    printf("\"tls\":%s,\"tls_version\":\"%s\",\"tls_cipher\":\"%s\",\"handshakes\":%llu,"
+           "\"handshakes_per_sec\":%.1f,\"tls_resumed\":%llu,",
+           o->tls ? "true" : "false", s->tls_version ? s->tls_version : "",
+           s->tls_cipher ? s->tls_cipher : "", (unsigned long long)s->handshakes,
+           (double)s->handshakes_run / secs, (unsigned long long)s->tls_resumed);
     json_hist("lat", &s->lat);
     json_hist("conn", &s->conn_lat);
     for (int k = 0; k < ERR_KINDS; k++)

@@ -18,6 +18,7 @@ const char *const err_names[ERR_KINDS] = {
     [ERR_CLOSED] = "closed",
     [ERR_ADDRNOTAVAIL] = "addrnotavail",
     [ERR_FDLIMIT] = "fdlimit",
+    [ERR_TLS] = "tls",
     [ERR_OTHER] = "other",
 };
 

@@ -4,10 +4,14 @@
 # IPv6; Unix socket and UDP when it supports them) and the test-only servers
 # of tests/client/echo_helper.c (Unix and UDP echo, servers that drop, never
 # answer or never accept).  gai_shim.so gives a test name two addresses.
+# --tls runs against tests/client/tls_echo_helper.c (OpenSSL, not libpoolsrv)
+# with certificates made here, and against poolsrv-echo's tls: listener once
+# it has one.
 # Run by `make test-client` (and so by `make test`).
 #
-# Environment: CLIENT, ECHO_SERVER, HELPER, SHIM name the binaries (defaults:
-# the paths of a normal build).  Only loopback addresses and ephemeral ports are
+# Environment: CLIENT, ECHO_SERVER, HELPER, SHIM, TLS_HELPER name the binaries
+# (defaults: the paths of a normal build; TLS_HELPER empty: a build without
+# OpenSSL, whose --tls must refuse with exit 2).  Only loopback addresses and ephemeral ports are
 # used; every client run is limited by timeout(1); every server started here
 # is stopped by its PID.  Last line: "client: N passed, N failed"; the exit
 # status is non-zero if any test failed.
@@ -19,6 +23,7 @@ CLIENT=${CLIENT:-client/poolsrv-client}
 ECHO_SERVER=${ECHO_SERVER:-server/poolsrv-echo}
 HELPER=${HELPER:-build/tests/client/echo-helper}
 SHIM=${SHIM:-build/tests/client/gai_shim.so}
+TLS_HELPER=${TLS_HELPER-build/tests/client/tls-echo-helper}
 RUN_LIMIT=30   # seconds any one client run may take
 READY_LIMIT=10 # seconds a server may take to print "listening on"
 
@@ -534,6 +539,138 @@ test_tcp_errors() {
     check "tcp stream: exits when the server closes while stdin is open" 0 $'only line\n' ""
 }
 
+# -------------------------------------------------------------------- TLS
+test_tls_usage() {
+    local args
+    while IFS='|' read -r want args; do
+        # shellcheck disable=SC2086 # word splitting of the case is intended
+        client $args
+        check "tls usage: poolsrv-client $args" 2 "" "$want"
+    done <<'EOF'
+need --tls|--ca /x 127.0.0.1 7 x
+need --tls|--insecure 127.0.0.1 7 x
+need --tls|--sni a 127.0.0.1 7 x
+--tls does not apply to --udp|--tls --udp 127.0.0.1 7 x
+--insecure and --ca exclude each other|--tls --insecure --ca /x 127.0.0.1 7 x
+--tls over unix: needs --sni NAME|--tls unix:/tmp/x.sock x
+--alpn needs comma-separated names|--tls --alpn h2,,x 127.0.0.1 7 x
+EOF
+}
+
+# TLS against the OpenSSL helper: verification, refusals, the stream.
+test_tls() {
+    local d=$TMP/certs port self_port
+    client --tls 127.0.0.1 1 x
+    if grep -qF "built without TLS support" "$TMP/err"; then
+        check "--tls in a build without TLS: message and exit 2" 2 "" "built without TLS support"
+        skip "tls: this client was built without OpenSSL"
+        return
+    fi
+    test_tls_usage
+    if [[ -z $TLS_HELPER || ! -x $TLS_HELPER ]]; then
+        skip "tls: no TLS echo helper (TLS_HELPER) built"
+        return
+    fi
+    { mkdir -p "$d" && tls_make_certs "$d"; } || {
+        fail "tls: make test certificates with openssl"
+        return
+    }
+    start_server tls 1 "$TLS_HELPER" "$d/chain.pem" "$d/server.key" 127.0.0.1 || {
+        fail "tls echo helper starts"
+        return
+    }
+    port=$(port_of "${SRV_ADDRS[0]}")
+
+    client --tls --ca "$d/ca.pem" -v 127.0.0.1 "$port" "over tls"
+    check "tls one-shot, --ca: certificate verified for the IP address" 0 $'over tls\n' \
+        "certificate verified for '127.0.0.1'"
+    client --tls --ca "$d/ca.pem" -v "localhost:$port" "by name"
+    check "tls one-shot to localhost: verified for the name" 0 $'by name\n' \
+        "certificate verified for 'localhost'"
+    client --tls 127.0.0.1 "$port" x
+    check "tls: a CA the system store lacks is refused, exit 1" 1 "" \
+        "poolsrv-client: TLS: the certificate of 127.0.0.1:$port is not trusted: "
+    client --tls --insecure -v 127.0.0.1 "$port" x
+    check "tls --insecure: the same server accepted" 0 $'x\n' "certificate not verified (--insecure)"
+    client --tls --ca "$d/ca.pem" --sni wrong.example 127.0.0.1 "$port" x
+    check "tls --sni wrong.example: name mismatch refused, exit 1" 1 "" \
+        "TLS: the certificate of 127.0.0.1:$port is not valid for the name 'wrong.example'"
+    client --tls --ca "$d/ca.pem" --sni localhost 127.0.0.1 "$port" x
+    check "tls --sni localhost: verified against the name" 0 $'x\n' ""
+    client --tls --ca "$TMP/no-such-ca.pem" 127.0.0.1 "$port" x
+    check "tls --ca missing file: message and exit 2" 2 "" "cannot load CA certificates from"
+    client --tls --ca "$d/ca.pem" --alpn h2,http/1.1 -v 127.0.0.1 "$port" x
+    check "tls --alpn: offered, the server chose none" 0 $'x\n' "ALPN: the server chose no protocol"
+
+    head -c $((1024 * 1024)) /dev/urandom >"$TMP/tls1.bin"
+    client --tls --ca "$d/ca.pem" -v 127.0.0.1 "$port" <"$TMP/tls1.bin"
+    if [[ $RC == 0 ]] && cmp -s "$TMP/tls1.bin" "$TMP/out" &&
+        grep -qF "sent 1048576 bytes, received 1048576 bytes" "$TMP/err" &&
+        grep -qF "end of stdin: half-closed" "$TMP/err"; then
+        pass "tls stream: 1 MiB echoed byte for byte, close_notify at end of stdin (${ELAPSED_MS} ms)"
+    else
+        fail "tls stream: 1 MiB" "exit $RC; $(cmp "$TMP/tls1.bin" "$TMP/out" 2>&1)" \
+            "stderr: $(head -c 400 "$TMP/err")"
+    fi
+    client --tls --ca "$d/ca.pem" --count 3 --interval 0 127.0.0.1 "$port"
+    check_ping "tls ping" "$port" 3 0
+
+    start_server tls-self 1 "$TLS_HELPER" "$d/self.pem" "$d/self.key" 127.0.0.1 || {
+        fail "tls echo helper starts with a self-signed certificate"
+        return
+    }
+    self_port=$(port_of "${SRV_ADDRS[0]}")
+    client --tls --ca "$d/ca.pem" 127.0.0.1 "$self_port" x
+    check "tls: a self-signed certificate is refused, exit 1" 1 "" \
+        "is not trusted: self-signed certificate (--ca FILE names the CA to trust"
+    client --tls --insecure 127.0.0.1 "$self_port" x
+    check "tls --insecure: the self-signed certificate accepted" 0 $'x\n' ""
+
+    start_server tls-nonotify 1 "$TLS_HELPER" --no-notify "$d/chain.pem" "$d/server.key" \
+        127.0.0.1 || {
+        fail "tls echo helper starts with --no-notify"
+        return
+    }
+    echo "cut short" >"$TMP/data"
+    client --tls --ca "$d/ca.pem" 127.0.0.1 "$(port_of "${SRV_ADDRS[0]}")" <"$TMP/data"
+    check "tls: a close without close_notify ends the stream, with a warning" 0 $'cut short\n' \
+        "closed the connection without a TLS close_notify"
+
+    # A server that accepts and never answers: the handshake times out.
+    start_server tls-silent 1 "$HELPER" tcp-silent 127.0.0.1 || return
+    port=$(port_of "${SRV_ADDRS[0]}")
+    client --tls --insecure --timeout 0.5 127.0.0.1 "$port" x
+    check "tls handshake timeout: message and exit 1" 1 "" \
+        "timed out after 0.5 s in the TLS handshake with 127.0.0.1:$port"
+    # A plain echo server sends the ClientHello back: that is no TLS.
+    start_server tls-plain 1 "$HELPER" tcp 127.0.0.1 || return
+    port=$(port_of "${SRV_ADDRS[0]}")
+    client --tls --insecure 127.0.0.1 "$port" x
+    check "tls to a plain echo server: handshake failure, exit 1" 1 "" \
+        "TLS handshake with 127.0.0.1:$port failed: "
+    test_tls_echo "$d"
+}
+
+# poolsrv-echo's own tls: listener (issue 15), once it has one.
+test_tls_echo() {
+    local d=$1 port
+    if ! start_server echo-tls 1 "$ECHO_SERVER" --listen tls:127.0.0.1:0 \
+        --tls-cert "$d/chain.pem" --tls-key "$d/server.key" --drain-timeout 1000 >/dev/null; then
+        skip "poolsrv-echo --listen tls: not supported by this build"
+        return
+    fi
+    port=$(port_of "${SRV_ADDRS[0]}")
+    client --tls --ca "$d/ca.pem" 127.0.0.1 "$port" "poolsrv tls"
+    check "poolsrv-echo tls: one-shot, certificate verified" 0 $'poolsrv tls\n' ""
+    client --tls --ca "$d/ca.pem" -v 127.0.0.1 "$port" <"$TMP/tls1.bin"
+    if [[ $RC == 0 ]] && cmp -s "$TMP/tls1.bin" "$TMP/out"; then
+        pass "poolsrv-echo tls: 1 MiB stream byte for byte, half-close by close_notify"
+    else
+        fail "poolsrv-echo tls: 1 MiB stream" "exit $RC; $(cmp "$TMP/tls1.bin" "$TMP/out" 2>&1)" \
+            "stderr: $(head -c 400 "$TMP/err")"
+    fi
+}
+
 HAVE_V6=no
 "$HELPER" free-port ::1 >/dev/null 2>&1 && HAVE_V6=yes
 
@@ -550,6 +687,7 @@ test_udp_loss
 test_echo_extras
 test_multi_address "$HAVE_V6"
 test_tcp_errors "$HAVE_V6"
+test_tls
 
 echo "client: $PASSED passed, $FAILED failed"
 ((FAILED == 0))

@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# bench/compare-https.sh - HTTPS: poolsrv-http (--listen tls:) against nginx,
+# side by side in one run, as bench/compare-http.sh does for plain HTTP: the
+# same machine, the same worker count, the same certificate (a throw-away
+# ECDSA P-256 one from a test CA, made in a temporary directory), TLS 1.2 and
+# 1.3 on both, session cache and tickets on both.  nginx serves
+# `return 200 "hello\n"` from a config generated in the temporary directory.
+# Three measurements per round, the servers in turn (never at once), the
+# order alternating over ROUNDS rounds:
+#   keep-alive   wrk over HTTPS, CONNS connections kept open: TLS record
+#                cost on the request path
+#   close        wrk with "Connection: close": a new connection (and
+#                handshake, full or resumed as wrk does it) per request
+#   handshake    openssl s_time -new, S_TIME_PROCS processes at once: a full
+#                handshake (never resumed) and one GET per connection
+# Writes bench/results/https.md with every round and the ratio of medians.
+#
+# Knobs (environment): WORKERS=2 (poolsrv --workers = nginx worker_processes)
+#   DURATION=3 (s per measurement)  ROUNDS=4  CONNS=64  WRK_THREADS=2
+#   S_TIME_PROCS=2  HTTP_BIN=server/examples/poolsrv-http
+#   CLIENT_BIN=client/poolsrv-client (checks each server's certificate and
+#   reply)  OUT=bench/results/https.md
+# Total time: about 3 * 2 * ROUNDS * DURATION + 6 s (78 s with the defaults).
+# Needs poolsrv-http with TLS (--tls-cert), poolsrv-client with --tls, wrk,
+# nginx and openssl (Debian: wrk, nginx-light or nginx, openssl): installed
+# with apt-get when run as root, else named.  Loopback only.
+
+set -u
+cd "$(dirname "$0")/.." || exit 1
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+
+WORKERS=${WORKERS:-2}
+DURATION=${DURATION:-3}
+ROUNDS=${ROUNDS:-4}
+CONNS=${CONNS:-64}
+WRK_THREADS=${WRK_THREADS:-2}
+S_TIME_PROCS=${S_TIME_PROCS:-2}
+HTTP_BIN=${HTTP_BIN:-server/examples/poolsrv-http}
+CLIENT_BIN=${CLIENT_BIN:-client/poolsrv-client}
+OUT=${OUT:-bench/results/https.md}
+READY_LIMIT=10
+
+die() {
+    echo "compare-https: $*" >&2
+    exit 1
+}
+
+find_nginx() {
+    command -v nginx 2>/dev/null || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; }
+}
+
+ensure_tools() {
+    local missing=()
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v openssl >/dev/null || missing+=(openssl)
+    [[ -n $(find_nginx) ]] || missing+=(nginx-light)
+    apt_ensure compare-https "${missing[@]}" || exit 1
+}
+
+for v in WORKERS DURATION ROUNDS CONNS WRK_THREADS S_TIME_PROCS; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, not '${!v}'"
+done
+[[ -x $HTTP_BIN ]] || die "$HTTP_BIN is missing: run make first"
+[[ -x $CLIENT_BIN ]] || die "$CLIENT_BIN is missing: run make first"
+"$HTTP_BIN" --help 2>&1 | grep -q -- --tls-cert ||
+    die "$HTTP_BIN has no --tls-cert: it was built without TLS (OpenSSL, libssl-dev)"
+ensure_tools
+NGINX=$(find_nginx)
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/compare-https.XXXXXX") || exit 1
+PIDS=()
+warn_stale "$HTTP_BIN"
+trap pids_cleanup EXIT
+trap 'exit 130' INT TERM
+
+CERTS=$TMP/certs
+{ mkdir -p "$CERTS" && tls_make_certs "$CERTS"; } || die "could not make the test certificates"
+
+# start_poolsrv [LISTEN]: poolsrv-http on an ephemeral port, TLS unless
+# LISTEN says otherwise; sets PORT, PID.
+start_poolsrv() {
+    start_announced poolsrv "$HTTP_BIN" --listen "${1:-tls:127.0.0.1:0}" --workers "$WORKERS" \
+        --tls-cert "$CERTS/chain.pem" --tls-key "$CERTS/server.key" ||
+        die "poolsrv-http did not announce 'listening on' within ${READY_LIMIT}s"
+}
+
+# An ephemeral port for nginx: bind 0 (through poolsrv-http), note the port
+# the kernel chose, release it.
+free_port() {
+    start_poolsrv 127.0.0.1:0
+    stop_pid "$PID"
+    echo "$PORT"
+}
+
+# check_https NAME PORT: a GET through poolsrv-client --tls, the certificate
+# verified against the test CA for "localhost", must answer 200 "hello".
+# Appends "NAME: VERSION CIPHER" (what poolsrv-client -v saw) to $TMP/tls.
+check_https() {
+    local reply
+    reply=$(printf 'GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' |
+        "$CLIENT_BIN" --tls --ca "$CERTS/ca.pem" --timeout 5 -v "localhost:$2" 2>"$TMP/client.err")
+    [[ $reply == "HTTP/1.1 200"* && $reply == *$'\r\n\r\nhello'* ]] || return 1
+    sed -n "s/^poolsrv-client: TLS \([^ ]*\) \([^ ]*\) with .*/$1: \1 \2/p" "$TMP/client.err" \
+        >>"$TMP/tls"
+}
+
+start_nginx() {
+    local port=$1 i
+    mkdir -p "$TMP/nginx"
+    cat >"$TMP/nginx/nginx.conf" <<CONF
+worker_processes $WORKERS;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_timeout 65;
+    keepalive_requests 100000000;
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    default_type text/plain;
+    server {
+        listen 127.0.0.1:$port ssl;
+        ssl_certificate $CERTS/chain.pem;
+        ssl_certificate_key $CERTS/server.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_tickets on;
+        location / { return 200 "hello\n"; }
+    }
+}
+CONF
+    "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" \
+        >"$TMP/nginx.out" 2>&1 &
+    PID=$!
+    PIDS+=("$PID")
+    for ((i = 0; i < READY_LIMIT * 20; i++)); do
+        check_https nginx "$port" 2>/dev/null && return 0
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    cat "$TMP/nginx.out" "$TMP/nginx/error.log" "$TMP/client.err" >&2 2>/dev/null
+    die "nginx did not answer HTTPS on 127.0.0.1:$port within ${READY_LIMIT}s"
+}
+
+# run_wrk NAME PORT MODE: MODE keepalive or close; appends
+# "MODE NAME rps avg p50 p99 non2xx errors" to $TMP/rows.
+run_wrk() {
+    local name=$1 port=$2 mode=$3 out rps avg p50 p99 non2xx errs hdr=()
+    [[ $mode == close ]] && hdr=(-H 'Connection: close')
+    out=$(timeout $((DURATION + 10)) wrk -t "$WRK_THREADS" -c "$CONNS" -d "${DURATION}s" \
+        --latency "${hdr[@]}" "https://127.0.0.1:$port/" 2>&1) ||
+        die "wrk failed against $name: $out"
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    avg=$(awk '$1 == "Latency" {print $2; exit}' <<<"$out")
+    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+    errs=$(awk -F'Socket errors: ' 'NF > 1 {print $2}' <<<"$out")
+    [[ -n $rps ]] || die "could not read wrk's output for $name: $out"
+    errs=${errs:-none}
+    echo "$mode $name ${rps} ${avg:-?} ${p50:-?} ${p99:-?} ${non2xx:-0} ${errs// /_}" >>"$TMP/rows"
+    printf '  %-9s %-12s %12s req/s  avg %-9s p50 %-9s p99 %-9s non-2xx %s errors %s\n' \
+        "$mode" "$name" "$rps" "$avg" "$p50" "$p99" "${non2xx:-0}" "$errs"
+}
+
+# run_stime NAME PORT: S_TIME_PROCS `openssl s_time -new -www /` at once for
+# DURATION s; appends "handshake NAME conns/s - - - - -" to $TMP/rows.
+run_stime() {
+    local name=$1 port=$2 i t0 t1 n=0 c rate pids=()
+    t0=${EPOCHREALTIME/./}
+    for ((i = 0; i < S_TIME_PROCS; i++)); do
+        timeout $((DURATION + 10)) openssl s_time -connect "127.0.0.1:$port" -new -www / \
+            -time "$DURATION" >"$TMP/stime.$i" 2>&1 &
+        pids+=($!)
+    done
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || die "openssl s_time failed against $name: $(tail -3 "$TMP/stime.$i")"
+    done
+    t1=${EPOCHREALTIME/./}
+    for ((i = 0; i < S_TIME_PROCS; i++)); do
+        c=$(sed -n 's/^\([0-9]*\) connections in [0-9.]*s;.*/\1/p' "$TMP/stime.$i" | head -1)
+        [[ -n $c ]] || die "could not read openssl s_time's output for $name: $(cat "$TMP/stime.$i")"
+        n=$((n + c))
+    done
+    rate=$(awk -v n="$n" -v us=$((t1 - t0)) 'BEGIN {printf "%.0f", n / (us / 1e6)}')
+    echo "handshake $name $rate - - - - -" >>"$TMP/rows"
+    printf '  %-9s %-12s %12s full handshakes+GET/s (%d in %d ms)\n' handshake "$name" "$rate" \
+        "$n" $(((t1 - t0) / 1000))
+}
+
+# round NAME PORT: the three measurements of one server.
+round() {
+    run_wrk "$1" "$2" keepalive
+    run_wrk "$1" "$2" close
+    run_stime "$1" "$2"
+}
+
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+NGINX_PORT=$(free_port)
+: >"$TMP/tls"
+start_poolsrv
+POOLSRV_PID=$PID POOLSRV_PORT=$PORT
+check_https poolsrv-http "$POOLSRV_PORT" ||
+    die "poolsrv-http did not answer GET / with hello over TLS: $(head -c 300 "$TMP/client.err")"
+start_nginx "$NGINX_PORT"
+NGINX_PID=$PID
+
+echo "compare-https: $WORKERS workers each, wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s (keep-alive," \
+    "then Connection: close), $S_TIME_PROCS x openssl s_time -new; $ROUNDS rounds"
+: >"$TMP/rows"
+# Warm-up (not recorded).
+timeout 10 wrk -t1 -c"$CONNS" -d1s "https://127.0.0.1:$POOLSRV_PORT/" >/dev/null 2>&1
+timeout 10 wrk -t1 -c"$CONNS" -d1s "https://127.0.0.1:$NGINX_PORT/" >/dev/null 2>&1
+for ((r = 1; r <= ROUNDS; r++)); do
+    if ((r % 2)); then
+        round poolsrv-http "$POOLSRV_PORT"
+        round nginx "$NGINX_PORT"
+    else
+        round nginx "$NGINX_PORT"
+        round poolsrv-http "$POOLSRV_PORT"
+    fi
+done
+stop_pid "$POOLSRV_PID"
+POOLSRV_EXIT=$STOP_STATUS
+stop_pid "$NGINX_PID"
+
+# median MODE NAME: the median rate of a server's rounds in one measurement.
+median() {
+    awk -v m="$1" -v n="$2" '$1 == m && $2 == n {print $3}' "$TMP/rows" | sort -g |
+        awk '{v[NR] = $1} END {if (!NR) print 0; else if (NR % 2) printf "%.0f", v[(NR + 1) / 2];
+            else printf "%.0f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}'
+}
+NGINX_VER=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
+WRK_VER=$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')
+SSL_VER=$(openssl version | awk '{print $1, $2}')
+
+mkdir -p "$(dirname "$OUT")"
+{
+    echo "# poolsrv-http vs nginx over HTTPS"
+    echo
+    echo "Written by \`bench/compare-https.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'):"
+    echo "$(nproc) cores, $(uname -sr), $NGINX_VER, $WRK_VER, $SSL_VER; both servers on"
+    echo "127.0.0.1 with **$WORKERS workers** (poolsrv \`--workers $WORKERS\`, nginx"
+    echo "\`worker_processes $WORKERS\`), the same ECDSA P-256 certificate, TLS 1.2 and 1.3,"
+    echo "measured in turn, $ROUNDS alternating rounds after a 1 s warm-up each; the"
+    echo "load generators run on the same cores.  Negotiated (poolsrv-client -v):"
+    sed 's/^/- /' "$TMP/tls"
+    echo
+    echo "Load average when the run began: $LOAD (other work on the machine skews the figures)."
+    echo "poolsrv-http's exit status after SIGTERM: $POOLSRV_EXIT."
+    echo
+    echo "- **keep-alive**: \`wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s --latency https://...\`"
+    echo "- **close**: the same with \`-H 'Connection: close'\`: a connection and a handshake"
+    echo "  per request (wrk decides whether it resumes sessions)"
+    echo "- **handshake**: $S_TIME_PROCS \`openssl s_time -new -www / -time $DURATION\` at once:"
+    echo "  full handshakes (never resumed), one GET each; connections per second of wall time"
+    echo
+    echo "| measurement | round | server | per s | avg latency | p50 | p99 | non-2xx | socket errors |"
+    echo "|---|---|---|---:|---:|---:|---:|---:|---|"
+    awk '{r[$1 $2]++; printf "| %s | %d | %s | %.0f | %s | %s | %s | %s | %s |\n",
+          $1, r[$1 $2], $2, $3, $4, $5, $6, $7, $8}' "$TMP/rows"
+    echo
+    echo "| measurement | poolsrv-http (median) | nginx (median) | ratio poolsrv/nginx |"
+    echo "|---|---:|---:|---:|"
+    for m in keepalive close handshake; do
+        p=$(median "$m" poolsrv-http) n=$(median "$m" nginx)
+        echo "| $m | $p | $n | **$(ratio "$p" "$n")** |"
+    done
+} >"$OUT"
+for m in keepalive close handshake; do
+    p=$(median "$m" poolsrv-http) n=$(median "$m" nginx)
+    echo "compare-https: $m: poolsrv-http $p/s, nginx $n/s, ratio $(ratio "$p" "$n")"
+done
+echo "compare-https: -> $OUT"
