@@ -753,7 +753,8 @@ if have_redis_cli && start_server pubsub "$KV_BIN" --listen 127.0.0.1:0 --worker
     rcp() { timeout "$IO_LIMIT" redis-cli -h 127.0.0.1 -p "$PS_PORT" "$@" 2>&1; }
 
     # redis-cli subscribes in one process and publishes in another.
-    timeout 20 redis-cli -h 127.0.0.1 -p "$PS_PORT" subscribe news weather >"$TMP/cli.sub" 2>&1 &
+    # (bounded, and ended with the servers; long enough for a loaded machine)
+    timeout 120 redis-cli -h 127.0.0.1 -p "$PS_PORT" subscribe news weather >"$TMP/cli.sub" 2>&1 &
     SERVER_PIDS+=($!)
     CLI_SUB=$!
     wait_bytes "$TMP/cli.sub" 40 # "subscribe news 1 subscribe weather 2", a line each
