@@ -470,7 +470,8 @@ static void *signal_thread(void *arg)
             upg_stopping();
             say(PS_LOG_INFO, "%s: %s", strsignal(sig),
                 stops ? "stopping now" : "draining (signal again to stop now)");
-            sdn_notify(stops ? "STATUS=stopping now" : "STOPPING=1\nSTATUS=draining");
+            if (!upg_handed_off()) /* else systemd follows the new process */
+                sdn_notify(stops ? "STATUS=stopping now" : "STOPPING=1\nSTATUS=draining");
             if (stops++)
                 ps_server_stop_now(sc->srv);
             else

@@ -203,6 +203,16 @@ void upg_exit(void)
         unlink(g.pid_file);
 }
 
+bool upg_handed_off(void)
+{
+    bool v;
+
+    pthread_mutex_lock(&lock);
+    v = handed_off;
+    pthread_mutex_unlock(&lock);
+    return v;
+}
+
 void upg_stopping(void)
 {
     pthread_mutex_lock(&lock);
@@ -214,8 +224,9 @@ void upg_stopping(void)
 
 /* The environment of the successor: ours without the hand-off variables
  * (and LISTEN_* / WATCHDOG_PID, which name a pid), plus the new ones.
- * Slots whose value is the child's pid end in a run of '0's that the child
- * overwrites (after fork only async-signal-safe work is allowed). */
+ * Slots whose value is the child's pid hold PID_DIGITS '0's that the child
+ * overwrites with its pid and a NUL (after fork only async-signal-safe
+ * work is allowed). */
 typedef struct spawn_env {
     char **envp;
     char *pid_slots[2];
@@ -310,11 +321,16 @@ static _Noreturn void child_exec(spawn_env *se, const int *fds, int nfds, int re
     pid_t me = getpid();
     int i, k, e;
 
-    for (i = 0; i < se->npid; i++) { /* "NAME=0000000123": the pid, zero-padded */
-        char *d = se->pid_slots[i] + strlen(se->pid_slots[i]);
+    for (i = 0; i < se->npid; i++) { /* "NAME=0000000000" -> "NAME=123" */
+        char digits[PID_DIGITS], *d = strchr(se->pid_slots[i], '=') + 1;
         long p = me;
-        for (k = 0; k < PID_DIGITS; k++, p /= 10)
-            *--d = (char)('0' + p % 10);
+        int nd = 0;
+        do
+            digits[nd++] = (char)('0' + p % 10);
+        while ((p /= 10) > 0 && nd < PID_DIGITS);
+        for (k = 0; k < nd; k++)
+            d[k] = digits[nd - 1 - k];
+        d[nd] = '\0';
     }
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL); /* ours blocks signals for sigwait */

@@ -65,6 +65,10 @@ int upg_ready(const char *notify_status);
  * it with a log line.  Returns at once; a thread waits for the successor. */
 void upg_request(void);
 
+/* Whether a successor has taken over (this process drains): it must not
+ * tell systemd STOPPING=1, which would be taken for the service's. */
+bool upg_handed_off(void);
+
 /* A stop began: refuse later upgrades. */
 void upg_stopping(void);
 
