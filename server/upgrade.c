@@ -22,8 +22,6 @@
 #define ENV_FD "POOLSRV_UPGRADE_FD"
 #define DESC_MAX 8192 /* 32 listeners of long Unix paths, escaped */
 
-extern char **environ;
-
 static const char *const env_names[UPG_NSERVERS] = {"POOLSRV_LISTENERS",
                                                     "POOLSRV_ADMIN_LISTENERS"};
 
@@ -44,6 +42,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static ps_server *servers[UPG_NSERVERS];
 static bool busy, handed_off, stopping, have_waiter;
 static pid_t child;
+static int child_pipe; /* read end of its readiness pipe, for the waiter */
 static pthread_t waiter;
 
 static void say(ps_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -239,9 +238,10 @@ typedef struct spawn_env {
 
 static bool dropped(const char *e)
 {
-    static const char *const names[] = {ENV_FD "=", "POOLSRV_LISTENERS=", "POOLSRV_ADMIN_LISTENERS=",
-                                        "LISTEN_PID=", "LISTEN_FDS=", "LISTEN_FDNAMES=",
-                                        "WATCHDOG_PID="};
+    static const char *const names[] = {
+        "POOLSRV_UPGRADE_FD=", "POOLSRV_LISTENERS=", "POOLSRV_ADMIN_LISTENERS=", "LISTEN_PID=",
+        "LISTEN_FDS=",         "LISTEN_FDNAMES=",    "WATCHDOG_PID=",
+    };
     size_t i;
 
     for (i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -436,14 +436,17 @@ static void describe_status(int status, char *buf, size_t cap)
 
 static void *waiter_main(void *arg)
 {
-    int r = (int)(intptr_t)arg, exec_err = 0, got = wait_ready(r, &exec_err), i;
+    int r, exec_err = 0, got, i;
     pid_t pid;
     char why[512];
 
-    close(r);
+    (void)arg;
     pthread_mutex_lock(&lock);
     pid = child;
+    r = child_pipe;
     pthread_mutex_unlock(&lock);
+    got = wait_ready(r, &exec_err);
+    close(r);
     if (got == 'R') {
         say(PS_LOG_INFO, "upgrade: new process %d serves; no longer accepting, draining",
             (int)pid);
@@ -502,9 +505,10 @@ static int spawn(char *why, size_t cap)
         goto out;
     }
     child = pid;
+    child_pipe = pfd[0];
     close(pfd[1]);
     pfd[1] = -1;
-    if ((rc = pthread_create(&waiter, NULL, waiter_main, (void *)(intptr_t)pfd[0])) != 0) {
+    if ((rc = pthread_create(&waiter, NULL, waiter_main, NULL)) != 0) {
         snprintf(why, cap, "cannot create a thread: %s", strerror(rc));
         rc = -rc;
         close(pfd[0]);

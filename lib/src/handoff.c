@@ -29,7 +29,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define PS_HANDOFF_MAX (PS_MAX_LISTEN * 2)
+#define PS_HANDOFF_MAX ((size_t)PS_MAX_LISTEN * 2)
 
 static bool plain(unsigned char ch)
 {
@@ -159,7 +159,8 @@ int ps_server_handoff_adopt(ps_server *s, const char *handoff, ps_err *err)
 {
     struct ps_inherited *v;
     const char *p = handoff;
-    int n = 0, rc;
+    size_t n = 0;
+    int rc;
 
     if (atomic_load(&s->state) != PS_STATE_NEW || s->inh)
         return ps__set_err(err, -EALREADY, "handoff: adopt once, before ps_server_start");
@@ -171,12 +172,12 @@ int ps_server_handoff_adopt(ps_server *s, const char *handoff, ps_err *err)
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         if (n == PS_HANDOFF_MAX) {
-            rc = ps__set_err(err, -EINVAL, "handoff: more than %d descriptors", PS_HANDOFF_MAX);
+            rc = ps__set_err(err, -EINVAL, "handoff: more than %zu descriptors", PS_HANDOFF_MAX);
             goto out_free;
         }
         if ((rc = parse_entry(p, len, &v[n], err)) < 0)
             goto out_free;
-        if ((rc = check_unique(v, n, err)) < 0) {
+        if ((rc = check_unique(v, (int)n, err)) < 0) {
             free(v[n].text);
             goto out_free;
         }
@@ -184,8 +185,8 @@ int ps_server_handoff_adopt(ps_server *s, const char *handoff, ps_err *err)
         p += len + (comma != NULL);
     }
     s->inh = v;
-    s->ninh = n;
-    return n;
+    s->ninh = (int)n;
+    return (int)n;
 
 out_free:
     while (n > 0)
