@@ -69,7 +69,7 @@ THREAD_SHIM := $(B)/tests/thread_shim.so
 # uninstall-extra and clean-extra.
 PROGRAMS := $(ECHO)
 -include client/client.mk bench/bench.mk server/examples/examples.mk docs/docs.mk fuzz/fuzz.mk \
-	tests/hostile/hostile.mk abi/abi.mk tools/dist.mk tests/tls_audit.mk
+	tests/hostile/hostile.mk tests/upgrade/upgrade.mk abi/abi.mk tools/dist.mk tests/tls_audit.mk
 
 CMAKE_FILES := $(O)lib/cmake/poolsrvConfig.cmake $(O)lib/cmake/poolsrvConfigVersion.cmake
 
@@ -125,7 +125,8 @@ $(B)/%.o: %.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
-$(ECHO): $(B)/server/echo.o $(B)/server/echo_handlers.o $(B)/server/admin.o $(B)/server/sdnotify.o $(LIBA)
+$(ECHO): $(B)/server/echo.o $(B)/server/echo_handlers.o $(B)/server/admin.o $(B)/server/sdnotify.o \
+		$(B)/server/upgrade.o $(LIBA)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^

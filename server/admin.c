@@ -147,12 +147,11 @@ static size_t admin_data(ps_conn *c, const char *data, size_t len, void *user)
     return len;
 }
 
-ps_server *admin_start(const char *addr, ps_server *target, const char *prefix, ps_err *err)
+ps_server *admin_new(const char *addr, ps_server *target, const char *prefix, ps_err *err)
 {
     static struct admin a; /* one admin listener per process */
     ps_handler h = {.on_data = admin_data};
     ps_config cfg;
-    ps_server *s;
 
     a.target = target;
     a.prefix = prefix;
@@ -164,7 +163,13 @@ ps_server *admin_start(const char *addr, ps_server *target, const char *prefix, 
     cfg.request_timeout_ms = ADMIN_REQUEST_MS;
     cfg.idle_timeout_ms = ADMIN_IDLE_MS;
     cfg.drain_timeout_ms = 0;
-    s = ps_server_new(&cfg, &h, &a, err);
+    return ps_server_new(&cfg, &h, &a, err);
+}
+
+ps_server *admin_start(const char *addr, ps_server *target, const char *prefix, ps_err *err)
+{
+    ps_server *s = admin_new(addr, target, prefix, err);
+
     if (s && ps_server_start(s, err) < 0) {
         ps_server_free(s);
         s = NULL;

@@ -14,4 +14,8 @@
  * fills *err on failure.  Free with ps_server_free. */
 ps_server *admin_start(const char *addr, ps_server *target, const char *prefix, ps_err *err);
 
+/* The same server, created but not started (to adopt listeners an upgrade
+ * handed over first, upgrade.h).  Start it with ps_server_start. */
+ps_server *admin_new(const char *addr, ps_server *target, const char *prefix, ps_err *err);
+
 #endif

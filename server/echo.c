@@ -9,6 +9,8 @@
  * SIGUSR1 and the periodic stats line may format and log freely:
  *   SIGINT, SIGTERM  graceful stop (drain); a second one stops at once
  *   SIGUSR1          log the counters now (at level info)
+ *   SIGUSR2          upgrade: start this program again on the same
+ *                    listeners, then drain and exit (upgrade.h)
  *
  * Every line on stderr is a log line with a level that --log-level
  * filters (startup failures and usage errors are errors, always shown).
@@ -23,6 +25,7 @@
 #include "echo_handlers.h"
 #include "poolsrv.h"
 #include "sdnotify.h"
+#include "upgrade.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -47,6 +50,8 @@ struct opts {
     bool systemd;
     int stats_interval; /* seconds, 0 = off */
     const char *admin;
+    const char *pid_file;
+    int systemd_fds; /* sockets taken from LISTEN_FDS */
 };
 
 /* Set once in main before any thread starts, read-only afterwards. */
@@ -113,6 +118,8 @@ static void usage(FILE *f)
             "      --stats-interval S   log the counters every S seconds (default 0 = never)\n"
             "      --admin ADDR         serve counters over HTTP on ADDR: GET /metrics\n"
             "                           (Prometheus text format) and GET /stats\n"
+            "      --pid-file FILE      write the process id to FILE once serving (replaced\n"
+            "                           atomically; removed at exit if it is still ours)\n"
             "      --log-level LEVEL    error, warn (default), info or debug\n"
             "  -v, --verbose            same as --log-level debug\n"
             "  -h, --help               this text\n"
@@ -120,7 +127,10 @@ static void usage(FILE *f)
             "\n"
             "Prints 'listening on ADDR' per listener once ready (stdout; not a log line).\n"
             "SIGINT or SIGTERM stops gracefully and logs a summary; SIGUSR1 logs the\n"
-            "counters (both at level info).  Under systemd, log lines carry <N> priorities\n"
+            "counters (both at level info).  SIGUSR2 upgrades: the program is started again\n"
+            "with the same arguments on the same listening sockets, and once it serves (it\n"
+            "writes the pid file) this one stops accepting, drains and exits 0; if it fails,\n"
+            "this one logs why and keeps serving.  Under systemd, log lines carry <N> priorities\n"
             "(JOURNAL_STREAM) and readiness goes to NOTIFY_SOCKET.  Exit status: 0 after\n"
             "a clean stop, 1 if the server could not start, 2 for bad usage.\n");
 }
@@ -184,6 +194,7 @@ enum {
     OPT_UDP_RATE,
     OPT_UDP_BURST,
     OPT_UDP_ANY_PORT,
+    OPT_PID_FILE,
 };
 
 static const struct option long_opts[] = {
@@ -211,6 +222,7 @@ static const struct option long_opts[] = {
     {"stats-interval", required_argument, 0, OPT_STATS_INTERVAL},
     {"admin", required_argument, 0, OPT_ADMIN},
     {"log-level", required_argument, 0, OPT_LOG_LEVEL},
+    {"pid-file", required_argument, 0, OPT_PID_FILE},
     {"verbose", no_argument, 0, 'v'},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
@@ -302,6 +314,11 @@ static void parse_one(int c, const char *v, ps_config *cfg, struct opts *o)
         break;
     }
     case OPT_LOG_LEVEL: cfg->log_level = parse_level(v); break;
+    case OPT_PID_FILE:
+        if (!*v)
+            die_usage("invalid --pid-file: an empty file name%s%s", "", "");
+        o->pid_file = v;
+        break;
     case 'v': cfg->log_level = PS_LOG_DEBUG; break;
     }
 }
@@ -336,6 +353,7 @@ static void parse_args(int argc, char **argv, ps_config *cfg, struct opts *o)
                            : "malformed LISTEN_FDS, or too many sockets");
             exit(2);
         }
+        o->systemd_fds = n;
         unsetenv("LISTEN_PID");
         unsetenv("LISTEN_FDS");
         unsetenv("LISTEN_FDNAMES");
@@ -444,10 +462,16 @@ static void *signal_thread(void *arg)
             next_stats = now + sc->interval * 1000LL;
         }
         sig = wait_signal(&sc->set, earliest(next_wd, next_stats));
-        if (sig == SIGINT || sig == SIGTERM) {
+        if (atomic_load(&sc->done))
+            break;
+        if (sig == SIGUSR2) {
+            upg_request();
+        } else if (sig == SIGINT || sig == SIGTERM) {
+            upg_stopping();
             say(PS_LOG_INFO, "%s: %s", strsignal(sig),
                 stops ? "stopping now" : "draining (signal again to stop now)");
-            sdn_notify(stops ? "STATUS=stopping now" : "STOPPING=1\nSTATUS=draining");
+            if (!upg_handed_off()) /* else systemd follows the new process */
+                sdn_notify(stops ? "STATUS=stopping now" : "STOPPING=1\nSTATUS=draining");
             if (stops++)
                 ps_server_stop_now(sc->srv);
             else
@@ -459,16 +483,51 @@ static void *signal_thread(void *arg)
     return NULL;
 }
 
-/* READY=1 once every listener is bound and announced, with a STATUS line
- * naming them (systemctl status shows it). */
-static void notify_ready(ps_server *s)
+/* Once every listener is bound and announced: the pid file, and READY=1
+ * with a STATUS line naming the listeners (systemctl status shows it);
+ * after an upgrade also MAINPID and the word to the old process
+ * (upgrade.h).  Returns upg_ready's result. */
+static int notify_ready(ps_server *s)
 {
     char msg[1024];
     int i, n = snprintf(msg, sizeof msg, "READY=1\nSTATUS=serving on");
 
     for (i = 0; i < ps_server_nlisteners(s) && n > 0 && (size_t)n < sizeof msg; i++)
         n += snprintf(msg + n, sizeof msg - (size_t)n, " %s", ps_server_listen_name(s, i));
-    sdn_notify(msg);
+    return upg_ready(msg);
+}
+
+static void upg_log(ps_log_level level, const char *msg)
+{
+    say(level, "%s", msg);
+}
+
+/* The main server, and the admin one when asked: each adopts the
+ * listeners an upgrade handed over before it starts.  Returns 0, or 1
+ * after a start failure (reported). */
+static int start_servers(const ps_config *cfg, const ps_handler *h, const struct opts *o,
+                         ps_server **srv, ps_server **admin)
+{
+    ps_err err;
+
+    *srv = ps_server_new(cfg, h, NULL, &err);
+    if (!*srv) {
+        start_failed("", err.msg);
+        return 1;
+    }
+    if (upg_adopt(UPG_MAIN, *srv, &err) < 0 || ps_server_start(*srv, &err) < 0) {
+        start_failed("", err.msg);
+        ps_server_free(*srv);
+        return 1;
+    }
+    if (o->admin && (!(*admin = admin_new(o->admin, *srv, "poolsrv_echo", &err)) ||
+                     upg_adopt(UPG_ADMIN, *admin, &err) < 0 || ps_server_start(*admin, &err) < 0)) {
+        start_failed("--admin: ", err.msg);
+        ps_server_free(*admin);
+        ps_server_free(*srv);
+        return 1;
+    }
+    return 0;
 }
 
 static void print_listeners(ps_server *s)
@@ -485,7 +544,6 @@ int main(int argc, char **argv)
     ps_config cfg;
     ps_handler h;
     ps_stats st;
-    ps_err err;
     struct opts o = {.event_style = true};
     struct sigctx sc = {0};
     ps_server *admin = NULL;
@@ -511,21 +569,9 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
 
     validate(&cfg, &h);
-    sc.srv = ps_server_new(&cfg, &h, NULL, &err);
-    if (!sc.srv) {
-        start_failed("", err.msg);
+    if (upg_init(argv, o.pid_file, o.systemd_fds, upg_log) < 0 ||
+        start_servers(&cfg, &h, &o, &sc.srv, &admin) != 0)
         return 1;
-    }
-    if (ps_server_start(sc.srv, &err) < 0) {
-        start_failed("", err.msg);
-        ps_server_free(sc.srv);
-        return 1;
-    }
-    if (o.admin && !(admin = admin_start(o.admin, sc.srv, "poolsrv_echo", &err))) {
-        start_failed("--admin: ", err.msg);
-        ps_server_free(sc.srv);
-        return 1;
-    }
     /* Signals stay blocked in every thread: without this thread nothing
      * would take SIGINT/SIGTERM and only SIGKILL could stop the server
      * (a pids cgroup limit, RLIMIT_AS).  So a failure here fails the start,
@@ -543,7 +589,11 @@ int main(int argc, char **argv)
     if (admin)
         printf("admin on %s\n", ps_server_listen_name(admin, 0));
     fflush(stdout);
-    notify_ready(sc.srv);
+    upg_set_servers(sc.srv, admin);
+    if (notify_ready(sc.srv) < 0) {
+        ps_server_stop_now(sc.srv);
+        rc = 1;
+    }
 
     ps_server_wait(sc.srv);
     atomic_store(&sc.done, true);
@@ -555,6 +605,7 @@ int main(int argc, char **argv)
     say(PS_LOG_INFO, "stopped: %llu connections accepted, %llu rejected, %llu bytes echoed",
         (unsigned long long)st.accepted, (unsigned long long)st.rejected + st.limit_refused,
         (unsigned long long)st.bytes_out);
+    upg_exit();
     ps_server_free(sc.srv);
-    return 0;
+    return rc;
 }

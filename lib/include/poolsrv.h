@@ -453,6 +453,68 @@ PS_EXTERN int ps_server_listen_addr(const ps_server *s, int i, struct sockaddr_s
  * start.  Valid until ps_server_free. */
 PS_EXTERN const char *ps_server_listen_name(const ps_server *s, int i);
 
+/* ---- Listener hand-off: a successor process takes the listeners over ----
+ * A new binary (or the same one, restarted) can take over a running
+ * server's listening sockets themselves, not bind new ones beside them, so
+ * that no connection is refused or reset during an upgrade: the kernel's
+ * accept queue belongs to the socket, and whoever holds it accepts what
+ * waits there (docs/architecture.md, "Listener hand-off"; poolsrv-echo's
+ * SIGUSR2 and docs/deployment.md show the whole procedure).
+ *
+ * The old process: ps_server_handoff_format describes the listeners; the
+ * successor inherits the descriptors (fork, clear FD_CLOEXEC on each
+ * ps_server_listener_fd in the child, exec) or receives them with
+ * SCM_RIGHTS, and gets the description (an environment variable, say).
+ * The successor: ps_server_handoff_adopt before ps_server_start; each of
+ * its configured listen texts that the description names takes those
+ * sockets over instead of binding.  Once the successor serves, the old one
+ * calls ps_server_handoff_stop. */
+
+/* The listen text (ps_config.listen) listener i was made from, as
+ * configured: "127.0.0.1:0" where ps_server_listen_name says
+ * "127.0.0.1:40123"; a udp_same_port pair shares one text.  NULL for a bad
+ * index or before start.  Any thread; valid until ps_server_free. */
+PS_EXTERN const char *ps_server_listen_text(const ps_server *s, int i);
+
+/* The descriptor of listener i: -EINVAL for a bad index or before start,
+ * -EBADF once it is closed.  The server owns it (do not close it); it is
+ * FD_CLOEXEC.  Call it before ps_server_stop: the drain closes stream
+ * listeners on the reactor thread. */
+PS_EXTERN int ps_server_listener_fd(const ps_server *s, int i);
+
+/* Write the hand-off description, "FD=TEXT" per open listener separated by
+ * ',' (TEXT is the listen text, with '%', ',' and bytes outside 0x21..0x7e
+ * written %XX), into buf: at most cap bytes including the terminating
+ * NUL.  Returns the length of the whole description (as snprintf: cap must
+ * exceed it, or the text was cut), or -EINVAL before start or once
+ * stopping.  The numbers are this process's descriptors: right for a
+ * successor that inherits them at the same numbers (fork + exec).  Any
+ * thread, before ps_server_stop. */
+PS_EXTERN int ps_server_handoff_format(const ps_server *s, char *buf, size_t cap);
+
+/* Before ps_server_start: take over the listeners a predecessor described
+ * (ps_server_handoff_format's text; this process must hold the
+ * descriptors it names).  At start, each configured listen text that has
+ * entries uses those sockets (checked there as fd:N is: a socket, of a
+ * type the handler serves) instead of binding; a udp_same_port address
+ * takes its TCP and UDP socket.  Entries no listen text names are closed
+ * at start, with a log line (an address the new configuration dropped);
+ * listen texts without entries are bound as usual.  An inherited Unix
+ * socket's file is removed at stop only if nobody listens there any more.
+ * Returns the number of entries, -EINVAL for a malformed description or a
+ * descriptor that is not open (*err says which), -EALREADY after start or
+ * a second call, -ENOMEM.  On success the server owns the descriptors (it
+ * closes them at ps_server_free if never started).  Main thread. */
+PS_EXTERN int ps_server_handoff_adopt(ps_server *s, const char *handoff, ps_err *err);
+
+/* The successor now serves on our listeners: stop as ps_server_stop does
+ * (stop accepting, let accepted connections finish, shut down stragglers
+ * at the drain deadline), but leave Unix socket files in place, since the
+ * successor serves on them.  Connections waiting in the accept queue are
+ * not lost when we close our copies: the successor accepts them from the
+ * same socket.  Async-signal-safe, any thread, as ps_server_stop. */
+PS_EXTERN void ps_server_handoff_stop(ps_server *s);
+
 /* Counters, summed across threads at the time of the call (each is exact;
  * they are not a consistent snapshot of one instant).  Any thread.  Grows
  * only at the end (docs/abi.md). */

@@ -210,6 +210,9 @@ typedef struct ps_listener {
     bool proxy;        /* connections start with a PROXY protocol header */
     bool any_addr;     /* datagrams, bound to 0.0.0.0 or ::: each datagram's
                           destination comes with it (IP_PKTINFO) */
+    bool inherited;    /* taken over from a predecessor (handoff.c): its Unix
+                          socket file is removed only if nobody listens there */
+    const char *text;  /* the listen text it was made from (s->listen_copy) */
     socklen_t len;
     struct sockaddr_storage addr; /* as bound (port filled in) */
     char name[80];
@@ -248,6 +251,12 @@ struct ps_server {
 
     ps_listener ls[PS_MAX_LISTEN * 2]; /* x2: udp_same_port pairs */
     int nls;
+    /* Listeners taken over from a predecessor (ps_server_handoff_adopt):
+     * main thread before start, then read-only.  handed_off: a successor
+     * holds our listeners (ps_server_handoff_stop): keep socket files. */
+    struct ps_inherited *inh;
+    int ninh;
+    atomic_bool handed_off;
 
     /* reg_lock guards reg_head, reg_count and the per-client counts (taken
      * at connection open and close, by the timeout scan and at the drain
@@ -419,6 +428,18 @@ typedef struct ps_listen_spec {
 int ps__listen_spec(const char *text, ps_listen_spec *sp, ps_err *err);
 int ps__listeners_open(ps_server *s, ps_err *err);
 void ps__listeners_close(ps_server *s, int type);
+int ps__listener_adopt(ps_server *s, ps_listener *l, int fd, const char *text, ps_err *err);
+
+/* handoff.c: listeners passed between processes */
+struct ps_inherited {
+    int fd;     /* -1 once adopted or closed */
+    char *text; /* the predecessor's listen text (unescaped) */
+};
+/* Move the inherited descriptors made from `text` (at most max) into fds;
+ * returns how many. */
+int ps__handoff_take(ps_server *s, const char *text, int *fds, int max);
+void ps__handoff_close_rest(ps_server *s); /* at start: close (and log) the unclaimed */
+void ps__handoff_free(ps_server *s);
 
 /* unix_perms.c */
 int ps__unix_perms_apply(const ps_config *cfg, const char *path, const char *text, ps_err *err);

@@ -104,6 +104,7 @@ static void listener_ready(ps_listener *l, int fd, int type)
     l->kind = PS_KIND_LISTENER;
     l->type = type;
     l->fd = fd;
+    l->inherited = false;
 }
 
 /* Bind and (streams) listen.  A Unix socket file gets cfg's unix_mode /
@@ -153,14 +154,35 @@ out_close:
     return e;
 }
 
-static void close_one(ps_listener *l)
+/* Whether a server listens on the Unix socket file at `sun` (connecting
+ * succeeds or would block); a refused or missing one is dead. */
+static bool unix_path_live(const struct sockaddr_un *sun, socklen_t len)
 {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), rc, e;
+
+    if (fd < 0)
+        return true; /* cannot tell: keep the file */
+    rc = connect(fd, (const struct sockaddr *)sun, len);
+    e = errno;
+    close(fd);
+    return rc == 0 || (e != ECONNREFUSED && e != ENOENT);
+}
+
+/* Close a listener and remove the socket file we own, unless keep_file
+ * (a successor serves on it).  An inherited socket's file is shared with
+ * the process we took it from, which may still hold the socket (a start
+ * that failed, or a successor that was not ready in time): it is removed
+ * only once nobody listens there, checked after our own close. */
+static void close_one(ps_listener *l, bool keep_file)
+{
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)&l->addr;
+
     if (l->fd < 0)
         return;
     close(l->fd);
     l->fd = -1;
-    if (l->unlink_path)
-        unlink(((struct sockaddr_un *)&l->addr)->sun_path);
+    if (l->unlink_path && !keep_file && (!l->inherited || !unix_path_live(sun, l->len)))
+        unlink(sun->sun_path);
     l->unlink_path = false;
 }
 
@@ -202,7 +224,7 @@ static int open_pair(ps_server *s, const char *text, ps_err *err)
             s->nls += 2;
             return 0;
         }
-        close_one(tl);
+        close_one(tl, false);
         if (rc != -EADDRINUSE || !ephemeral)
             return rc;
         set_port(&want, 0);
@@ -213,8 +235,9 @@ static int open_pair(ps_server *s, const char *text, ps_err *err)
 /* Adopt an inherited socket (systemd socket activation, or a parent's):
  * its type and address come from the socket itself; a stream socket not yet
  * listening is put in listening state.  The file of an inherited Unix
- * socket belongs to whoever created it and is not removed. */
-static int adopt_fd(ps_server *s, ps_listener *l, int fd, const char *text, ps_err *err)
+ * socket belongs to whoever created it and is not removed (take_over
+ * changes that for a predecessor's own socket). */
+int ps__listener_adopt(ps_server *s, ps_listener *l, int fd, const char *text, ps_err *err)
 {
     int type, listening = 0, fl;
     socklen_t len = sizeof type;
@@ -245,7 +268,51 @@ static int adopt_fd(ps_server *s, ps_listener *l, int fd, const char *text, ps_e
     return 0;
 }
 
-/* Bind every configured address; on failure close what was opened. */
+/* Listen text `text` (taken apart in sp) on the descriptors a predecessor
+ * made from the same text (handoff.c), instead of binding again: the same
+ * socket, so its backlog and port carry over.  A udp_same_port address
+ * missing its UDP socket (the predecessor ran without it) gets one bound
+ * on the inherited port.  Returns 1 when taken over, 0 when nothing was
+ * inherited for text, or -errno. */
+static int take_over(ps_server *s, const char *text, const ps_listen_spec *sp, ps_err *err)
+{
+    int fds[2], n = ps__handoff_take(s, text, fds, 2), i, rc = 0;
+    bool want_pair = sp->fd < 0 && sp->type == SOCK_STREAM && s->cfg.udp_same_port &&
+                     sp->addr.ss_family != AF_UNIX;
+
+    for (i = 0; i < n; i++) {
+        ps_listener *l = &s->ls[s->nls];
+        if (rc < 0 || s->nls >= PS_MAX_LISTEN * 2) {
+            close(fds[i]);
+            continue;
+        }
+        l->reuseport = s->cfg.reuseport;
+        l->proxy = sp->proxy;
+        if ((rc = ps__listener_adopt(s, l, fds[i], text, err)) < 0) {
+            close(fds[i]);
+            continue;
+        }
+        l->inherited = true;
+        l->text = text;
+        l->unlink_path = l->addr.ss_family == AF_UNIX && sp->fd < 0; /* ours, not systemd's */
+        s->nls++;
+    }
+    if (rc < 0 || n == 0)
+        return rc;
+    if (want_pair && n == 1 && s->ls[s->nls - 1].type == SOCK_STREAM) {
+        ps_listener *tl = &s->ls[s->nls - 1], *ul = &s->ls[s->nls];
+        ul->addr = tl->addr;
+        ul->len = tl->len;
+        ul->text = text;
+        if ((rc = bind_one(ul, SOCK_DGRAM, text, &s->cfg, err)) < 0)
+            return rc;
+        s->nls++;
+    }
+    return 1;
+}
+
+/* Bind every configured address (or take it over from a predecessor); on
+ * failure close what was opened. */
 int ps__listeners_open(ps_server *s, ps_err *err)
 {
     int i, rc = 0;
@@ -253,30 +320,38 @@ int ps__listeners_open(ps_server *s, ps_err *err)
     for (i = 0; i < s->cfg.nlisten && rc == 0; i++) {
         const char *text = s->cfg.listen[i];
         ps_listener *l = &s->ls[s->nls];
+        int first = s->nls, j;
         ps_listen_spec sp;
 
         if ((rc = ps__listen_spec(text, &sp, err)) < 0)
             break;
+        if ((rc = take_over(s, text, &sp, err)) != 0) {
+            rc = rc > 0 ? 0 : rc;
+            continue;
+        }
         l->reuseport = s->cfg.reuseport;
         l->proxy = sp.proxy;
         if (sp.fd >= 0) {
-            if ((rc = adopt_fd(s, l, sp.fd, text, err)) == 0)
+            if ((rc = ps__listener_adopt(s, l, sp.fd, text, err)) == 0)
                 s->nls++;
-            continue;
+        } else {
+            l->addr = sp.addr;
+            l->len = sp.len;
+            if (sp.type == SOCK_STREAM && s->cfg.udp_same_port && l->addr.ss_family != AF_UNIX)
+                rc = open_pair(s, text, err);
+            else if ((rc = bind_one(l, sp.type, text, &s->cfg, err)) == 0)
+                s->nls++;
         }
-        l->addr = sp.addr;
-        l->len = sp.len;
-        if (sp.type == SOCK_STREAM && s->cfg.udp_same_port && l->addr.ss_family != AF_UNIX) {
-            rc = open_pair(s, text, err);
-        } else if ((rc = bind_one(l, sp.type, text, &s->cfg, err)) == 0) {
-            s->nls++;
-        }
+        for (j = first; j < s->nls; j++)
+            s->ls[j].text = text;
     }
     if (rc < 0) {
         ps__listeners_close(s, 0);
         s->nls = 0;
+        return rc;
     }
-    return rc;
+    ps__handoff_close_rest(s);
+    return 0;
 }
 
 /* Close listeners of one type (SOCK_STREAM, SOCK_DGRAM) or all (0). */
@@ -286,5 +361,5 @@ void ps__listeners_close(ps_server *s, int type)
 
     for (i = 0; i < s->nls; i++)
         if (type == 0 || s->ls[i].type == type)
-            close_one(&s->ls[i]);
+            close_one(&s->ls[i], atomic_load(&s->handed_off));
 }

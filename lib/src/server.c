@@ -415,6 +415,7 @@ void ps_server_free(ps_server *s)
     free_workers(s);
     free(s->dgram_buf);
     ps__dgram_policy_free(s);
+    ps__handoff_free(s);
     for (i = 0; i < PS_MAX_LISTEN; i++)
         free(s->listen_copy[i]);
     close(s->wakefd);

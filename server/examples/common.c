@@ -1,18 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /* common.c - shared command line, run loop and output batcher (see common.h). */
 #include "common.h"
+#include "../upgrade.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
-static ps_server *g_server; /* for the signal handler only */
+/* Set by ex_parse_args (main thread) before any other thread runs. */
+static char **g_argv;
+static const char *g_pid_file;
+static const ex_prog *g_prog;
 
 /* JOURNAL_STREAM ("DEV:INODE") names our stderr: systemd's journal, which
  * stamps each line itself and keeps a "<N>" syslog priority as its level. */
@@ -54,13 +60,17 @@ static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
             "                         bytes received (default %d, 0 = no limit)\n"
             "      --max-connections N\n"
             "                         refuse connections past N open (default %d, 0 = no limit)\n"
+            "      --pid-file FILE    write the process id to FILE once serving (replaced\n"
+            "                         atomically; removed at exit if it is still ours)\n"
             "  -h, --help             this text\n"
             "  -V, --version          print the version\n"
             "%s"
             "\n"
             "Prints 'listening on ADDR' per listener once ready.  SIGINT or SIGTERM stops\n"
-            "gracefully.  Exit status: 0 after a clean stop, 1 if the server could not\n"
-            "start, 2 for bad usage.\n",
+            "gracefully.  SIGUSR2 upgrades: the program is started again with the same\n"
+            "arguments on the same listening sockets, and once it serves this one stops\n"
+            "accepting, drains and exits 0 (if it fails, this one keeps serving).  Exit\n"
+            "status: 0 after a clean stop, 1 if the server could not start, 2 for bad usage.\n",
             p->name, p->summary, port, port, p->default_listen,
             cfg->workers ? workers : "one per CPU", cfg->idle_timeout_ms,
             cfg->min_rate, cfg->request_timeout_ms, cfg->max_connections, p->extra_help ? p->extra_help : "");
@@ -90,7 +100,7 @@ static int parse_int(const ex_prog *p, const char *flag, const char *v, long lo,
     return (int)n;
 }
 
-enum { OPT_UNIX_MODE = 256, OPT_UNIX_OWNER, OPT_UNIX_GROUP };
+enum { OPT_UNIX_MODE = 256, OPT_UNIX_OWNER, OPT_UNIX_GROUP, OPT_PID_FILE };
 
 /* --unix-mode / --unix-owner / --unix-group: the library reads the text. */
 static void parse_unix_perm(const ex_prog *p, ps_config *cfg, int c, const char *v)
@@ -139,6 +149,7 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         {"unix-group", required_argument, 0, OPT_UNIX_GROUP},
         {"request-timeout", required_argument, 0, 'R'},
         {"max-connections", required_argument, 0, 'C'},
+        {"pid-file", required_argument, 0, OPT_PID_FILE},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
@@ -181,6 +192,11 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         case 'C':
             cfg->max_connections = parse_int(p, "--max-connections", optarg, 0, INT_MAX);
             break;
+        case OPT_PID_FILE:
+            if (!*optarg)
+                die_usage(p, "invalid --pid-file: an empty file name", NULL);
+            g_pid_file = optarg;
+            break;
         case 'h': usage(p, cfg, stdout); exit(0);
         case 'V': printf("%s %s\n", p->name, ps_version()); exit(0);
         case ':': die_usage(p, "option needs a value: '", argv[optind - 1]);
@@ -188,6 +204,7 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         }
     }
     free(opts);
+    g_argv = argv;
     if (optind < argc)
         die_usage(p, "unexpected argument '", argv[optind]);
     if (cfg->nlisten == 0)
@@ -213,47 +230,104 @@ static void log_stderr(ps_log_level level, const char *msg, void *user)
     fprintf(stderr, "%s.%03ldZ %s %s: %s\n", ts, now.tv_nsec / 1000000, p->name, names[level], msg);
 }
 
-static void on_signal(int sig)
+static void upg_log(ps_log_level level, const char *msg)
 {
-    (void)sig;
-    ps_server_stop(g_server); /* async-signal-safe */
+    if (level <= PS_LOG_WARN) /* the examples' own lines: warnings and errors */
+        log_stderr(level, msg, (void *)g_prog);
+}
+
+/* Signals are taken by one thread with sigwait (not handlers), so that an
+ * upgrade may fork, log and start a thread:
+ *   SIGINT, SIGTERM  graceful stop (drain)
+ *   SIGUSR2          upgrade (upgrade.h); also wakes the thread to exit */
+struct sigctx {
+    ps_server *srv;
+    sigset_t set;
+    atomic_bool done;
+};
+
+static void *signal_thread(void *arg)
+{
+    struct sigctx *sc = arg;
+    int sig;
+
+    while (!atomic_load(&sc->done)) {
+        sig = sigwaitinfo(&sc->set, NULL);
+        if (atomic_load(&sc->done))
+            break;
+        if (sig == SIGUSR2) {
+            upg_request();
+        } else if (sig == SIGINT || sig == SIGTERM) {
+            upg_stopping();
+            ps_server_stop(sc->srv);
+        }
+    }
+    return NULL;
+}
+
+static void start_failed(const ex_prog *p, const char *msg)
+{
+    fprintf(stderr, "%s%s: %s\n", journal_stderr() ? "<3>" : "", p->name, msg);
 }
 
 int ex_run(const ex_prog *p, const ps_config *cfg_in, const ps_handler *h, void *user)
 {
     ps_config cfg = *cfg_in;
-    struct sigaction sa;
+    struct sigctx sc = {0};
+    pthread_t sig_tid;
+    char status[1024];
     ps_err err;
-    int i;
+    int i, n, rc;
 
+    g_prog = p;
     if (!cfg.log) {
         cfg.log = log_stderr;
         cfg.log_user = (void *)p;
         cfg.log_level = PS_LOG_WARN;
     }
-    g_server = ps_server_new(&cfg, h, user, &err);
-    if (!g_server) {
-        fprintf(stderr, "%s%s: %s\n", journal_stderr() ? "<3>" : "", p->name, err.msg);
+    /* Blocked before any thread exists; signal_thread takes them. */
+    sigemptyset(&sc.set);
+    sigaddset(&sc.set, SIGINT);
+    sigaddset(&sc.set, SIGTERM);
+    sigaddset(&sc.set, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
+    if (upg_init(g_argv, g_pid_file, 0, upg_log) < 0)
+        return 1;
+    sc.srv = ps_server_new(&cfg, h, user, &err);
+    if (!sc.srv) {
+        start_failed(p, err.msg);
         return 2;
     }
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-
-    if (ps_server_start(g_server, &err) < 0) {
-        fprintf(stderr, "%s%s: %s\n", journal_stderr() ? "<3>" : "", p->name, err.msg);
-        ps_server_free(g_server);
+    if (upg_adopt(UPG_MAIN, sc.srv, &err) < 0 || ps_server_start(sc.srv, &err) < 0) {
+        start_failed(p, err.msg);
+        ps_server_free(sc.srv);
         return 1;
     }
-    for (i = 0; i < ps_server_nlisteners(g_server); i++)
-        printf("listening on %s\n", ps_server_listen_name(g_server, i));
+    if ((rc = pthread_create(&sig_tid, NULL, signal_thread, &sc)) != 0) {
+        start_failed(p, "cannot create the signal thread");
+        ps_server_free(sc.srv);
+        return 1;
+    }
+    n = snprintf(status, sizeof status, "READY=1\nSTATUS=serving on");
+    for (i = 0; i < ps_server_nlisteners(sc.srv); i++) {
+        printf("listening on %s\n", ps_server_listen_name(sc.srv, i));
+        if (n > 0 && (size_t)n < sizeof status)
+            n += snprintf(status + n, sizeof status - (size_t)n, " %s",
+                          ps_server_listen_name(sc.srv, i));
+    }
     fflush(stdout);
-    ps_server_wait(g_server);
-    ps_server_free(g_server);
-    g_server = NULL;
-    return 0;
+    upg_set_servers(sc.srv, NULL);
+    if (upg_ready(status) < 0) {
+        ps_server_stop_now(sc.srv);
+        rc = 1;
+    }
+    ps_server_wait(sc.srv);
+    atomic_store(&sc.done, true);
+    pthread_kill(sig_tid, SIGUSR2);
+    pthread_join(sig_tid, NULL);
+    upg_exit();
+    ps_server_free(sc.srv);
+    return rc;
 }
 
 /* ------------------------------------------------------------ ex_out */

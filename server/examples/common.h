@@ -2,11 +2,14 @@
 /*
  * common.h - what the two example programs share: the command line of
  * poolsrv-echo (--listen, --workers, --idle-timeout, --max-connections,
- * --help, --version) and --request-timeout, the run loop with graceful stop
- * on SIGINT/SIGTERM, and a small output batcher.
+ * --help, --version) and --request-timeout, --pid-file, the run loop with
+ * graceful stop on SIGINT/SIGTERM and upgrade on SIGUSR2, and a small
+ * output batcher.
  *
- * Only lib/include/poolsrv.h is used: these files are written the way an
- * outside program embeds the library.
+ * Of poolsrv only lib/include/poolsrv.h is used: these files are written
+ * the way an outside program embeds the library.  The upgrade (SIGUSR2)
+ * and readiness code is poolsrv-echo's (server/upgrade.c, sdnotify.c),
+ * which uses nothing else either.
  */
 #ifndef EXAMPLES_COMMON_H
 #define EXAMPLES_COMMON_H
@@ -34,8 +37,11 @@ typedef struct ex_prog {
  * one-line message naming the bad value on a usage error.  Main thread. */
 void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg);
 
-/* Create and start the server, print "listening on ADDR" per listener
- * (flushed), serve until SIGINT or SIGTERM, then drain and free it.  Log
+/* Create and start the server (on the listeners an upgrade handed over, if
+ * any), print "listening on ADDR" per listener (flushed), write the
+ * --pid-file and tell systemd (NOTIFY_SOCKET) it is ready, serve until
+ * SIGINT or SIGTERM, then drain and free it.  SIGUSR2 upgrades
+ * (server/upgrade.h).  Log
  * and error lines carry "<N>" priorities, no timestamp, when JOURNAL_STREAM
  * names stderr (systemd's journal).
  * Returns the process exit status: 0 after a clean stop, 1 if the server

@@ -14,7 +14,7 @@ EX_KV    := $(O)$(EX_DIR)/poolsrv-kv
 EX_PROXY := $(O)$(EX_DIR)/poolsrv-proxy
 EX_SPLIT := $(B)/tests/examples/parser-split
 
-EX_COMMON_OBJ := $(B)/$(EX_DIR)/common.o
+EX_COMMON_OBJ := $(B)/$(EX_DIR)/common.o $(B)/server/upgrade.o $(B)/server/sdnotify.o
 EX_HTTP_OBJ   := $(B)/$(EX_DIR)/http_hello/http_main.o $(B)/$(EX_DIR)/http_hello/http_parser.o
 EX_KV_OBJ     := $(B)/$(EX_DIR)/kv/kv_main.o $(B)/$(EX_DIR)/kv/resp.o $(B)/$(EX_DIR)/kv/store.o \
                  $(B)/$(EX_DIR)/kv/pubsub.o

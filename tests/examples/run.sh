@@ -962,7 +962,9 @@ if [[ -f $DOC ]]; then
     done
     ((n > 0)) || fail "docs/embedding.md has C listings"
     # The examples themselves need nothing but the public header and the
-    # library, as pkg-config gives them to an outside program.
+    # library, as pkg-config gives them to an outside program (and the
+    # bundled programs' upgrade and sd_notify code, server/upgrade.c and
+    # server/sdnotify.c, which use nothing else either).
     for ex in http_hello kv; do
         srcs=()
         for f in server/examples/"$ex"/*.c; do
@@ -970,7 +972,8 @@ if [[ -f $DOC ]]; then
         done
         # shellcheck disable=SC2086
         if cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $SAN "${srcs[@]}" \
-            server/examples/common.c $PC_FLAGS -pthread -o "$TMP/ex-$ex" 2>"$TMP/cc.err"; then
+            server/examples/common.c server/upgrade.c server/sdnotify.c $PC_FLAGS -pthread \
+            -o "$TMP/ex-$ex" 2>"$TMP/cc.err"; then
             pass "server/examples/$ex builds from pkg-config's flags alone"
         else
             fail "server/examples/$ex builds from pkg-config's flags alone" "$(head -20 "$TMP/cc.err")"
