@@ -346,6 +346,10 @@ static void write_done(ps_conn *c)
     if ((c->flags & (PS_CF_WR_SHUT | PS_CF_WR_DONE)) != PS_CF_WR_SHUT || c->out.len > 0)
         return;
     c->flags |= PS_CF_WR_DONE;
+    /* The peer's EOF already came (everything it sent was read): the
+     * connection ends in this turn, and its close sends the FIN. */
+    if (c->flags & PS_CF_PEER_EOF)
+        return;
     if (shutdown(c->fd, SHUT_WR) < 0)
         mark_fatal(c);
 }

@@ -429,7 +429,8 @@ static int client_open(ps_conn *c, void *user)
     p->srclen = sizeof p->src;
     ps_conn_peer(c, &p->src, &p->srclen);
     p->dstlen = sizeof p->dst;
-    getsockname(ps_conn_fd(c), (struct sockaddr *)&p->dst, &p->dstlen);
+    if (be.send_proxy) /* only the PROXY header needs the address it reached */
+        getsockname(ps_conn_fd(c), (struct sockaddr *)&p->dst, &p->dstlen);
     ps_conn_set_data(c, p);
     return connect_backend(ps_conn_server(c), p) == 0 ? 0 : -1;
 }
