@@ -83,6 +83,7 @@ void ps__conn_recycle(ps_conn *c)
 {
     ps_server *s = c->srv;
 
+    ps__tls_conn_free(c);
     ps__buf_free(&c->in);
     ps__buf_free(&c->out);
     free(c->peer_str);
@@ -124,6 +125,7 @@ void ps__conn_destroy(struct ps_worker *w, ps_conn *c)
     ps__registry_remove(s, c);
     if (c->flags & PS_CF_REGISTERED)
         epoll_ctl(s->cepfd, EPOLL_CTL_DEL, c->fd, NULL); /* in case a fork kept the fd open */
+    ps__tls_conn_free(c); /* close_notify, when the close is a graceful one */
     close(c->fd);
     ps__conn_recycle(c);
 }

@@ -42,6 +42,10 @@ int ps__listen_spec(const char *text, ps_listen_spec *sp, ps_err *err)
         sp->proxy = true;
         t += 6;
     }
+    if (strncmp(t, "tls:", 4) == 0) {
+        sp->tls = true;
+        t += 4;
+    }
     if (strncmp(t, "fd:", 3) == 0) {
         if ((sp->fd = parse_fd(t)) < 0)
             return ps__set_err(err, -EINVAL, "listen: '%s': expected fd:N with N a descriptor",
@@ -52,6 +56,8 @@ int ps__listen_spec(const char *text, ps_listen_spec *sp, ps_err *err)
     if (strncmp(t, "udp:", 4) == 0) {
         if (sp->proxy)
             return ps__set_err(err, -EINVAL, "listen: '%s': PROXY headers are for streams", text);
+        if (sp->tls)
+            return ps__set_err(err, -EINVAL, "listen: '%s': TLS is for streams (no DTLS)", text);
         sp->type = SOCK_DGRAM;
         t += 4;
     }
@@ -197,6 +203,7 @@ static int open_pair(ps_server *s, const char *text, ps_err *err)
         ul->addr = tl->addr;
         ul->len = tl->len;
         ul->proxy = false;
+        ul->tls = false;
         rc = bind_one(ul, SOCK_DGRAM, text, &s->cfg, err);
         if (rc == 0) {
             s->nls += 2;
@@ -226,6 +233,8 @@ static int adopt_fd(ps_server *s, ps_listener *l, int fd, const char *text, ps_e
                            text, type);
     if (type == SOCK_DGRAM && l->proxy)
         return ps__set_err(err, -EINVAL, "listen %s: PROXY headers are for stream sockets", text);
+    if (type == SOCK_DGRAM && l->tls)
+        return ps__set_err(err, -EINVAL, "listen %s: TLS is for stream sockets", text);
     if (type == SOCK_DGRAM ? !s->h.on_datagram : !(s->h.serve || s->h.on_data))
         return ps__set_err(err, -EINVAL, "listen %s: a %s socket, and the handler has no %s", text,
                            type == SOCK_DGRAM ? "datagram" : "stream",
@@ -259,6 +268,7 @@ int ps__listeners_open(ps_server *s, ps_err *err)
             break;
         l->reuseport = s->cfg.reuseport;
         l->proxy = sp.proxy;
+        l->tls = sp.tls;
         if (sp.fd >= 0) {
             if ((rc = adopt_fd(s, l, sp.fd, text, err)) == 0)
                 s->nls++;
@@ -275,8 +285,14 @@ int ps__listeners_open(ps_server *s, ps_err *err)
     if (rc < 0) {
         ps__listeners_close(s, 0);
         s->nls = 0;
+        return rc;
     }
-    return rc;
+    for (i = 0; i < s->nls; i++)
+        if (s->ls[i].tls) {
+            ps__tls_note(s);
+            break;
+        }
+    return 0;
 }
 
 /* Close listeners of one type (SOCK_STREAM, SOCK_DGRAM) or all (0). */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* common.c - shared command line, run loop and output batcher (see common.h). */
 #include "common.h"
+#include "../tls_flags.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -13,6 +14,7 @@
 #include <time.h>
 
 static ps_server *g_server; /* for the signal handler only */
+static tlsf g_tls;         /* --tls-*: ex_parse_args to ex_run */
 
 /* JOURNAL_STREAM ("DEV:INODE") names our stderr: systemd's journal, which
  * stamps each line itself and keeps a "<N>" syslog priority as its level. */
@@ -55,15 +57,18 @@ static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
             "      --max-connections N\n"
             "                         refuse connections past N open (default %d, 0 = no limit)\n"
             "  -h, --help             this text\n"
-            "  -V, --version          print the version\n"
+            "  -V, --version          print the version\n",
+            p->name, p->summary, port, port, p->default_listen,
+            cfg->workers ? workers : "one per CPU", cfg->idle_timeout_ms,
+            cfg->min_rate, cfg->request_timeout_ms, cfg->max_connections);
+    tlsf_help(f, 25);
+    fprintf(f,
             "%s"
             "\n"
             "Prints 'listening on ADDR' per listener once ready.  SIGINT or SIGTERM stops\n"
-            "gracefully.  Exit status: 0 after a clean stop, 1 if the server could not\n"
-            "start, 2 for bad usage.\n",
-            p->name, p->summary, port, port, p->default_listen,
-            cfg->workers ? workers : "one per CPU", cfg->idle_timeout_ms,
-            cfg->min_rate, cfg->request_timeout_ms, cfg->max_connections, p->extra_help ? p->extra_help : "");
+            "gracefully; SIGHUP re-reads the TLS certificate files.  Exit status: 0 after\n"
+            "a clean stop, 1 if the server could not start, 2 for bad usage.\n",
+            p->extra_help ? p->extra_help : "");
 }
 
 static _Noreturn void die_usage(const ex_prog *p, const char *msg, const char *val)
@@ -141,6 +146,7 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         {"max-connections", required_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
+        TLSF_OPTIONS,
         {0, 0, 0, 0},
     };
     struct option *opts = all_options(p, shared, sizeof shared / sizeof shared[0]);
@@ -148,10 +154,17 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
     socklen_t len;
     ps_err err;
     char msg[320];
+    const char *a;
     int c;
 
     opterr = 0;
+    tlsf_init(&g_tls);
     while ((c = getopt_long(argc, argv, ":l:w:i:hV", opts, NULL)) != -1) {
+        int t = tlsf_option(&g_tls, c, optarg);
+        if (t < 0)
+            die_usage(p, "invalid --tls-min-version value (1.2 or 1.3): '", optarg);
+        if (t > 0)
+            continue;
         if (c >= 512 && p->extra) {
             if (p->extra(c, optarg, cfg) < 0) {
                 snprintf(msg, sizeof msg, "invalid %s value '", argv[optind - 1]);
@@ -161,9 +174,12 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         }
         switch (c) {
         case 'l':
-            /* "proxy:" (a PROXY protocol header first) goes to the library as is */
-            if (ps_addr_parse(strncmp(optarg, "proxy:", 6) == 0 ? optarg + 6 : optarg, &ss, &len,
-                              &err) < 0) {
+            /* "proxy:" (a PROXY protocol header first) and "tls:" go to the
+             * library as they are */
+            a = strncmp(optarg, "proxy:", 6) == 0 ? optarg + 6 : optarg;
+            if (strncmp(a, "tls:", 4) == 0)
+                a += 4;
+            if (ps_addr_parse(a, &ss, &len, &err) < 0) {
                 snprintf(msg, sizeof msg, "invalid --listen address: %s", err.msg);
                 die_usage(p, msg, NULL);
             }
@@ -192,6 +208,15 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         die_usage(p, "unexpected argument '", argv[optind]);
     if (cfg->nlisten == 0)
         ps_config_add_listen(cfg, p->default_listen);
+    {
+        bool usage;
+        if (tlsf_apply(&g_tls, cfg, msg, sizeof msg, &usage) < 0) {
+            if (usage)
+                die_usage(p, msg, NULL);
+            fprintf(stderr, "%s%s: %s\n", journal_stderr() ? "<3>" : "", p->name, msg);
+            exit(1);
+        }
+    }
 }
 
 static void log_stderr(ps_log_level level, const char *msg, void *user)
@@ -236,6 +261,9 @@ int ex_run(const ex_prog *p, const ps_config *cfg_in, const ps_handler *h, void 
         fprintf(stderr, "%s%s: %s\n", journal_stderr() ? "<3>" : "", p->name, err.msg);
         return 2;
     }
+    if (cfg.tls && tlsf_reload_on_sighup(cfg.tls, cfg.log, cfg.log_user) < 0)
+        fprintf(stderr, "%s: cannot start the SIGHUP thread: certificates will not reload\n",
+                p->name);
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
