@@ -185,7 +185,7 @@ deps:
 $(B)/tests/%.o: tests/%.c | deps
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(ALL_CPPFLAGS) -Ilib/src $(CHECK_CFLAGS) $(ALL_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(TLS_CPPFLAGS) -Ilib/src $(CHECK_CFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
 $(TESTBIN): $(TEST_OBJ) $(B)/server/echo_handlers.o $(LIBA)
 	@$(if $(Q),echo "  LINK    $@")
