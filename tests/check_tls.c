@@ -960,6 +960,65 @@ START_TEST(test_tls_after_proxy_header)
 }
 END_TEST
 
+/* Many small records in one TCP segment: OpenSSL reads them all ahead
+ * while the first is handed over, so the rest wait where epoll cannot see
+ * them.  The event turn must drain them before re-arming, and a parked
+ * blocking connection must be served again: else the echo stalls. */
+START_TEST(test_tls_records_in_one_segment)
+{
+    bool event = _i == 1;
+    certs c;
+    int port, fd, i;
+    ps_config cfg;
+    ps_handler h;
+    ps_server *s;
+    SSL_CTX *ctx;
+    SSL *ssl;
+    BIO *sock, *buf;
+    char want[200], got[200];
+    ps_tls *t;
+
+    certs_make(&c);
+    t = tls_new(&c, NULL);
+    ps_config_init(&cfg);
+    ps_config_add_listen(&cfg, "tls:127.0.0.1:0");
+    cfg.tls = t;
+    echo_handler_init(&h, event); /* blocking: echo_serve parks between reads */
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    ps_tls_free(t);
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fd, 0);
+    {
+        struct timeval tv = {.tv_sec = 3};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    }
+    ctx = client_ctx(&(copts){0});
+    ssl = SSL_new(ctx);
+    sock = BIO_new_socket(fd, BIO_NOCLOSE);
+    buf = BIO_new(BIO_f_buffer());
+    BIO_push(buf, sock);
+    SSL_set_bio(ssl, buf, buf);
+    ck_assert_int_eq(SSL_connect(ssl), 1);
+    ck_assert_int_eq(SSL_write(ssl, "0123456789", 10), 10); /* settle the session first */
+    ck_assert_int_eq(BIO_flush(buf), 1);
+    ck_assert_int_eq(tls_read(ssl, got, 10), 10);
+    for (i = 0; i < 20; i++) { /* 20 records, buffered: one write(2) at the flush */
+        memset(want + 10 * i, 'a' + i, 10);
+        ck_assert_int_eq(SSL_write(ssl, want + 10 * i, 10), 10);
+    }
+    ck_assert_int_eq(BIO_flush(buf), 1);
+    ck_assert_int_eq(tls_read(ssl, got, sizeof got), (ssize_t)sizeof got);
+    ck_assert_int_eq(memcmp(got, want, sizeof want), 0);
+    SSL_shutdown(ssl);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+    tu_assert_all_closed(s, 1);
+    ps_server_free(s);
+    certs_free(&c);
+}
+END_TEST
+
 /* 2,000 TLS connections open at once on an event server, each echoing. */
 #define MANY 2000
 
@@ -1108,6 +1167,7 @@ Suite *tls_suite(void)
     tcase_add_loop_test(tc, test_tls_reload, 0, 2);
     tcase_add_test(tc, test_tls_resume);
     tcase_add_loop_test(tc, test_tls_after_proxy_header, 0, 2);
+    tcase_add_loop_test(tc, test_tls_records_in_one_segment, 0, 2);
     tcase_add_test(tc, test_tls_many);
     tcase_add_test(tc, test_tls_config);
     suite_add_tcase(s, tc);
