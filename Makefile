@@ -222,6 +222,14 @@ test-echo-cli: $(ECHO) $(THREAD_SHIM) $(NOTIFY_RECV)
 
 test-extra:: test-echo-cli
 
+# tls: listeners of poolsrv-echo and poolsrv-http against openssl s_client
+# and curl (skips without TLS support, openssl or curl).
+.PHONY: test-tls
+test-tls: $(ECHO) $(O)server/examples/poolsrv-http
+	ECHO=$(ECHO) HTTP=$(O)server/examples/poolsrv-http tests/tls/run.sh
+
+test-extra:: test-tls
+
 # poolsrv-echo behind HAProxy (send-proxy-v2): verified load, real client
 # addresses, drain of one backend.  Needs the haproxy package.
 .PHONY: test-haproxy
