@@ -45,13 +45,11 @@ TLS ?= $(shell $(PKG_CONFIG) --exists 'openssl >= 3.0' 2>/dev/null && echo yes |
 ifeq ($(TLS),yes)
 TLS_CPPFLAGS := -DPS_HAVE_TLS $(shell $(PKG_CONFIG) --cflags openssl)
 TLS_LIBS     := $(shell $(PKG_CONFIG) --libs openssl)
-PC_REQUIRES_PRIVATE := openssl
 CMAKE_TLS_LIBS := ;OpenSSL::SSL;OpenSSL::Crypto
 CMAKE_TLS_FIND := find_package(OpenSSL 3 QUIET)
 else
 TLS_CPPFLAGS :=
 TLS_LIBS     :=
-PC_REQUIRES_PRIVATE :=
 CMAKE_TLS_LIBS :=
 CMAKE_TLS_FIND :=
 endif
@@ -129,7 +127,7 @@ $(LIBSO): $(LIBSO_REAL)
 	$(Q)ln -sf libpoolsrv.so.$(VERSION) $@
 
 PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-	-e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES_PRIVATE@|$(PC_REQUIRES_PRIVATE)|'
+	-e 's|@VERSION@|$(VERSION)|' -e 's|@TLS_LIBS@|$(TLS_LIBS)|'
 $(O)lib/poolsrv.pc: lib/poolsrv.pc.in VERSION $(B)/tls-$(TLS)
 	@mkdir -p $(@D)
 	$(Q)$(PC_SED) $< > $@
