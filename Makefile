@@ -37,6 +37,23 @@ ALL_LDFLAGS  = $(SAN) -pthread $(LDFLAGS)
 
 RUN_ADDR ?= 127.0.0.1:7000
 
+# TLS ("tls:" listeners) needs OpenSSL 3 (Debian: libssl-dev).  Found by
+# pkg-config; TLS=no builds without it (a "tls:" listener is then refused
+# with "built without TLS support").  TLS_LIBS goes on every link line that
+# takes libpoolsrv.a.
+TLS ?= $(shell $(PKG_CONFIG) --exists 'openssl >= 3.0' 2>/dev/null && echo yes || echo no)
+ifeq ($(TLS),yes)
+TLS_CPPFLAGS := -DPS_HAVE_TLS $(shell $(PKG_CONFIG) --cflags openssl)
+TLS_LIBS     := $(shell $(PKG_CONFIG) --libs openssl)
+CMAKE_TLS_LIBS := ;OpenSSL::SSL;OpenSSL::Crypto
+CMAKE_TLS_FIND := find_package(OpenSSL 3 QUIET)
+else
+TLS_CPPFLAGS :=
+TLS_LIBS     :=
+CMAKE_TLS_LIBS :=
+CMAKE_TLS_FIND :=
+endif
+
 # B: object directory; O: prefix of the output directories.  Sanitizer
 # builds set both to build/<name>/ so they never mix with the normal build.
 B ?= build
@@ -79,12 +96,17 @@ all: $(LIBA) $(LIBSO) $(PROGRAMS) $(O)lib/poolsrv.pc $(CMAKE_FILES)
 $(B)/lib/src/%.o: lib/src/%.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(ALL_CPPFLAGS) -DPS_VERSION_STRING='"$(VERSION)"' \
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(TLS_CPPFLAGS) -DPS_VERSION_STRING='"$(VERSION)"' \
 		-DPS_BUILD_VERSION_HEX=$(VERSION_HEX) $(ALL_CFLAGS) \
 		-fPIC -fvisibility=hidden -c $< -o $@
 
 # ps_version() and the header check come from VERSION.
 $(B)/lib/src/version.o: VERSION
+# Rebuilt when TLS=yes/no changes.
+$(B)/lib/src/tls.o: $(B)/tls-$(TLS)
+$(B)/tls-$(TLS):
+	@mkdir -p $(@D)
+	$(Q)rm -f $(B)/tls-yes $(B)/tls-no && touch $@
 
 $(LIBA): $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -98,23 +120,25 @@ $(LIBSO_REAL): $(LIB_OBJ) $(LIBMAP)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -shared -Wl,-soname,libpoolsrv.so.$(MAJOR) -Wl,--version-script=$(LIBMAP) \
-		$(ALL_LDFLAGS) -o $@ $(LIB_OBJ)
+		$(ALL_LDFLAGS) -o $@ $(LIB_OBJ) $(TLS_LIBS)
 
 $(LIBSO): $(LIBSO_REAL)
 	$(Q)ln -sf libpoolsrv.so.$(VERSION) $(O)lib/libpoolsrv.so.$(MAJOR)
 	$(Q)ln -sf libpoolsrv.so.$(VERSION) $@
 
-$(O)lib/poolsrv.pc: lib/poolsrv.pc.in VERSION
+PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	-e 's|@VERSION@|$(VERSION)|' -e 's|@TLS_LIBS@|$(TLS_LIBS)|'
+$(O)lib/poolsrv.pc: lib/poolsrv.pc.in VERSION $(B)/tls-$(TLS)
 	@mkdir -p $(@D)
-	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-		-e 's|@VERSION@|$(VERSION)|' $< > $@
+	$(Q)$(PC_SED) $< > $@
 
 # CMake package files: paths relative to CMAKEDIR, so that a staged
 # (DESTDIR) or moved tree still works.
 SIZEOF_VOID_P = $(shell printf '__SIZEOF_POINTER__\n' | $(CC) -E -P - 2>/dev/null | tr -d ' ')
-$(O)lib/cmake/%.cmake: lib/%.cmake.in VERSION
+$(O)lib/cmake/%.cmake: lib/%.cmake.in VERSION $(B)/tls-$(TLS)
 	@mkdir -p $(@D)
 	$(Q)sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' \
+		-e 's|@TLS_LIBS@|$(CMAKE_TLS_LIBS)|g' -e 's|@TLS_FIND@|$(CMAKE_TLS_FIND)|g' \
 		-e "s|@REL_INCDIR@|$$(realpath -m --relative-to=$(CMAKEDIR) $(INCDIR))|" \
 		-e "s|@REL_LIBDIR@|$$(realpath -m --relative-to=$(CMAKEDIR) $(LIBDIR))|" \
 		-e 's|@SIZEOF_VOID_P@|$(SIZEOF_VOID_P)|g' $< > $@
@@ -126,10 +150,10 @@ $(B)/%.o: %.c
 	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
 $(ECHO): $(B)/server/echo.o $(B)/server/echo_handlers.o $(B)/server/admin.o $(B)/server/sdnotify.o \
-		$(B)/server/upgrade.o $(LIBA)
+		$(B)/server/upgrade.o $(B)/server/tls_flags.o $(LIBA)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(TLS_LIBS)
 
 run: $(ECHO)
 	./$(ECHO) --listen $(RUN_ADDR)
@@ -151,15 +175,19 @@ deps:
 	    echo "       run: sudo apt-get install check pkg-config" >&2; exit 1; \
 	  fi; \
 	fi
+	@if [ "$(TLS)" != yes ]; then \
+	  echo "note: OpenSSL 3 not found: building without TLS (\"tls:\" listeners refused," \
+	       "TLS tests skipped); for TLS run: sudo apt-get install libssl-dev"; \
+	fi
 
 $(B)/tests/%.o: tests/%.c | deps
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(ALL_CPPFLAGS) -Ilib/src $(CHECK_CFLAGS) $(ALL_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(TLS_CPPFLAGS) -Ilib/src $(CHECK_CFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
 $(TESTBIN): $(TEST_OBJ) $(B)/server/echo_handlers.o $(LIBA)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(TLS_LIBS)
 
 unit: $(TESTBIN)
 	$(TESTBIN)
@@ -191,6 +219,14 @@ test-echo-cli: $(ECHO) $(THREAD_SHIM) $(NOTIFY_RECV)
 	ECHO=$(ECHO) THREAD_SHIM=$(THREAD_SHIM) NOTIFY_RECV=$(NOTIFY_RECV) tests/echo_cli.sh
 
 test-extra:: test-echo-cli
+
+# tls: listeners of poolsrv-echo and poolsrv-http against openssl s_client
+# and curl (skips without TLS support, openssl or curl).
+.PHONY: test-tls
+test-tls: $(ECHO) $(O)server/examples/poolsrv-http
+	ECHO=$(ECHO) HTTP=$(O)server/examples/poolsrv-http tests/tls/run.sh
+
+test-extra:: test-tls
 
 # poolsrv-echo behind HAProxy (send-proxy-v2): verified load, real client
 # addresses, drain of one backend.  Needs the haproxy package.
@@ -236,8 +272,7 @@ install: all
 	install -m 755 $(LIBSO_REAL) $(DESTDIR)$(LIBDIR)/libpoolsrv.so.$(VERSION)
 	ln -sf libpoolsrv.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpoolsrv.so.$(MAJOR)
 	ln -sf libpoolsrv.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpoolsrv.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-		-e 's|@VERSION@|$(VERSION)|' lib/poolsrv.pc.in > $(DESTDIR)$(PCDIR)/poolsrv.pc
+	$(PC_SED) lib/poolsrv.pc.in > $(DESTDIR)$(PCDIR)/poolsrv.pc
 	chmod 644 $(DESTDIR)$(PCDIR)/poolsrv.pc
 	install -m 644 $(CMAKE_FILES) $(DESTDIR)$(CMAKEDIR)/
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/

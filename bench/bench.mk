@@ -41,7 +41,7 @@ $(B)/bench/tools/heartbeat.o: ALL_CPPFLAGS += $(if $(HAVE_UV),-DHAVE_UV $(UV_CFL
 $(HEARTBEAT): $(B)/bench/tools/heartbeat.o $(LIBA)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread $(if $(HAVE_UV),$(UV_LIBS))
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread $(if $(HAVE_UV),$(UV_LIBS)) $(TLS_LIBS)
 
 $(WAKEUP): $(B)/bench/tools/wakeup_cost.o
 	@mkdir -p $(@D)

@@ -26,6 +26,7 @@
 #include "poolsrv.h"
 #include "sdnotify.h"
 #include "upgrade.h"
+#include "tls_flags.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -52,6 +53,7 @@ struct opts {
     const char *admin;
     const char *pid_file;
     int systemd_fds; /* sockets taken from LISTEN_FDS */
+    tlsf tls; /* --tls-* */
 };
 
 /* Set once in main before any thread starts, read-only afterwards. */
@@ -87,7 +89,8 @@ static void usage(FILE *f)
             "  -l, --listen ADDR        listen address (repeatable): 127.0.0.1:7000, [::1]:7000,\n"
             "                           0.0.0.0:0 (port 0 = ephemeral), unix:/path/to.sock,\n"
             "                           udp:ADDR, fd:N (inherited); a proxy: prefix expects a\n"
-            "                           PROXY v1/v2 header per connection; default " DEFAULT_LISTEN "\n"
+            "                           PROXY v1/v2 header per connection, tls: serves TLS\n"
+            "                           (--tls-cert); default " DEFAULT_LISTEN "\n"
             "  -m, --mode MODE          event (default) or blocking handler style\n"
             "  -w, --workers N          worker threads, 1..1024 (default: event, one per CPU\n"
             "                           it may run on; blocking, 32)\n"
@@ -123,16 +126,19 @@ static void usage(FILE *f)
             "      --log-level LEVEL    error, warn (default), info or debug\n"
             "  -v, --verbose            same as --log-level debug\n"
             "  -h, --help               this text\n"
-            "  -V, --version            print the version\n"
+            "  -V, --version            print the version\n");
+    tlsf_help(f, 27);
+    fprintf(f,
             "\n"
             "Prints 'listening on ADDR' per listener once ready (stdout; not a log line).\n"
             "SIGINT or SIGTERM stops gracefully and logs a summary; SIGUSR1 logs the\n"
-            "counters (both at level info).  SIGUSR2 upgrades: the program is started again\n"
-            "with the same arguments on the same listening sockets, and once it serves (it\n"
-            "writes the pid file) this one stops accepting, drains and exits 0; if it fails,\n"
-            "this one logs why and keeps serving.  Under systemd, log lines carry <N> priorities\n"
-            "(JOURNAL_STREAM) and readiness goes to NOTIFY_SOCKET.  Exit status: 0 after\n"
-            "a clean stop, 1 if the server could not start, 2 for bad usage.\n");
+            "counters (both at level info); SIGHUP re-reads the TLS certificate files.\n"
+            "SIGUSR2 upgrades: the program is started again with the same arguments on the\n"
+            "same listening sockets, and once it serves (it writes the pid file) this one\n"
+            "stops accepting, drains and exits 0; if it fails, this one logs why and keeps\n"
+            "serving.  Under systemd, log lines carry <N> priorities (JOURNAL_STREAM) and\n"
+            "readiness goes to NOTIFY_SOCKET.  Exit status: 0 after a clean stop, 1 if the\n"
+            "server could not start, 2 for bad usage.\n");
 }
 
 static _Noreturn void die_usage(const char *fmt, const char *a, const char *b)
@@ -226,6 +232,7 @@ static const struct option long_opts[] = {
     {"verbose", no_argument, 0, 'v'},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
+    TLSF_OPTIONS,
     {0, 0, 0, 0},
 };
 
@@ -320,6 +327,9 @@ static void parse_one(int c, const char *v, ps_config *cfg, struct opts *o)
         o->pid_file = v;
         break;
     case 'v': cfg->log_level = PS_LOG_DEBUG; break;
+    default:
+        if (tlsf_option(&o->tls, c, v) < 0)
+            die_usage("invalid --tls-min-version '%s': expected 1.2 or 1.3%s", v, "");
     }
 }
 
@@ -375,6 +385,7 @@ static void validate(const ps_config *cfg, const ps_handler *h)
 
 struct sigctx {
     ps_server *srv;
+    ps_tls *tls;      /* SIGHUP reloads it; NULL without TLS */
     int interval;     /* seconds, 0 = off */
     long watchdog_ms; /* WATCHDOG=1 this often (sdn_watchdog_ms), 0 = off */
     sigset_t set;
@@ -394,6 +405,12 @@ static void say(ps_log_level level, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     log_stderr(level, msg, NULL);
+}
+
+static void say_cb(ps_log_level level, const char *msg, void *user)
+{
+    (void)user;
+    say(level, "%s", msg);
 }
 
 /* A failure to start: "poolsrv-echo: why", always shown (level error). */
@@ -478,6 +495,8 @@ static void *signal_thread(void *arg)
                 ps_server_stop(sc->srv);
         } else if (sig == SIGUSR1) {
             log_stats(sc->srv, "SIGUSR1");
+        } else if (sig == SIGHUP && sc->tls) {
+            tlsf_reload(sc->tls, say_cb, NULL);
         }
     }
     return NULL;
@@ -554,6 +573,7 @@ int main(int argc, char **argv)
     ps_config_init(&cfg);
     cfg.log = log_stderr;
     cfg.log_level = PS_LOG_WARN;
+    tlsf_init(&o.tls);
     parse_args(argc, argv, &cfg, &o);
     g_level = cfg.log_level;
     echo_handler_init(&h, o.event_style);
@@ -565,9 +585,21 @@ int main(int argc, char **argv)
     sigaddset(&sc.set, SIGINT);
     sigaddset(&sc.set, SIGTERM);
     sigaddset(&sc.set, SIGUSR1);
+    sigaddset(&sc.set, SIGHUP);
     sigaddset(&sc.set, SIGUSR2); /* internal: wakes signal_thread to exit */
     pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
 
+    {
+        char msg[400];
+        bool usage;
+        if (tlsf_apply(&o.tls, &cfg, msg, sizeof msg, &usage) < 0) {
+            if (usage)
+                die_usage("%s%s", msg, "");
+            start_failed("", msg);
+            return 1;
+        }
+    }
+    sc.tls = cfg.tls;
     validate(&cfg, &h);
     if (upg_init(argv, o.pid_file, o.systemd_fds, upg_log) < 0 ||
         start_servers(&cfg, &h, &o, &sc.srv, &admin) != 0)
@@ -607,5 +639,6 @@ int main(int argc, char **argv)
         (unsigned long long)st.bytes_out);
     upg_exit();
     ps_server_free(sc.srv);
+    ps_tls_free(cfg.tls);
     return rc;
 }

@@ -35,6 +35,7 @@ Suite *callbacks_suite(void);
 Suite *connect_suite(void);
 Suite *dgram_suite(void);
 Suite *handoff_suite(void);
+Suite *tls_suite(void);
 
 /* ------------------------------------------------------------- time */
 

@@ -49,6 +49,7 @@ typedef struct ps_server ps_server;
 typedef struct ps_conn ps_conn;
 typedef struct ps_dgram ps_dgram;
 typedef struct ps_timer ps_timer;
+typedef struct ps_tls ps_tls;
 
 /* A function run on a connection's behalf by ps_conn_post.  status 0: it
  * runs as one of the connection's callbacks (same rules: never concurrently
@@ -235,7 +236,12 @@ typedef struct ps_config {
      * protocol v1 or v2 header (HAProxy send-proxy / send-proxy-v2) first
      * on every connection: handlers see the client address it names (from
      * ps_conn_peer) and only the bytes after it; a malformed header closes
-     * the connection before any callback (stats.proxy_errors). */
+     * the connection before any callback (stats.proxy_errors).  A "tls:"
+     * prefix ("tls:127.0.0.1:7443", "tls:unix:/run/s", "tls:fd:3";
+     * "proxy:tls:ADDR" reads the PROXY header first, then the handshake)
+     * serves TLS with the certificates of ps_config.tls: the handshake runs
+     * on a worker before on_open / serve, cut by header_timeout_ms, and
+     * handlers see plaintext (see "TLS" below).  Not on "udp:". */
     const char *listen[PS_MAX_LISTEN];
     int nlisten;                       /* how many of listen[] are used (>= 1) */
     int backlog;            /* listen(2) backlog, 1..1048576 (the kernel caps it at
@@ -280,7 +286,8 @@ typedef struct ps_config {
                                   returns -ETIMEDOUT; default 60000 */
     int max_lifetime_ms;       /* close connections older than this; default 0 */
     int header_timeout_ms;     /* "proxy:" listeners: the PROXY header must be
-                                  complete this long after accept; default 5000 */
+                                  complete this long after accept; "tls:"
+                                  listeners: the handshake too; default 5000 */
     int linger_ms;             /* event style, ps_conn_close: after the output is
                                   flushed, half-close and read and discard the
                                   peer's input for up to this long (at most
@@ -353,6 +360,11 @@ typedef struct ps_config {
     ps_log_fn log;          /* optional */
     void *log_user;
     ps_log_level log_level; /* messages above this level are not formatted; default INFO */
+    /* Certificates and settings for "tls:" listeners (ps_tls_new, below);
+     * required when one is configured, ignored otherwise.  ps_server_new
+     * takes its own reference: the caller may ps_tls_free its own at any
+     * time after.  Default NULL. */
+    ps_tls *tls;
 } ps_config;
 
 /* Fill *cfg with the defaults above and no listen address.  Any thread.
@@ -549,6 +561,12 @@ typedef struct ps_stats {
                                   accepted counts only inbound ones */
     uint64_t connect_errors;   /* ... of which never opened (refused, unreachable,
                                   connect timeout) */
+    uint64_t tls_handshakes;   /* TLS handshakes completed ("tls:" listeners) */
+    uint64_t tls_resumed;      /* ... of which resumed a session (ticket or cache) */
+    uint64_t tls_errors;       /* connections closed for a failed handshake (not a
+                                  TLS client, refused version, bad client
+                                  certificate, ...; a handshake timeout counts
+                                  in timeouts instead) */
 } ps_stats;
 
 PS_EXTERN void ps_server_stats_sized(const ps_server *s, ps_stats *out, size_t out_size);
@@ -785,6 +803,116 @@ PS_EXTERN int ps_server_connect_sized(ps_server *s, const char *addr, const ps_h
                                       ps_err *err);
 #define ps_server_connect(s, addr, h, user, data, ref, err)                                \
     ps_server_connect_sized((s), (addr), (h), sizeof(ps_handler), (user), (data), (ref), (err))
+
+/* -------------------------------------------------------------------- TLS
+ *
+ * "tls:" listeners (see ps_config.listen) serve TLS 1.2 and 1.3 with
+ * OpenSSL 3.  Handlers do not change: ps_conn_read / ps_conn_write_all and
+ * on_data / ps_conn_send see plaintext, ps_conn_pending and the watermarks
+ * count plaintext not yet written, and the handshake is over before
+ * on_open or serve runs.  An idle TLS connection holds no record buffers.
+ * ps_conn_fd is still the TCP socket: writing to it directly breaks the
+ * TLS stream.  A library built without OpenSSL says so: ps_tls_available
+ * is false, ps_tls_new fails with -ENOTSUP.
+ */
+
+/* ps_tls_config.min_version: the TLS protocol versions (their wire values). */
+#define PS_TLS_1_2 0x0303
+#define PS_TLS_1_3 0x0304
+
+/* ps_tls_config.verify_client. */
+#define PS_TLS_VERIFY_DEFAULT 0  /* REQUIRE when ca_file is set, else no client certificate */
+#define PS_TLS_VERIFY_OPTIONAL 1 /* ask; a certificate that is sent must verify */
+#define PS_TLS_VERIFY_REQUIRE 2  /* no verified certificate, no handshake */
+
+/* Settings of a ps_tls (strings are copied by ps_tls_new).  Grows only at
+ * the end; zero in a new field keeps the old behaviour (docs/abi.md). */
+typedef struct ps_tls_config {
+    const char *cert_file;    /* PEM: the certificate, then its chain; required */
+    const char *key_file;     /* PEM private key of cert_file; required */
+    const char *ca_file;      /* PEM CA certificates that client certificates must
+                                 chain to; NULL: none asked for */
+    int verify_client;        /* PS_TLS_VERIFY_*; default PS_TLS_VERIFY_DEFAULT */
+    const char *alpn;         /* protocols offered for ALPN, in the server's order of
+                                 preference, comma-separated ("h2,http/1.1");
+                                 a client that offers ALPN and none of these
+                                 fails the handshake (no_application_protocol);
+                                 NULL: no ALPN */
+    int min_version;          /* PS_TLS_1_2 (default) or PS_TLS_1_3 */
+    const char *ciphers;      /* TLS 1.2 cipher list (OpenSSL syntax); NULL: ECDHE
+                                 with AES-GCM or ChaCha20-Poly1305 only */
+    const char *ciphersuites; /* TLS 1.3 suites; NULL: OpenSSL's default */
+    int session_cache;        /* sessions kept for resumption by session id
+                                 (TLS 1.2), 0..1000000, 0 = none; default 4096 */
+    int session_timeout_s;    /* how long a session may be resumed, 1..86400;
+                                 session-ticket keys rotate this often and
+                                 tickets under the previous key are still
+                                 accepted (and renewed); default 300 */
+    bool ktls;                /* use kernel TLS after the handshake where the
+                                 kernel offers it ("tls" in
+                                 /proc/sys/net/ipv4/tcp_available_ulp, read at
+                                 ps_tls_new); where not, TLS stays in user
+                                 space (ps_tls_ktls says which); default false */
+} ps_tls_config;
+
+/* Whether this library was built with TLS support.  Any thread. */
+PS_EXTERN bool ps_tls_available(void);
+
+/* Fill *cfg with the defaults above.  Any thread.  A macro, as
+ * ps_config_init (docs/abi.md). */
+PS_EXTERN void ps_tls_config_init_sized(ps_tls_config *cfg, size_t cfg_size);
+#define ps_tls_config_init(cfg) ps_tls_config_init_sized((cfg), sizeof(ps_tls_config))
+
+/* Load the certificate, key and CA files and make a TLS context for
+ * ps_config.tls.  Returns it, or NULL with *err (if not NULL) filled:
+ * -EINVAL (a bad setting, an unreadable or malformed file, a key that does
+ * not match its certificate: err->msg names the file and OpenSSL's
+ * reason), -ENOMEM, -ENOTSUP (built without TLS).  Any thread.  A macro,
+ * as ps_server_new. */
+PS_EXTERN ps_tls *ps_tls_new_sized(const ps_tls_config *cfg, size_t cfg_size, ps_err *err);
+#define ps_tls_new(cfg, err) ps_tls_new_sized((cfg), sizeof(ps_tls_config), (err))
+
+/* SNI: add a certificate (and its key), served to clients that ask for one
+ * of the DNS names in its subjectAltName (or, without any, its subject's
+ * common name); "*.example.com" matches one label.  Clients that ask for
+ * another name, or none, get ps_tls_config.cert_file.  Returns 0, or
+ * -EINVAL / -ENOMEM with err->msg (t is unchanged then).  Any thread, also
+ * while servers use t: new handshakes see it. */
+PS_EXTERN int ps_tls_add_cert(ps_tls *t, const char *cert_file, const char *key_file,
+                              ps_err *err);
+
+/* Read every certificate, key and CA file again (after they were renewed
+ * on disk).  New handshakes use the new ones; established connections and
+ * handshakes in progress keep theirs.  Session tickets stay valid.
+ * Returns 0, or -EINVAL / -ENOMEM with err->msg, and then t keeps serving
+ * what it had.  Any thread (not from a signal handler). */
+PS_EXTERN int ps_tls_reload(ps_tls *t, ps_err *err);
+
+/* Whether kernel TLS is in use (ps_tls_config.ktls, and the kernel offers
+ * it).  Any thread. */
+PS_EXTERN bool ps_tls_ktls(const ps_tls *t);
+
+/* Drop the caller's reference: t is freed when no server uses it any more
+ * (each ps_server_new holds one until ps_server_free).  NULL is a no-op.
+ * Any thread; t must not be used by the caller afterwards. */
+PS_EXTERN void ps_tls_free(ps_tls *t);
+
+/* About the TLS session of a connection, from its callbacks (or serve),
+ * after the handshake (so from on_open / serve on).  Each returns NULL for
+ * a connection that is not TLS.  Strings stay valid until the connection
+ * closes.
+ * ps_conn_tls_version: "TLSv1.2" or "TLSv1.3".
+ * ps_conn_tls_cipher: the cipher suite's OpenSSL name.
+ * ps_conn_tls_alpn: the protocol ALPN chose, or NULL when none was.
+ * ps_conn_tls_sni: the server name the client asked for (SNI), or NULL.
+ * ps_conn_tls_peer_subject: the subject of the client's certificate, as
+ *   RFC 2253 text ("CN=alice,O=Example"), when one was sent and verified
+ *   against ps_tls_config.ca_file; NULL otherwise. */
+PS_EXTERN const char *ps_conn_tls_version(const ps_conn *c);
+PS_EXTERN const char *ps_conn_tls_cipher(const ps_conn *c);
+PS_EXTERN const char *ps_conn_tls_alpn(ps_conn *c);
+PS_EXTERN const char *ps_conn_tls_sni(const ps_conn *c);
+PS_EXTERN const char *ps_conn_tls_peer_subject(ps_conn *c);
 
 /* ---------------------------------------------------------- server timers
  *

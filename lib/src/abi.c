@@ -2,7 +2,7 @@
 /*
  * abi.c - the size-stamped entry points behind the macros ps_config_init,
  * ps_config_validate, ps_server_new, ps_server_stats and ps_stats_format
- * (docs/abi.md).
+ * and ps_tls_config_init, ps_tls_new (docs/abi.md).
  *
  * The caller passes sizeof(ps_config), sizeof(ps_handler), sizeof(ps_stats)
  * as its compiler saw them.  The structs only ever grow at the end, so the
@@ -138,6 +138,35 @@ void ps_server_stats_sized(const ps_server *s, ps_stats *out, size_t out_size)
 
     ps__server_stats(s, &full);
     copy_out(out, out_size, &full, sizeof full);
+}
+
+void ps_tls_config_init_sized(ps_tls_config *cfg, size_t cfg_size)
+{
+    ps_tls_config full;
+
+    ps__tls_config_init(&full);
+    copy_out(cfg, cfg_size, &full, sizeof full);
+}
+
+ps_tls *ps_tls_new_sized(const ps_tls_config *cfg, size_t cfg_size, ps_err *err)
+{
+    ps_tls_config full;
+    size_t off;
+
+    if (!cfg || cfg_size == 0) {
+        ps__set_err(err, -EINVAL, "tls: config missing (use the ps_tls_new macro)");
+        return NULL;
+    }
+    if ((off = unknown_tail(cfg, cfg_size, sizeof full)) != 0) {
+        ps__set_err(err, -EINVAL,
+                    "tls: config byte %zu is set but libpoolsrv %s knows only %zu bytes of "
+                    "ps_tls_config (built against a newer poolsrv.h?)",
+                    off, ps_version(), sizeof full);
+        return NULL;
+    }
+    ps__tls_config_init(&full);
+    memcpy(&full, cfg, min_size(cfg_size, sizeof full));
+    return ps__tls_new(&full, err);
 }
 
 int ps_stats_format_sized(const ps_stats *st, size_t st_size, ps_stats_format_kind kind,

@@ -54,10 +54,12 @@ void ps__listeners_enable(ps_server *s, bool on)
     }
 }
 
-/* Refuse an accepted connection that is not (or no longer) registered. */
+/* Refuse an accepted connection that is not (or no longer) registered.
+ * A TLS client gets no busy message: there is no session to carry it. */
 static void refuse(ps_server *s, ps_conn *c)
 {
-    if (s->h.busy_len > 0) /* best effort: a fresh socket's buffer takes it */
+    if (s->h.busy_len > 0 && !(c->flags & PS_CF_TLS)) /* best effort: a fresh socket's
+                                                         buffer takes it */
         send(c->fd, s->h.busy_msg, s->h.busy_len, MSG_NOSIGNAL | MSG_DONTWAIT);
     close(c->fd);
     ps__conn_recycle(c);
@@ -82,8 +84,8 @@ static ps_conn *admission(ps_server *s, ps_listener *l, int fd,
         ps__log(s, PS_LOG_WARN, "accept: out of memory, connection dropped");
         return NULL;
     }
-    if (l->proxy) {
-        c->flags |= PS_CF_PROXY;
+    if (l->proxy || l->tls) {
+        c->flags |= (l->proxy ? PS_CF_PROXY : 0) | (l->tls ? PS_CF_TLS : 0);
         atomic_store_explicit(&c->header_pending, true, memory_order_relaxed);
     }
     if (ps__registry_add(s, c) < 0) { /* max_connections, max_per_client */

@@ -60,7 +60,8 @@ static int wait_readable(ps_conn *c)
     if (budget == 0)
         return timed_out(c);
     t0 = ps__now_ms();
-    rc = poll_fd(c->fd, POLLIN, min_timeout(c->timeout_ms, budget));
+    rc = poll_fd(c->fd, ps__io_read_events(c) == EPOLLIN ? POLLIN : POLLOUT,
+                 min_timeout(c->timeout_ms, budget));
     c->read_waited_ms += ps__now_ms() - t0;
     return rc == 0 ? timed_out(c) : rc < 0 ? rc : 0;
 }
@@ -69,7 +70,8 @@ static int wait_readable(ps_conn *c)
 static int wait_writable(ps_conn *c)
 {
     int t = c->srv->cfg.write_timeout_ms > 0 ? c->srv->cfg.write_timeout_ms : -1;
-    int rc = poll_fd(c->fd, POLLOUT, min_timeout(c->timeout_ms, t));
+    int rc = poll_fd(c->fd, ps__io_write_events(c) == EPOLLOUT ? POLLOUT : POLLIN,
+                     min_timeout(c->timeout_ms, t));
 
     return rc == 0 ? timed_out(c) : rc < 0 ? rc : 0;
 }
@@ -96,7 +98,7 @@ ssize_t ps_conn_read(ps_conn *c, void *buf, size_t len)
         return (ssize_t)n;
     }
     for (;;) {
-        ssize_t n = recv(c->fd, buf, len, 0);
+        ssize_t n = ps__io_recv(c, buf, len);
         int rc;
         if (n >= 0) {
             ps__conn_got(c, (uint64_t)n);
@@ -133,7 +135,7 @@ int ps_conn_write_all(ps_conn *c, const void *buf, size_t len)
     const char *p = buf;
 
     while (len > 0) {
-        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+        ssize_t n = ps__io_send(c, p, len, MSG_NOSIGNAL);
         int rc;
         if (n > 0) {
             ps__count(&c->w->st.bytes_out, (uint64_t)n);
@@ -162,6 +164,7 @@ int ps_conn_shutdown_write(ps_conn *c)
 {
     if (c->srv->event_style)
         return ps__event_shutdown_write(c);
+    ps__tls_close_notify(c);
     return shutdown(c->fd, SHUT_WR) < 0 ? -errno : 0;
 }
 
@@ -185,6 +188,8 @@ void ps_conn_abort(ps_conn *c)
 void ps_conn_close(ps_conn *c)
 {
     c->flags |= PS_CF_CLOSING;
-    if (!c->srv->event_style)
+    if (!c->srv->event_style) {
+        ps__tls_close_notify(c);
         shutdown(c->fd, SHUT_RDWR);
+    }
 }

@@ -83,6 +83,7 @@ void ps__conn_recycle(ps_conn *c)
 {
     ps_server *s = c->srv;
 
+    ps__tls_conn_free(c);
     ps__buf_free(&c->in);
     ps__buf_free(&c->out);
     free(c->peer_str);
@@ -126,6 +127,7 @@ void ps__conn_destroy(struct ps_worker *w, ps_conn *c)
      * child keep the socket open, its registration may fire once more (it
      * is one-shot and nobody re-arms it): a late event, which the record's
      * state turns away, as above.  One system call fewer per connection. */
+    ps__tls_conn_free(c); /* close_notify, when the close is a graceful one */
     close(c->fd);
     ps__conn_recycle(c);
 }

@@ -46,7 +46,7 @@ static void flush_out(ps_conn *c)
     ps_buf *b = &c->out;
 
     while (b->len > 0) {
-        ssize_t n = send(c->fd, b->data + b->off, b->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = ps__io_send(c, b->data + b->off, b->len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -127,7 +127,7 @@ int ps_conn_send(ps_conn *c, const void *data, size_t len)
     if (c->flags & (PS_CF_CLOSING | PS_CF_FATAL | PS_CF_OUTLIMIT | PS_CF_WR_SHUT | PS_CF_ABORT))
         return -EPIPE;
     while (c->out.len == 0 && len > 0) { /* nothing queued: write directly */
-        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = ps__io_send(c, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -208,13 +208,16 @@ static bool read_input(struct ps_worker *w, ps_conn *c)
 
     while (budget > 0 && reading_allowed(c)) {
         size_t room = w->scratch_cap < budget ? w->scratch_cap : budget;
-        ssize_t n = recv(c->fd, w->scratch, room, 0);
+        ssize_t n = ps__io_recv(c, w->scratch, room);
         if (n > 0) {
             ps__conn_got(c, (uint64_t)n);
             budget -= (size_t)n;
             deliver(c, w->scratch, (size_t)n);
-            if ((size_t)n < room)
-                return false; /* drained: a further recv would say EAGAIN */
+            /* drained: a further recv would say EAGAIN - unless TLS holds
+             * bytes that epoll cannot see (a record bigger than room, or
+             * read ahead) */
+            if ((size_t)n < room && !ps__io_pending(c))
+                return false;
             continue;
         }
         if (n == 0) {
@@ -240,6 +243,7 @@ static bool linger(struct ps_worker *w, ps_conn *c)
         return true;
     if (!(c->flags & PS_CF_LINGER)) {
         c->flags |= PS_CF_LINGER;
+        ps__tls_close_notify(c);
         if (shutdown(c->fd, SHUT_WR) < 0)
             return true;
         atomic_store_explicit(&c->linger_since, ps__coarse_ms(), memory_order_relaxed);
@@ -346,6 +350,7 @@ static void write_done(ps_conn *c)
     if ((c->flags & (PS_CF_WR_SHUT | PS_CF_WR_DONE)) != PS_CF_WR_SHUT || c->out.len > 0)
         return;
     c->flags |= PS_CF_WR_DONE;
+    ps__tls_close_notify(c); /* TLS 1.3 reads on after it (half-close) */
     /* The peer's EOF already came (everything it sent was read): the
      * connection ends in this turn, and its close sends the FIN. */
     if (c->flags & PS_CF_PEER_EOF)
@@ -395,8 +400,8 @@ static bool turn(struct ps_worker *w, ps_conn *c, bool *more)
     }
     /* Read only when the socket said so: a turn that only a post or a
      * timer started saves the recv that would say EAGAIN. */
-    *more = (c->ready & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) && reading_allowed(c) &&
-            read_input(w, c);
+    *more = (c->ready & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP | ps__io_read_events(c))) &&
+            reading_allowed(c) && read_input(w, c);
     peer_done(c);
     write_done(c);
     if (ends_now(w, c)) {
@@ -415,9 +420,9 @@ static uint32_t rest_events(const ps_conn *c)
     if (c->flags & PS_CF_LINGER)
         return EPOLLIN;
     if (wants_read(c))
-        events |= EPOLLIN;
+        events |= ps__io_read_events(c); /* EPOLLIN, or what TLS waits for */
     if (c->out.len > 0)
-        events |= EPOLLOUT;
+        events |= ps__io_write_events(c);
     return events;
 }
 

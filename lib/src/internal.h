@@ -23,6 +23,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #define PS_ALIGN_CACHE _Alignas(64)
@@ -58,6 +60,7 @@ enum {
     PS_CF_WR_DONE = 1u << 15,     /* event: ... and it was sent */
     PS_CF_CONNECTING = 1u << 16,  /* outbound: connect(2) not finished */
     PS_CF_ABORT = 1u << 17,       /* ps_conn_abort: end now, unflushed, with a reset */
+    PS_CF_TLS = 1u << 18,         /* TLS handshake not yet done (tls.c) */
 };
 /* States in which the connection itself does not read (the user's pause aside). */
 #define PS_CF_NO_READ                                                                   \
@@ -139,7 +142,8 @@ struct ps_conn {
     atomic_bool user_paused;               /* ps_conn_pause_read */
     atomic_bool forced;                    /* shut down at the drain deadline */
     atomic_bool timed_out;                 /* shut down by a timeout (timeouts.c) */
-    atomic_bool header_pending;            /* PROXY header still expected */
+    atomic_bool header_pending;            /* PROXY header or TLS handshake still
+                                              expected (header_timeout_ms) */
     /* Written by the owning worker, read by the timeout scan (coarse ms). */
     atomic_int_least64_t last_active;      /* last I/O */
     atomic_uint_least64_t total_in;        /* bytes received, ever */
@@ -164,6 +168,8 @@ struct ps_conn {
     void *udata;
     ps_buf in;  /* event style: unconsumed input, NULL while empty */
     ps_buf out; /* event style: unsent output, NULL while empty */
+    struct ps_tls_conn *tls; /* "tls:" listeners: the session, from the
+                                handshake's first step on (tls.c) */
     ps_conn *reg_prev, *reg_next; /* registry of live connections, under reg_lock */
     bool client_counted;          /* holds a max_per_client slot under peer's
                                      address (under reg_lock); peer never
@@ -184,6 +190,7 @@ typedef struct ps_counters {
     atomic_uint_least64_t closed, bytes_in, bytes_out, timeouts, io_errors, forced_closes;
     atomic_uint_least64_t datagrams, datagrams_dropped, datagrams_truncated, proxy_errors;
     atomic_uint_least64_t output_closes;
+    atomic_uint_least64_t tls_handshakes, tls_resumed, tls_errors;
     atomic_uint_least64_t replies_refused_self, replies_refused_port, replies_refused_rate;
 } ps_counters;
 
@@ -208,6 +215,7 @@ typedef struct ps_listener {
     bool unlink_path;  /* a Unix socket file we created */
     bool reuseport;
     bool proxy;        /* connections start with a PROXY protocol header */
+    bool tls;          /* ... then (or first) a TLS handshake */
     bool any_addr;     /* datagrams, bound to 0.0.0.0 or ::: each datagram's
                           destination comes with it (IP_PKTINFO) */
     bool inherited;    /* taken over from a predecessor (handoff.c): its Unix
@@ -221,6 +229,7 @@ typedef struct ps_listener {
 struct ps_server {
     ps_config cfg;
     char *listen_copy[PS_MAX_LISTEN];
+    ps_tls *tls; /* cfg.tls, our reference (ps_server_free drops it) */
     ps_handler h;
     void *user;
     bool event_style;
@@ -389,6 +398,53 @@ int ps__stats_format(const ps_stats *st, size_t st_size, ps_stats_format_kind ki
 /* proxy_conn.c */
 bool ps__proxy_step(struct ps_worker *w, ps_conn *c);
 
+/* tls.c: the handshake phase, and the I/O of TLS connections.  The
+ * ps__io_* wrappers below are the one place where a connection's bytes go
+ * through the socket or through its TLS session. */
+void ps__tls_config_init(ps_tls_config *cfg);
+ps_tls *ps__tls_new(const ps_tls_config *cfg, ps_err *err);
+ps_tls *ps__tls_ref(ps_tls *t);
+void ps__tls_note(ps_server *s); /* start: log what TLS will do (kTLS or not) */
+bool ps__tls_step(struct ps_worker *w, ps_conn *c); /* true: handshake done, go on */
+ssize_t ps__tls_recv(ps_conn *c, void *buf, size_t len);
+ssize_t ps__tls_send(ps_conn *c, const void *buf, size_t len);
+bool ps__tls_pending(const ps_conn *c);      /* input buffered in the session */
+uint32_t ps__tls_read_events(const ps_conn *c);  /* epoll events a read waits for */
+uint32_t ps__tls_write_events(const ps_conn *c); /* ... and a write */
+void ps__tls_close_notify(ps_conn *c);       /* best effort, never blocks */
+void ps__tls_conn_free(ps_conn *c);
+
+/* recv/send semantics: n >= 0, or -1 with errno (EAGAIN: wait for
+ * ps__io_read_events / ps__io_write_events). */
+static inline ssize_t ps__io_recv(ps_conn *c, void *buf, size_t len)
+{
+    return c->tls ? ps__tls_recv(c, buf, len) : recv(c->fd, buf, len, 0);
+}
+
+static inline ssize_t ps__io_send(ps_conn *c, const void *buf, size_t len, int flags)
+{
+    return c->tls ? ps__tls_send(c, buf, len) : send(c->fd, buf, len, flags);
+}
+
+/* Input that epoll cannot see: decrypted or read-ahead bytes in the TLS
+ * session.  Whoever waits for readiness must drain it first. */
+static inline bool ps__io_pending(const ps_conn *c)
+{
+    return c->tls && ps__tls_pending(c);
+}
+
+/* What a read (a write) that said EAGAIN waits for: EPOLLIN (EPOLLOUT),
+ * unless the TLS session must first write (read) a record of its own. */
+static inline uint32_t ps__io_read_events(const ps_conn *c)
+{
+    return c->tls ? ps__tls_read_events(c) : EPOLLIN;
+}
+
+static inline uint32_t ps__io_write_events(const ps_conn *c)
+{
+    return c->tls ? ps__tls_write_events(c) : EPOLLOUT;
+}
+
 /* event.c */
 void ps__event_turn(struct ps_worker *w, ps_conn *c);
 void ps__event_fail(struct ps_worker *w, ps_conn *c); /* finish: cancel, on_close, destroy */
@@ -417,11 +473,13 @@ int ps__thread_create(pthread_t *tid, void *(*fn)(void *), void *arg);
 void ps__pool_ring(void *srv); /* queue ready_fn: wake a worker waiting in epoll */
 
 /* listener.c */
-/* A listen string, taken apart: ["proxy:"] ("udp:" ADDR | "fd:" N | ADDR). */
+/* A listen string, taken apart:
+ * ["proxy:"] ["tls:"] ("udp:" ADDR | "fd:" N | ADDR). */
 typedef struct ps_listen_spec {
     int type;     /* SOCK_STREAM or SOCK_DGRAM; 0 for fd:N (read from the socket) */
     int fd;       /* fd:N, else -1 */
     bool proxy;   /* expect a PROXY protocol header on each connection */
+    bool tls;     /* ... and a TLS handshake (after the header) */
     socklen_t len;
     struct sockaddr_storage addr; /* unless fd:N */
 } ps_listen_spec;

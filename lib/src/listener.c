@@ -42,6 +42,10 @@ int ps__listen_spec(const char *text, ps_listen_spec *sp, ps_err *err)
         sp->proxy = true;
         t += 6;
     }
+    if (strncmp(t, "tls:", 4) == 0) {
+        sp->tls = true;
+        t += 4;
+    }
     if (strncmp(t, "fd:", 3) == 0) {
         if ((sp->fd = parse_fd(t)) < 0)
             return ps__set_err(err, -EINVAL, "listen: '%s': expected fd:N with N a descriptor",
@@ -52,6 +56,8 @@ int ps__listen_spec(const char *text, ps_listen_spec *sp, ps_err *err)
     if (strncmp(t, "udp:", 4) == 0) {
         if (sp->proxy)
             return ps__set_err(err, -EINVAL, "listen: '%s': PROXY headers are for streams", text);
+        if (sp->tls)
+            return ps__set_err(err, -EINVAL, "listen: '%s': TLS is for streams (no DTLS)", text);
         sp->type = SOCK_DGRAM;
         t += 4;
     }
@@ -219,6 +225,7 @@ static int open_pair(ps_server *s, const char *text, ps_err *err)
         ul->addr = tl->addr;
         ul->len = tl->len;
         ul->proxy = false;
+        ul->tls = false;
         rc = bind_one(ul, SOCK_DGRAM, text, &s->cfg, err);
         if (rc == 0) {
             s->nls += 2;
@@ -249,6 +256,8 @@ int ps__listener_adopt(ps_server *s, ps_listener *l, int fd, const char *text, p
                            text, type);
     if (type == SOCK_DGRAM && l->proxy)
         return ps__set_err(err, -EINVAL, "listen %s: PROXY headers are for stream sockets", text);
+    if (type == SOCK_DGRAM && l->tls)
+        return ps__set_err(err, -EINVAL, "listen %s: TLS is for stream sockets", text);
     if (type == SOCK_DGRAM ? !s->h.on_datagram : !(s->h.serve || s->h.on_data))
         return ps__set_err(err, -EINVAL, "listen %s: a %s socket, and the handler has no %s", text,
                            type == SOCK_DGRAM ? "datagram" : "stream",
@@ -288,6 +297,7 @@ static int take_over(ps_server *s, const char *text, const ps_listen_spec *sp, p
         }
         l->reuseport = s->cfg.reuseport;
         l->proxy = sp->proxy;
+        l->tls = sp->tls;
         if ((rc = ps__listener_adopt(s, l, fds[i], text, err)) < 0) {
             close(fds[i]);
             continue;
@@ -331,6 +341,7 @@ int ps__listeners_open(ps_server *s, ps_err *err)
         }
         l->reuseport = s->cfg.reuseport;
         l->proxy = sp.proxy;
+        l->tls = sp.tls;
         if (sp.fd >= 0) {
             if ((rc = ps__listener_adopt(s, l, sp.fd, text, err)) == 0)
                 s->nls++;
@@ -351,6 +362,11 @@ int ps__listeners_open(ps_server *s, ps_err *err)
         return rc;
     }
     ps__handoff_close_rest(s);
+    for (i = 0; i < s->nls; i++)
+        if (s->ls[i].tls) {
+            ps__tls_note(s);
+            break;
+        }
     return 0;
 }
 

@@ -48,8 +48,9 @@ static void blocking_turn(struct ps_worker *w, ps_conn *c)
     c->turn_in = 0;
     s->h.serve(c, s->user);
     if ((c->flags & (PS_CF_PARK | PS_CF_CLOSING)) == PS_CF_PARK) {
-        if (c->in.len > 0) /* bytes that came with a PROXY header wait here, where
-                              epoll cannot see them: serve again, after the queue */
+        if (c->in.len > 0 || ps__io_pending(c)) /* bytes that came with a PROXY header,
+                              or that TLS holds, wait where epoll cannot see
+                              them: serve again, after the queue */
             ps__queue_push_spill(s->q, &c->spill, c);
         else
             ps__conn_arm(c, EPOLLIN); /* no mailbox in this style: always armed */
@@ -72,6 +73,8 @@ static void run_item(struct ps_worker *w, void *item)
     }
     c->w = w;
     if ((c->flags & PS_CF_PROXY) && !ps__proxy_step(w, c))
+        return;
+    if ((c->flags & PS_CF_TLS) && !ps__tls_step(w, c))
         return;
     if (w->srv->event_style)
         ps__event_turn(w, c);

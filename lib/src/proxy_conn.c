@@ -46,7 +46,7 @@ static void refuse(struct ps_worker *w, ps_conn *c)
     ps__count(&w->st.limit_refused, 1); /* before the client can see it */
     ps__log(s, PS_LOG_DEBUG, "connection %llu: client %s over max_per_client, refused",
             (unsigned long long)c->id, ps_conn_peer_str(c));
-    if (s->h.busy_len > 0) /* best effort, as at accept */
+    if (s->h.busy_len > 0 && !(c->flags & PS_CF_TLS)) /* best effort, as at accept */
         send(c->fd, s->h.busy_msg, s->h.busy_len, MSG_NOSIGNAL | MSG_DONTWAIT);
     ps__conn_destroy(w, c);
 }
@@ -106,6 +106,9 @@ bool ps__proxy_step(struct ps_worker *w, ps_conn *c)
     else
         c->flags |= PS_CF_IN_UNSEEN;
     c->flags &= ~(unsigned)PS_CF_PROXY;
-    atomic_store_explicit(&c->header_pending, false, memory_order_relaxed);
+    /* "proxy:tls:": the handshake is still to come, and the bytes after
+     * the header are its start (tls.c takes them from c->in) */
+    atomic_store_explicit(&c->header_pending, (c->flags & PS_CF_TLS) != 0,
+                          memory_order_relaxed);
     return true;
 }

@@ -149,6 +149,13 @@ int ps__config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
         ps_listen_spec sp;
         if ((rc = ps__listen_spec(cfg->listen[i], &sp, err)) < 0)
             return rc;
+        if (sp.tls && !ps_tls_available())
+            return ps__set_err(err, -ENOTSUP,
+                               "listen: '%s': this libpoolsrv was built without TLS support",
+                               cfg->listen[i]);
+        if (sp.tls && !cfg->tls)
+            return ps__set_err(err, -EINVAL, "listen: '%s': needs ps_config.tls (ps_tls_new)",
+                               cfg->listen[i]);
     }
     if ((rc = check_range(err, "backlog", cfg->backlog, 1, 1 << 20)) < 0 ||
         (rc = check_range(err, "workers", cfg->workers, 0, 1024)) < 0 ||
@@ -270,6 +277,7 @@ ps_server *ps__server_new(const ps_config *cfg, const ps_handler *h, void *user,
         pthread_condattr_destroy(&ca);
     }
     s->timer_sleep_until = INT64_MAX;
+    s->tls = ps__tls_ref(cfg->tls);
     return s;
 
 out_free_strings:
@@ -422,6 +430,7 @@ void ps_server_free(ps_server *s)
     ps__registry_fini(s);
     ps__conns_fini(s);
     ps__timers_fini(s);
+    ps_tls_free(s->tls);
     pthread_mutex_destroy(&s->free_lock);
     pthread_mutex_destroy(&s->timer_lock);
     pthread_cond_destroy(&s->standby_cv);
@@ -498,6 +507,9 @@ static void add_counters(ps_stats *o, const ps_counters *c)
     o->replies_refused_rate += LOAD(c->replies_refused_rate);
     o->proxy_errors += LOAD(c->proxy_errors);
     o->output_closes += LOAD(c->output_closes);
+    o->tls_handshakes += LOAD(c->tls_handshakes);
+    o->tls_resumed += LOAD(c->tls_resumed);
+    o->tls_errors += LOAD(c->tls_errors);
 }
 
 void ps__server_stats(const ps_server *cs, ps_stats *out)

@@ -36,7 +36,10 @@
     X(proxy_errors, counter, "Connections closed for a malformed PROXY header")          \
     X(output_closes, counter, "Connections dropped at max_output")                      \
     X(connects, counter, "Outbound connections started (ps_server_connect)")            \
-    X(connect_errors, counter, "Outbound connections that failed to connect")
+    X(connect_errors, counter, "Outbound connections that failed to connect")            \
+    X(tls_handshakes, counter, "TLS handshakes completed")                               \
+    X(tls_resumed, counter, "TLS handshakes that resumed a session")                     \
+    X(tls_errors, counter, "Connections closed for a failed TLS handshake")
 
 /* One row per field: its name, whether it is a counter (else a gauge),
  * its help text and where it sits in ps_stats. */

@@ -42,7 +42,7 @@ void ps__timeouts_init(ps_server *s)
     p = min_pos(p, c->max_lifetime_ms);
     p = min_pos(p, s->event_style ? c->linger_ms : 0);
     for (int i = 0; i < s->nls; i++)
-        if (s->ls[i].proxy)
+        if (s->ls[i].proxy || s->ls[i].tls)
             p = min_pos(p, c->header_timeout_ms);
     if (p <= 0) {
         s->next_scan = 0;
@@ -75,7 +75,8 @@ static bool input_waiting(const ps_conn *c)
     return ioctl(c->fd, FIONREAD, &n) == 0 && n > 0;
 }
 
-/* Input-side: idle, first byte, PROXY header, request/min-rate. */
+/* Input-side: idle, first byte, PROXY header or TLS handshake,
+ * request/min-rate. */
 static bool input_expired(ps_server *s, ps_conn *c, int64_t now)
 {
     const ps_config *cfg = &s->cfg;

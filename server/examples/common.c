@@ -2,6 +2,7 @@
 /* common.c - shared command line, run loop and output batcher (see common.h). */
 #include "common.h"
 #include "../upgrade.h"
+#include "../tls_flags.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -19,6 +20,7 @@
 static char **g_argv;
 static const char *g_pid_file;
 static const ex_prog *g_prog;
+static tlsf g_tls;         /* --tls-*: ex_parse_args to ex_run */
 
 /* JOURNAL_STREAM ("DEV:INODE") names our stderr: systemd's journal, which
  * stamps each line itself and keeps a "<N>" syslog priority as its level. */
@@ -63,17 +65,21 @@ static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
             "      --pid-file FILE    write the process id to FILE once serving (replaced\n"
             "                         atomically; removed at exit if it is still ours)\n"
             "  -h, --help             this text\n"
-            "  -V, --version          print the version\n"
+            "  -V, --version          print the version\n",
+            p->name, p->summary, port, port, p->default_listen,
+            cfg->workers ? workers : "one per CPU", cfg->idle_timeout_ms,
+            cfg->min_rate, cfg->request_timeout_ms, cfg->max_connections);
+    tlsf_help(f, 25);
+    fprintf(f,
             "%s"
             "\n"
             "Prints 'listening on ADDR' per listener once ready.  SIGINT or SIGTERM stops\n"
-            "gracefully.  SIGUSR2 upgrades: the program is started again with the same\n"
-            "arguments on the same listening sockets, and once it serves this one stops\n"
-            "accepting, drains and exits 0 (if it fails, this one keeps serving).  Exit\n"
-            "status: 0 after a clean stop, 1 if the server could not start, 2 for bad usage.\n",
-            p->name, p->summary, port, port, p->default_listen,
-            cfg->workers ? workers : "one per CPU", cfg->idle_timeout_ms,
-            cfg->min_rate, cfg->request_timeout_ms, cfg->max_connections, p->extra_help ? p->extra_help : "");
+            "gracefully; SIGHUP re-reads the TLS certificate files.  SIGUSR2 upgrades: the\n"
+            "program is started again with the same arguments on the same listening sockets,\n"
+            "and once it serves this one stops accepting, drains and exits 0 (if it fails,\n"
+            "this one keeps serving).  Exit status: 0 after a clean stop, 1 if the server\n"
+            "could not start, 2 for bad usage.\n",
+            p->extra_help ? p->extra_help : "");
 }
 
 static _Noreturn void die_usage(const ex_prog *p, const char *msg, const char *val)
@@ -152,6 +158,7 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         {"pid-file", required_argument, 0, OPT_PID_FILE},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
+        TLSF_OPTIONS,
         {0, 0, 0, 0},
     };
     struct option *opts = all_options(p, shared, sizeof shared / sizeof shared[0]);
@@ -159,10 +166,17 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
     socklen_t len;
     ps_err err;
     char msg[320];
+    const char *a;
     int c;
 
     opterr = 0;
+    tlsf_init(&g_tls);
     while ((c = getopt_long(argc, argv, ":l:w:i:hV", opts, NULL)) != -1) {
+        int t = tlsf_option(&g_tls, c, optarg);
+        if (t < 0)
+            die_usage(p, "invalid --tls-min-version value (1.2 or 1.3): '", optarg);
+        if (t > 0)
+            continue;
         if (c >= 512 && p->extra) {
             if (p->extra(c, optarg, cfg) < 0) {
                 snprintf(msg, sizeof msg, "invalid %s value '", argv[optind - 1]);
@@ -172,9 +186,12 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         }
         switch (c) {
         case 'l':
-            /* "proxy:" (a PROXY protocol header first) goes to the library as is */
-            if (ps_addr_parse(strncmp(optarg, "proxy:", 6) == 0 ? optarg + 6 : optarg, &ss, &len,
-                              &err) < 0) {
+            /* "proxy:" (a PROXY protocol header first) and "tls:" go to the
+             * library as they are */
+            a = strncmp(optarg, "proxy:", 6) == 0 ? optarg + 6 : optarg;
+            if (strncmp(a, "tls:", 4) == 0)
+                a += 4;
+            if (ps_addr_parse(a, &ss, &len, &err) < 0) {
                 snprintf(msg, sizeof msg, "invalid --listen address: %s", err.msg);
                 die_usage(p, msg, NULL);
             }
@@ -209,6 +226,15 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         die_usage(p, "unexpected argument '", argv[optind]);
     if (cfg->nlisten == 0)
         ps_config_add_listen(cfg, p->default_listen);
+    {
+        bool usage;
+        if (tlsf_apply(&g_tls, cfg, msg, sizeof msg, &usage) < 0) {
+            if (usage)
+                die_usage(p, msg, NULL);
+            fprintf(stderr, "%s%s: %s\n", journal_stderr() ? "<3>" : "", p->name, msg);
+            exit(1);
+        }
+    }
 }
 
 static void log_stderr(ps_log_level level, const char *msg, void *user)
@@ -298,6 +324,9 @@ int ex_run(const ex_prog *p, const ps_config *cfg_in, const ps_handler *h, void 
         start_failed(p, err.msg);
         return 2;
     }
+    if (cfg.tls && tlsf_reload_on_sighup(cfg.tls, cfg.log, cfg.log_user) < 0)
+        fprintf(stderr, "%s: cannot start the SIGHUP thread: certificates will not reload\n",
+                p->name);
     if (upg_adopt(UPG_MAIN, sc.srv, &err) < 0 || ps_server_start(sc.srv, &err) < 0) {
         start_failed(p, err.msg);
         ps_server_free(sc.srv);

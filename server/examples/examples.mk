@@ -14,7 +14,8 @@ EX_KV    := $(O)$(EX_DIR)/poolsrv-kv
 EX_PROXY := $(O)$(EX_DIR)/poolsrv-proxy
 EX_SPLIT := $(B)/tests/examples/parser-split
 
-EX_COMMON_OBJ := $(B)/$(EX_DIR)/common.o $(B)/server/upgrade.o $(B)/server/sdnotify.o
+EX_COMMON_OBJ := $(B)/$(EX_DIR)/common.o $(B)/server/upgrade.o $(B)/server/sdnotify.o \
+	$(B)/server/tls_flags.o
 EX_HTTP_OBJ   := $(B)/$(EX_DIR)/http_hello/http_main.o $(B)/$(EX_DIR)/http_hello/http_parser.o
 EX_KV_OBJ     := $(B)/$(EX_DIR)/kv/kv_main.o $(B)/$(EX_DIR)/kv/resp.o $(B)/$(EX_DIR)/kv/store.o \
                  $(B)/$(EX_DIR)/kv/pubsub.o
@@ -28,17 +29,17 @@ PROGRAMS += $(EX_HTTP) $(EX_KV) $(EX_PROXY)
 $(EX_HTTP): $(EX_HTTP_OBJ) $(EX_COMMON_OBJ) $(LIBA)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(TLS_LIBS)
 
 $(EX_PROXY): $(EX_PROXY_OBJ) $(EX_COMMON_OBJ) $(LIBA)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread $(TLS_LIBS)
 
 $(EX_KV): $(EX_KV_OBJ) $(EX_COMMON_OBJ) $(LIBA)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(TLS_LIBS)
 
 # The parser unit test: its own rule, so that the tests/%.o rule of the top
 # Makefile (which brings in Check) does not apply.

@@ -1,0 +1,1157 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tls.c - TLS on "tls:" listeners, with OpenSSL 3: the contexts (ps_tls),
+ * the handshake phase of a connection, and its I/O.
+ *
+ * A ps_tls holds a *generation*: the SSL_CTX of the default certificate and
+ * one per SNI certificate, built together from the files.  ps_tls_reload
+ * and ps_tls_add_cert build a new generation and swap it in under `lock`;
+ * a connection takes a reference on the generation it started with, so
+ * established connections keep their certificates and the old generation
+ * goes with the last of them.  Session-ticket keys belong to the ps_tls,
+ * not to a generation, so tickets survive a reload; they rotate every
+ * session_timeout_s, and tickets under the previous key are still
+ * accepted (and renewed).
+ *
+ * The handshake runs like the PROXY header phase (proxy_conn.c): on a
+ * worker, before the handler sees the connection, one step per readiness
+ * event, the connection re-armed for whatever OpenSSL waits for in between,
+ * so a stalled client holds no worker; header_timeout_ms cuts it (the
+ * timeout scan sees header_pending).  Afterwards every byte of the
+ * connection goes through SSL_read / SSL_write (the ps__io_* wrappers in
+ * internal.h), so handlers see plaintext.  Bytes that came with a PROXY
+ * header are the start of the ClientHello: our BIO hands them to OpenSSL
+ * before it reads the socket.  The BIO also sends with MSG_NOSIGNAL, so a
+ * peer that left yields EPIPE, never SIGPIPE (OpenSSL's socket BIO uses
+ * write(2)); with kernel TLS the socket BIO is needed, and the library's
+ * threads block SIGPIPE anyway.
+ *
+ * Memory: SSL_MODE_RELEASE_BUFFERS frees a session's record buffers
+ * whenever they are empty, so an idle TLS connection holds its SSL object
+ * and nothing more (docs/benchmarks.md has the figure).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef PS_HAVE_TLS
+
+#include <fcntl.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define PS_TLS_CIPHERS                                                                   \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                         \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                         \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define PS_ALPN_MAX 512 /* bytes of the ALPN list in wire form */
+
+/* A session-ticket key: name, AES-256-CBC key, HMAC-SHA256 key. */
+struct tkey {
+    unsigned char name[16], aes[32], hmac[32];
+};
+
+/* One certificate's context and the names SNI selects it by. */
+struct sni_cert {
+    SSL_CTX *ctx;
+    char **names;
+    size_t nnames;
+};
+
+/* The contexts built from the files at one time (see the top). */
+struct gen {
+    atomic_int refs; /* t->gen's, and one per connection that uses it */
+    SSL_CTX *ctx;    /* the default certificate's */
+    struct sni_cert *sni;
+    size_t nsni;
+};
+
+struct file_pair {
+    char *cert, *key;
+};
+
+struct ps_tls {
+    atomic_int refs; /* the creator's, and one per server using it */
+    ps_tls_config cfg; /* strings point at the copies below */
+    char *cert_file, *key_file, *ca_file, *alpn, *ciphers, *ciphersuites;
+    unsigned char alpn_wire[PS_ALPN_MAX];
+    size_t alpn_len;
+    bool ktls;       /* asked for, and the kernel offers it */
+    BIO_METHOD *bio; /* our socket BIO (see the top) */
+    /* build_lock serializes the builders (reload, add_cert) and guards
+     * extra[]; lock guards `gen` (taken per handshake, for a pointer copy). */
+    pthread_mutex_t build_lock, lock;
+    struct file_pair *extra;
+    size_t nextra;
+    struct gen *gen;
+    /* key_lock guards the ticket keys (taken per ticket issued or read). */
+    pthread_mutex_t key_lock;
+    struct tkey cur, prev;
+    bool have_prev;
+    int64_t rotated_at; /* ms, ps__now_ms */
+};
+
+/* A connection's TLS state (c->tls). */
+struct ps_tls_conn {
+    SSL *ssl;
+    struct gen *gen;
+    ps_buf pre;  /* bytes that came with the PROXY header: the ClientHello's start */
+    int rd_want; /* SSL_ERROR_WANT_* that the last SSL_read stopped on, else 0 */
+    int wr_want; /* ... the last SSL_write */
+    bool notified; /* close_notify sent (or tried) */
+    char *alpn, *subject; /* formatted on first use */
+};
+
+/* ------------------------------------------------------------ errors */
+
+/* OpenSSL's reason for the earliest error queued on this thread, and clear
+ * the queue. */
+static const char *ssl_reason(char *buf, size_t cap)
+{
+    unsigned long e = ERR_peek_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+
+    if (r)
+        snprintf(buf, cap, "%s", r);
+    else if (e)
+        ERR_error_string_n(e, buf, cap);
+    else
+        snprintf(buf, cap, "unknown error");
+    ERR_clear_error();
+    return buf;
+}
+
+static int ssl_fail(ps_err *err, const char *what, const char *file)
+{
+    char r[160];
+
+    return ps__set_err(err, -EINVAL, "tls: %s %s: %s", what, file, ssl_reason(r, sizeof r));
+}
+
+/* A clear message for the usual mistake, before OpenSSL's. */
+static int check_file(ps_err *err, const char *what, const char *file)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return ps__set_err(err, -EINVAL, "tls: %s %s: %s", what, file, ps_strerror(errno));
+    close(fd);
+    return 0;
+}
+
+/* ------------------------------------------------------- ticket keys */
+
+static int new_key(struct tkey *k)
+{
+    return RAND_bytes((unsigned char *)k, sizeof *k) == 1 ? 0 : -EIO;
+}
+
+/* Under key_lock: a new current key every session_timeout_s. */
+static void rotate_if_due(ps_tls *t)
+{
+    int64_t now = ps__now_ms();
+    struct tkey k;
+
+    if (now - t->rotated_at < (int64_t)t->cfg.session_timeout_s * 1000 || new_key(&k) < 0)
+        return;
+    t->prev = t->cur;
+    t->have_prev = true;
+    t->cur = k;
+    t->rotated_at = now;
+}
+
+/* OpenSSL's ticket callback: 1 = key found, 2 = found but renew the ticket
+ * (the previous key), 0 = unknown key (full handshake), -1 = error. */
+static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *ectx,
+                     EVP_MAC_CTX *hctx, int enc)
+{
+    ps_tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(s));
+    struct tkey k;
+    OSSL_PARAM params[3];
+    int rc = 0, ok;
+
+    pthread_mutex_lock(&t->key_lock);
+    rotate_if_due(t);
+    if (enc || memcmp(name, t->cur.name, 16) == 0) {
+        k = t->cur;
+        rc = 1;
+    } else if (t->have_prev && memcmp(name, t->prev.name, 16) == 0) {
+        k = t->prev;
+        rc = 2;
+    }
+    pthread_mutex_unlock(&t->key_lock);
+    if (rc == 0)
+        return 0;
+    if (enc) {
+        if (RAND_bytes(iv, 16) != 1)
+            return -1;
+        memcpy(name, k.name, 16);
+    }
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k.hmac, sizeof k.hmac);
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[2] = OSSL_PARAM_construct_end();
+    ok = EVP_MAC_CTX_set_params(hctx, params) &&
+         (enc ? EVP_EncryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k.aes, iv)
+              : EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k.aes, iv));
+    OPENSSL_cleanse(&k, sizeof k);
+    return ok ? rc : -1;
+}
+
+/* ------------------------------------------------------ ALPN and SNI */
+
+/* The first of our protocols (our order of preference) that the client
+ * offers. */
+static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    ps_tls *t = arg;
+    size_t i;
+    unsigned j;
+
+    (void)s;
+    for (i = 0; i < t->alpn_len; i += 1u + t->alpn_wire[i])
+        for (j = 0; j < inlen; j += 1u + in[j])
+            if (in[j] == t->alpn_wire[i] && j + 1u + in[j] <= inlen &&
+                memcmp(in + j + 1, t->alpn_wire + i + 1, in[j]) == 0) {
+                *out = t->alpn_wire + i + 1;
+                *outlen = t->alpn_wire[i];
+                return SSL_TLSEXT_ERR_OK;
+            }
+    return SSL_TLSEXT_ERR_ALERT_FATAL; /* no_application_protocol, RFC 7301 */
+}
+
+/* "*.example.com" matches exactly one label in front of example.com. */
+static bool name_matches(const char *pat, const char *name)
+{
+    const char *dot;
+
+    if (pat[0] == '*' && pat[1] == '.') {
+        dot = strchr(name, '.');
+        return dot && dot != name && strcasecmp(dot, pat + 1) == 0;
+    }
+    return strcasecmp(pat, name) == 0;
+}
+
+static int sni_cb(SSL *s, int *alert, void *arg)
+{
+    ps_conn *c = SSL_get_app_data(s);
+    const char *name = SSL_get_servername(s, TLSEXT_NAMETYPE_host_name);
+    struct gen *g = c->tls->gen;
+    size_t i, j;
+
+    (void)alert;
+    (void)arg;
+    if (!name)
+        return SSL_TLSEXT_ERR_OK;
+    /* exact names first, so a.example.com beats *.example.com */
+    for (int wild = 0; wild < 2; wild++)
+        for (i = 0; i < g->nsni; i++)
+            for (j = 0; j < g->sni[i].nnames; j++) {
+                const char *pat = g->sni[i].names[j];
+                if ((pat[0] == '*') == wild && name_matches(pat, name)) {
+                    SSL_set_SSL_CTX(s, g->sni[i].ctx);
+                    return SSL_TLSEXT_ERR_OK;
+                }
+            }
+    return SSL_TLSEXT_ERR_OK; /* unknown names get the default certificate */
+}
+
+/* The DNS names of ctx's certificate: subjectAltName, else the CN. */
+static int cert_names(SSL_CTX *ctx, struct sni_cert *sc)
+{
+    X509 *x = SSL_CTX_get0_certificate(ctx);
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    int i, n = gens ? sk_GENERAL_NAME_num(gens) : 0;
+    char cn[256];
+
+    sc->names = calloc((size_t)n + 1, sizeof *sc->names);
+    if (!sc->names)
+        goto out_free;
+    for (i = 0; i < n; i++) {
+        GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        if (g->type != GEN_DNS)
+            continue;
+        sc->names[sc->nnames] = strndup((const char *)ASN1_STRING_get0_data(g->d.dNSName),
+                                        (size_t)ASN1_STRING_length(g->d.dNSName));
+        if (!sc->names[sc->nnames])
+            goto out_free;
+        sc->nnames++;
+    }
+    if (sc->nnames == 0 &&
+        X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof cn) > 0) {
+        if (!(sc->names[0] = strdup(cn)))
+            goto out_free;
+        sc->nnames = 1;
+    }
+    GENERAL_NAMES_free(gens);
+    return 0;
+
+out_free:
+    GENERAL_NAMES_free(gens);
+    return -ENOMEM;
+}
+
+/* -------------------------------------------------------- contexts */
+
+static int ctx_settings(ps_tls *t, SSL_CTX *ctx, ps_err *err)
+{
+    const ps_tls_config *cfg = &t->cfg;
+    uint64_t opts = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF;
+
+    if (t->ktls)
+        opts |= SSL_OP_ENABLE_KTLS;
+    SSL_CTX_set_options(ctx, opts);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_read_ahead(ctx, 1); /* whole records per recv; ps__tls_pending sees the rest */
+    SSL_CTX_set_app_data(ctx, t);
+    if (!SSL_CTX_set_min_proto_version(ctx, cfg->min_version))
+        return ssl_fail(err, "min_version", "");
+    if (!SSL_CTX_set_cipher_list(ctx, cfg->ciphers ? cfg->ciphers : PS_TLS_CIPHERS))
+        return ssl_fail(err, "ciphers", cfg->ciphers ? cfg->ciphers : PS_TLS_CIPHERS);
+    if (cfg->ciphersuites && !SSL_CTX_set_ciphersuites(ctx, cfg->ciphersuites))
+        return ssl_fail(err, "ciphersuites", cfg->ciphersuites);
+    SSL_CTX_set_session_cache_mode(ctx, cfg->session_cache > 0 ? SSL_SESS_CACHE_SERVER
+                                                               : SSL_SESS_CACHE_OFF);
+    SSL_CTX_sess_set_cache_size(ctx, cfg->session_cache);
+    SSL_CTX_set_timeout(ctx, cfg->session_timeout_s);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"poolsrv", 7);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+    if (t->alpn_len)
+        SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, t);
+    if (cfg->ca_file) {
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->ca_file);
+        int mode = cfg->verify_client == PS_TLS_VERIFY_OPTIONAL
+                       ? SSL_VERIFY_PEER
+                       : SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+        if (!names || !SSL_CTX_load_verify_locations(ctx, cfg->ca_file, NULL)) {
+            sk_X509_NAME_pop_free(names, X509_NAME_free);
+            return ssl_fail(err, "ca_file", cfg->ca_file);
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx, mode, NULL);
+    }
+    return 0;
+}
+
+/* A context serving cert_file with key_file and t's settings. */
+static SSL_CTX *ctx_new(ps_tls *t, const char *cert, const char *key, ps_err *err)
+{
+    SSL_CTX *ctx;
+
+    if (check_file(err, "cert_file", cert) < 0 || check_file(err, "key_file", key) < 0 ||
+        (t->cfg.ca_file && check_file(err, "ca_file", t->cfg.ca_file) < 0))
+        return NULL;
+    ERR_clear_error();
+    ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        ps__set_err(err, -ENOMEM, "tls: SSL_CTX_new: out of memory");
+        return NULL;
+    }
+    if (ctx_settings(t, ctx, err) < 0)
+        goto out_free;
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        ssl_fail(err, "cert_file", cert);
+        goto out_free;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        ssl_fail(err, "key_file", key);
+        goto out_free;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        ssl_fail(err, "key_file does not match cert_file:", key);
+        goto out_free;
+    }
+    return ctx;
+
+out_free:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static void gen_unref(struct gen *g)
+{
+    size_t i, j;
+
+    if (!g || atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (i = 0; i < g->nsni; i++) {
+        SSL_CTX_free(g->sni[i].ctx);
+        for (j = 0; j < g->sni[i].nnames; j++)
+            free(g->sni[i].names[j]);
+        free(g->sni[i].names);
+    }
+    free(g->sni);
+    SSL_CTX_free(g->ctx);
+    free(g);
+}
+
+/* Under build_lock: every context from the files, as they are now. */
+static struct gen *gen_build(ps_tls *t, ps_err *err)
+{
+    struct gen *g = calloc(1, sizeof *g);
+    size_t i;
+
+    if (!g || (t->nextra && !(g->sni = calloc(t->nextra, sizeof *g->sni)))) {
+        free(g);
+        ps__set_err(err, -ENOMEM, "tls: out of memory");
+        return NULL;
+    }
+    atomic_init(&g->refs, 1);
+    if (!(g->ctx = ctx_new(t, t->cert_file, t->key_file, err)))
+        goto out_free;
+    if (t->nextra)
+        SSL_CTX_set_tlsext_servername_callback(g->ctx, sni_cb);
+    for (i = 0; i < t->nextra; i++) {
+        struct sni_cert *sc = &g->sni[g->nsni];
+        if (!(sc->ctx = ctx_new(t, t->extra[i].cert, t->extra[i].key, err)))
+            goto out_free;
+        g->nsni++;
+        if (cert_names(sc->ctx, sc) < 0) {
+            ps__set_err(err, -ENOMEM, "tls: out of memory");
+            goto out_free;
+        }
+    }
+    return g;
+
+out_free:
+    gen_unref(g);
+    return NULL;
+}
+
+/* Under build_lock: build and swap in a new generation. */
+static int rebuild(ps_tls *t, ps_err *err)
+{
+    struct gen *g = gen_build(t, err), *old;
+
+    if (!g)
+        return err ? err->code : -EINVAL;
+    pthread_mutex_lock(&t->lock);
+    old = t->gen;
+    t->gen = g;
+    pthread_mutex_unlock(&t->lock);
+    gen_unref(old);
+    return 0;
+}
+
+/* -------------------------------------------------------------- BIO */
+
+static int bio_write(BIO *b, const char *buf, int len)
+{
+    ps_conn *c = BIO_get_data(b);
+    ssize_t n;
+
+    BIO_clear_retry_flags(b);
+    do
+        n = send(c->fd, buf, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_write(b);
+    return (int)n;
+}
+
+static int bio_read(BIO *b, char *buf, int len)
+{
+    ps_conn *c = BIO_get_data(b);
+    ps_buf *pre = &c->tls->pre;
+    ssize_t n;
+
+    BIO_clear_retry_flags(b);
+    if (pre->len > 0) {
+        size_t k = (size_t)len < pre->len ? (size_t)len : pre->len;
+        memcpy(buf, pre->data + pre->off, k);
+        pre->off += k;
+        pre->len -= k;
+        if (pre->len == 0)
+            ps__buf_free(pre);
+        return (int)k;
+    }
+    do
+        n = recv(c->fd, buf, (size_t)len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_read(b);
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static BIO_METHOD *bio_method(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "poolsrv socket");
+
+    if (m && (!BIO_meth_set_write(m, bio_write) || !BIO_meth_set_read(m, bio_read) ||
+              !BIO_meth_set_ctrl(m, bio_ctrl))) {
+        BIO_meth_free(m);
+        m = NULL;
+    }
+    return m;
+}
+
+/* ------------------------------------------------------------ ps_tls */
+
+/* "h2,http/1.1" -> "\2h2\10http/1.1". */
+static int alpn_wire(ps_tls *t, const char *list, ps_err *err)
+{
+    const char *p = list;
+
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == 0 || n > 255 || t->alpn_len + 1 + n > PS_ALPN_MAX)
+            return ps__set_err(err, -EINVAL,
+                               "tls: alpn '%s': each protocol 1..255 bytes, %d in all", list,
+                               PS_ALPN_MAX);
+        t->alpn_wire[t->alpn_len++] = (unsigned char)n;
+        memcpy(t->alpn_wire + t->alpn_len, p, n);
+        t->alpn_len += n;
+        p += n + (e ? 1 : 0);
+        if (e && !*p)
+            return ps__set_err(err, -EINVAL, "tls: alpn '%s': empty protocol", list);
+    }
+    return 0;
+}
+
+/* Whether the kernel offers kernel TLS: "tls" among the TCP upper-layer
+ * protocols it has loaded. */
+static bool kernel_offers_ktls(void)
+{
+    char buf[256], *tok, *save = NULL;
+    int fd = open("/proc/sys/net/ipv4/tcp_available_ulp", O_RDONLY | O_CLOEXEC);
+    ssize_t n;
+
+    if (fd < 0)
+        return false;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = 0;
+    for (tok = strtok_r(buf, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
+        if (strcmp(tok, "tls") == 0)
+            return true;
+    return false;
+}
+
+static int validate(const ps_tls_config *cfg, ps_err *err)
+{
+    if (!cfg->cert_file || !cfg->key_file)
+        return ps__set_err(err, -EINVAL, "tls: cert_file and key_file are required");
+    if (cfg->verify_client < PS_TLS_VERIFY_DEFAULT || cfg->verify_client > PS_TLS_VERIFY_REQUIRE)
+        return ps__set_err(err, -EINVAL, "tls: verify_client: %d is not a PS_TLS_VERIFY_*",
+                           cfg->verify_client);
+    if (cfg->verify_client != PS_TLS_VERIFY_DEFAULT && !cfg->ca_file)
+        return ps__set_err(err, -EINVAL, "tls: verify_client needs ca_file");
+    if (cfg->min_version != 0 && cfg->min_version != PS_TLS_1_2 && cfg->min_version != PS_TLS_1_3)
+        return ps__set_err(err, -EINVAL,
+                           "tls: min_version: %#x is neither PS_TLS_1_2 nor PS_TLS_1_3",
+                           (unsigned)cfg->min_version);
+    if (cfg->session_cache < 0 || cfg->session_cache > 1000000)
+        return ps__set_err(err, -EINVAL, "tls: session_cache: %d is out of range (0..1000000)",
+                           cfg->session_cache);
+    if (cfg->session_timeout_s < 0 || cfg->session_timeout_s > 86400)
+        return ps__set_err(err, -EINVAL, "tls: session_timeout_s: %d is out of range (1..86400)",
+                           cfg->session_timeout_s);
+    return 0;
+}
+
+static int copy_str(char **dst, const char **field)
+{
+    if (!*field)
+        return 0;
+    if (!(*dst = strdup(*field)))
+        return -ENOMEM;
+    *field = *dst;
+    return 0;
+}
+
+void ps__tls_config_init(ps_tls_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->min_version = PS_TLS_1_2;
+    cfg->session_cache = 4096;
+    cfg->session_timeout_s = 300;
+}
+
+bool ps_tls_available(void)
+{
+    return true;
+}
+
+static void tls_destroy(ps_tls *t)
+{
+    size_t i;
+
+    gen_unref(t->gen);
+    for (i = 0; i < t->nextra; i++) {
+        free(t->extra[i].cert);
+        free(t->extra[i].key);
+    }
+    free(t->extra);
+    BIO_meth_free(t->bio);
+    free(t->cert_file);
+    free(t->key_file);
+    free(t->ca_file);
+    free(t->alpn);
+    free(t->ciphers);
+    free(t->ciphersuites);
+    pthread_mutex_destroy(&t->build_lock);
+    pthread_mutex_destroy(&t->lock);
+    pthread_mutex_destroy(&t->key_lock);
+    OPENSSL_cleanse(&t->cur, sizeof t->cur);
+    OPENSSL_cleanse(&t->prev, sizeof t->prev);
+    free(t);
+}
+
+ps_tls *ps__tls_new(const ps_tls_config *cfg, ps_err *err)
+{
+    ps_tls *t;
+
+    if (validate(cfg, err) < 0)
+        return NULL;
+    t = calloc(1, sizeof *t);
+    if (!t) {
+        ps__set_err(err, -ENOMEM, "tls: out of memory");
+        return NULL;
+    }
+    atomic_init(&t->refs, 1);
+    pthread_mutex_init(&t->build_lock, NULL);
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_mutex_init(&t->key_lock, NULL);
+    t->cfg = *cfg;
+    if (t->cfg.min_version == 0)
+        t->cfg.min_version = PS_TLS_1_2;
+    if (t->cfg.session_timeout_s == 0)
+        t->cfg.session_timeout_s = 300;
+    if (copy_str(&t->cert_file, &t->cfg.cert_file) < 0 ||
+        copy_str(&t->key_file, &t->cfg.key_file) < 0 ||
+        copy_str(&t->ca_file, &t->cfg.ca_file) < 0 || copy_str(&t->alpn, &t->cfg.alpn) < 0 ||
+        copy_str(&t->ciphers, &t->cfg.ciphers) < 0 ||
+        copy_str(&t->ciphersuites, &t->cfg.ciphersuites) < 0 || !(t->bio = bio_method())) {
+        ps__set_err(err, -ENOMEM, "tls: out of memory");
+        goto out_free;
+    }
+    if (t->alpn && alpn_wire(t, t->alpn, err) < 0)
+        goto out_free;
+    if (new_key(&t->cur) < 0) {
+        ps__set_err(err, -EIO, "tls: no random bytes for the ticket key");
+        goto out_free;
+    }
+    t->rotated_at = ps__now_ms();
+    t->ktls = t->cfg.ktls && kernel_offers_ktls();
+    if (rebuild(t, err) < 0)
+        goto out_free;
+    return t;
+
+out_free:
+    tls_destroy(t);
+    return NULL;
+}
+
+int ps_tls_add_cert(ps_tls *t, const char *cert_file, const char *key_file, ps_err *err)
+{
+    struct file_pair *x, *p;
+    int rc = -ENOMEM;
+
+    if (!t || !cert_file || !key_file)
+        return ps__set_err(err, -EINVAL, "tls: add_cert needs a context, cert_file and key_file");
+    pthread_mutex_lock(&t->build_lock);
+    x = realloc(t->extra, (t->nextra + 1) * sizeof *x);
+    if (!x)
+        goto out_unlock;
+    t->extra = x;
+    p = &x[t->nextra];
+    p->cert = strdup(cert_file);
+    p->key = strdup(key_file);
+    if (!p->cert || !p->key)
+        goto out_undo;
+    t->nextra++;
+    if ((rc = rebuild(t, err)) == 0)
+        goto out_unlock;
+    t->nextra--;
+out_undo:
+    free(p->cert);
+    free(p->key);
+out_unlock:
+    pthread_mutex_unlock(&t->build_lock);
+    return rc == -ENOMEM ? ps__set_err(err, rc, "tls: out of memory") : rc;
+}
+
+int ps_tls_reload(ps_tls *t, ps_err *err)
+{
+    int rc;
+
+    if (!t)
+        return ps__set_err(err, -EINVAL, "tls: reload: no context");
+    pthread_mutex_lock(&t->build_lock);
+    rc = rebuild(t, err);
+    pthread_mutex_unlock(&t->build_lock);
+    return rc;
+}
+
+bool ps_tls_ktls(const ps_tls *t)
+{
+    return t && t->ktls;
+}
+
+ps_tls *ps__tls_ref(ps_tls *t)
+{
+    if (t)
+        atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+    return t;
+}
+
+void ps_tls_free(ps_tls *t)
+{
+    if (t && atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+        tls_destroy(t);
+}
+
+void ps__tls_note(ps_server *s)
+{
+    ps_tls *t = s->tls;
+
+    if (!t || !t->cfg.ktls)
+        return;
+    if (t->ktls)
+        ps__log(s, PS_LOG_DEBUG, "tls: kernel TLS after each handshake, where the cipher allows");
+    else
+        ps__log(s, PS_LOG_DEBUG,
+                "tls: kernel TLS asked for, but this kernel does not offer it ('tls' is not in "
+                "/proc/sys/net/ipv4/tcp_available_ulp): TLS stays in user space");
+}
+
+/* ------------------------------------------------------- connections */
+
+/* The first handshake step: a session on the generation in use now. */
+static int conn_start(ps_conn *c)
+{
+    ps_tls *t = c->srv->tls;
+    struct ps_tls_conn *tc = calloc(1, sizeof *tc);
+    struct gen *g;
+    BIO *b = NULL;
+
+    if (!tc)
+        return -ENOMEM;
+    pthread_mutex_lock(&t->lock);
+    g = t->gen;
+    atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&t->lock);
+    tc->gen = g;
+    c->tls = tc;
+    tc->ssl = SSL_new(g->ctx);
+    if (!tc->ssl)
+        return -ENOMEM; /* ps__tls_conn_free undoes the rest */
+    SSL_set_app_data(tc->ssl, c);
+    if (c->in.len > 0) { /* came with the PROXY header: ciphertext */
+        tc->pre = c->in;
+        memset(&c->in, 0, sizeof c->in);
+        c->flags &= ~(unsigned)PS_CF_IN_UNSEEN;
+    }
+    if (t->ktls && tc->pre.len == 0) {
+        if (!SSL_set_fd(tc->ssl, c->fd))
+            return -ENOMEM;
+    } else {
+        if (!(b = BIO_new(t->bio)))
+            return -ENOMEM;
+        BIO_set_data(b, c);
+        BIO_set_init(b, 1);
+        SSL_set_bio(tc->ssl, b, b);
+    }
+    SSL_set_accept_state(tc->ssl);
+    return 0;
+}
+
+static void handshake_failed(struct ps_worker *w, ps_conn *c, int e, int sys_errno)
+{
+    char r[160];
+    bool cut = atomic_load_explicit(&c->timed_out, memory_order_relaxed) ||
+               atomic_load_explicit(&c->forced, memory_order_relaxed);
+
+    if (!cut) /* a timeout is counted as one already */
+        ps__count(&w->st.tls_errors, 1);
+    if (c->srv->cfg.log_level >= PS_LOG_DEBUG)
+        ps__log(c->srv, PS_LOG_DEBUG, "connection %llu from %s: TLS handshake failed: %s",
+                (unsigned long long)c->id, ps_conn_peer_str(c),
+                e == SSL_ERROR_SSL ? ssl_reason(r, sizeof r)
+                : sys_errno       ? ps_strerror(sys_errno)
+                : cut             ? "timed out"
+                                  : "closed by the peer");
+    ERR_clear_error();
+    ps__conn_destroy(w, c);
+}
+
+static void handshake_done(struct ps_worker *w, ps_conn *c)
+{
+    SSL *ssl = c->tls->ssl;
+
+    c->flags &= ~(unsigned)PS_CF_TLS;
+    atomic_store_explicit(&c->header_pending, false, memory_order_relaxed);
+    ps__count(&w->st.tls_handshakes, 1);
+    if (SSL_session_reused(ssl))
+        ps__count(&w->st.tls_resumed, 1);
+    c->ready |= EPOLLIN; /* application data may have come with the client's Finished */
+    if (c->srv->cfg.log_level >= PS_LOG_DEBUG)
+        ps__log(c->srv, PS_LOG_DEBUG, "connection %llu: %s %s%s", (unsigned long long)c->id,
+                SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+                SSL_session_reused(ssl) ? " (resumed)" : "");
+}
+
+bool ps__tls_step(struct ps_worker *w, ps_conn *c)
+{
+    int rc, e, sys_errno;
+
+    if (!c->tls && conn_start(c) < 0) {
+        ps__log(c->srv, PS_LOG_WARN, "connection %llu: TLS: out of memory",
+                (unsigned long long)c->id);
+        ps__conn_destroy(w, c);
+        return false;
+    }
+    ERR_clear_error();
+    errno = 0;
+    rc = SSL_do_handshake(c->tls->ssl);
+    sys_errno = errno;
+    if (rc == 1) {
+        handshake_done(w, c);
+        return true;
+    }
+    e = SSL_get_error(c->tls->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        if (!ps__conn_arm(c, e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT))
+            ps__queue_push_spill(c->srv->q, &c->spill, c); /* no handle exists yet */
+        return false;
+    }
+    handshake_failed(w, c, e, e == SSL_ERROR_SYSCALL ? sys_errno : 0);
+    return false;
+}
+
+/* SSL_read / SSL_write's result as recv / send give it. */
+static ssize_t io_result(ps_conn *c, int n, int *want, int sys_errno, bool writing)
+{
+    int e = SSL_get_error(c->tls->ssl, n);
+
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        *want = e;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN: /* close_notify, or EOF (SSL_OP_IGNORE_UNEXPECTED_EOF) */
+        *want = 0;
+        if (!writing)
+            return 0;
+        errno = EPIPE;
+        return -1;
+    case SSL_ERROR_SYSCALL:
+        errno = sys_errno ? sys_errno : ECONNRESET;
+        return -1;
+    default: /* SSL_ERROR_SSL: a bad record, an alert */
+        if (c->srv->cfg.log_level >= PS_LOG_DEBUG) {
+            char r[160];
+            ps__log(c->srv, PS_LOG_DEBUG, "connection %llu: TLS: %s", (unsigned long long)c->id,
+                    ssl_reason(r, sizeof r));
+        }
+        ERR_clear_error();
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+ssize_t ps__tls_recv(ps_conn *c, void *buf, size_t len)
+{
+    struct ps_tls_conn *tc = c->tls;
+    int n;
+
+    ERR_clear_error();
+    errno = 0;
+    n = SSL_read(tc->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (n > 0) {
+        tc->rd_want = 0;
+        return n;
+    }
+    return io_result(c, n, &tc->rd_want, errno, false);
+}
+
+ssize_t ps__tls_send(ps_conn *c, const void *buf, size_t len)
+{
+    struct ps_tls_conn *tc = c->tls;
+    int n;
+
+    ERR_clear_error();
+    errno = 0;
+    n = SSL_write(tc->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (n > 0) {
+        tc->wr_want = 0;
+        return n;
+    }
+    return io_result(c, n, &tc->wr_want, errno, true);
+}
+
+bool ps__tls_pending(const ps_conn *c)
+{
+    return !(c->flags & PS_CF_TLS) && SSL_has_pending(c->tls->ssl);
+}
+
+uint32_t ps__tls_read_events(const ps_conn *c)
+{
+    return c->tls->rd_want == SSL_ERROR_WANT_WRITE ? EPOLLOUT : EPOLLIN;
+}
+
+uint32_t ps__tls_write_events(const ps_conn *c)
+{
+    return c->tls->wr_want == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT;
+}
+
+void ps__tls_close_notify(ps_conn *c)
+{
+    struct ps_tls_conn *tc = c->tls;
+
+    if (!tc || tc->notified || (c->flags & (PS_CF_TLS | PS_CF_FATAL | PS_CF_ABORT)))
+        return;
+    tc->notified = true;
+    ERR_clear_error();
+    SSL_shutdown(tc->ssl); /* one try: a full socket buffer loses it, as nginx's would */
+    ERR_clear_error();
+}
+
+void ps__tls_conn_free(ps_conn *c)
+{
+    struct ps_tls_conn *tc = c->tls;
+
+    if (!tc)
+        return;
+    if (!(c->flags & PS_CF_OUTLIMIT) && !atomic_load_explicit(&c->timed_out, memory_order_relaxed) &&
+        !atomic_load_explicit(&c->forced, memory_order_relaxed))
+        ps__tls_close_notify(c);
+    SSL_free(tc->ssl);
+    gen_unref(tc->gen);
+    ps__buf_free(&tc->pre);
+    free(tc->alpn);
+    free(tc->subject);
+    free(tc);
+    c->tls = NULL;
+}
+
+/* -------------------------------------------------------- accessors */
+
+static SSL *open_ssl(const ps_conn *c)
+{
+    return c->tls && !(c->flags & PS_CF_TLS) ? c->tls->ssl : NULL;
+}
+
+const char *ps_conn_tls_version(const ps_conn *c)
+{
+    SSL *ssl = open_ssl(c);
+
+    return ssl ? SSL_get_version(ssl) : NULL;
+}
+
+const char *ps_conn_tls_cipher(const ps_conn *c)
+{
+    SSL *ssl = open_ssl(c);
+
+    return ssl ? SSL_get_cipher_name(ssl) : NULL;
+}
+
+const char *ps_conn_tls_alpn(ps_conn *c)
+{
+    SSL *ssl = open_ssl(c);
+    const unsigned char *p;
+    unsigned n;
+
+    if (!ssl)
+        return NULL;
+    if (!c->tls->alpn) {
+        SSL_get0_alpn_selected(ssl, &p, &n);
+        if (n == 0)
+            return NULL;
+        c->tls->alpn = strndup((const char *)p, n);
+    }
+    return c->tls->alpn;
+}
+
+const char *ps_conn_tls_sni(const ps_conn *c)
+{
+    SSL *ssl = open_ssl(c);
+
+    return ssl ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+}
+
+const char *ps_conn_tls_peer_subject(ps_conn *c)
+{
+    SSL *ssl = open_ssl(c);
+    X509 *x;
+    BIO *b;
+    char *p;
+    long n;
+
+    if (!ssl || !(x = SSL_get0_peer_certificate(ssl)) || SSL_get_verify_result(ssl) != X509_V_OK)
+        return NULL;
+    if (c->tls->subject)
+        return c->tls->subject;
+    if (!(b = BIO_new(BIO_s_mem())))
+        return NULL;
+    if (X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) >= 0 &&
+        (n = BIO_get_mem_data(b, &p)) >= 0)
+        c->tls->subject = strndup(p, (size_t)n);
+    BIO_free(b);
+    return c->tls->subject;
+}
+
+#else /* !PS_HAVE_TLS: everything else builds; "tls:" listeners are refused */
+
+struct ps_tls {
+    int unused;
+};
+
+void ps__tls_config_init(ps_tls_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->min_version = PS_TLS_1_2;
+    cfg->session_cache = 4096;
+    cfg->session_timeout_s = 300;
+}
+
+bool ps_tls_available(void)
+{
+    return false;
+}
+
+ps_tls *ps__tls_new(const ps_tls_config *cfg, ps_err *err)
+{
+    (void)cfg;
+    ps__set_err(err, -ENOTSUP, "tls: this libpoolsrv was built without TLS support");
+    return NULL;
+}
+
+int ps_tls_add_cert(ps_tls *t, const char *cert_file, const char *key_file, ps_err *err)
+{
+    (void)t;
+    (void)cert_file;
+    (void)key_file;
+    return ps__set_err(err, -ENOTSUP, "tls: this libpoolsrv was built without TLS support");
+}
+
+int ps_tls_reload(ps_tls *t, ps_err *err)
+{
+    (void)t;
+    return ps__set_err(err, -ENOTSUP, "tls: this libpoolsrv was built without TLS support");
+}
+
+bool ps_tls_ktls(const ps_tls *t)
+{
+    (void)t;
+    return false;
+}
+
+void ps_tls_free(ps_tls *t)
+{
+    (void)t;
+}
+
+ps_tls *ps__tls_ref(ps_tls *t)
+{
+    return t;
+}
+
+void ps__tls_note(ps_server *s)
+{
+    (void)s;
+}
+
+/* Never reached: no "tls:" listener passes validation. */
+bool ps__tls_step(struct ps_worker *w, ps_conn *c)
+{
+    ps__conn_destroy(w, c);
+    return false;
+}
+
+ssize_t ps__tls_recv(ps_conn *c, void *buf, size_t len)
+{
+    (void)c;
+    (void)buf;
+    (void)len;
+    errno = EPROTO;
+    return -1;
+}
+
+ssize_t ps__tls_send(ps_conn *c, const void *buf, size_t len)
+{
+    return ps__tls_recv(c, (void *)buf, len);
+}
+
+bool ps__tls_pending(const ps_conn *c)
+{
+    (void)c;
+    return false;
+}
+
+uint32_t ps__tls_read_events(const ps_conn *c)
+{
+    (void)c;
+    return EPOLLIN;
+}
+
+uint32_t ps__tls_write_events(const ps_conn *c)
+{
+    (void)c;
+    return EPOLLOUT;
+}
+
+void ps__tls_close_notify(ps_conn *c)
+{
+    (void)c;
+}
+
+void ps__tls_conn_free(ps_conn *c)
+{
+    (void)c;
+}
+
+const char *ps_conn_tls_version(const ps_conn *c)
+{
+    (void)c;
+    return NULL;
+}
+
+const char *ps_conn_tls_cipher(const ps_conn *c)
+{
+    (void)c;
+    return NULL;
+}
+
+const char *ps_conn_tls_alpn(ps_conn *c)
+{
+    (void)c;
+    return NULL;
+}
+
+const char *ps_conn_tls_sni(const ps_conn *c)
+{
+    (void)c;
+    return NULL;
+}
+
+const char *ps_conn_tls_peer_subject(ps_conn *c)
+{
+    (void)c;
+    return NULL;
+}
+
+#endif
