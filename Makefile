@@ -125,7 +125,7 @@ $(B)/%.o: %.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
-$(ECHO): $(B)/server/echo.o $(B)/server/echo_handlers.o $(B)/server/admin.o $(B)/server/sdnotify.o $(LIBA)
+$(ECHO): $(B)/server/echo.o $(B)/server/echo_handlers.o $(B)/server/admin.o $(B)/server/metrics.o $(B)/server/sdnotify.o $(LIBA)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
