@@ -34,6 +34,7 @@ Suite *anythread_suite(void);
 Suite *callbacks_suite(void);
 Suite *connect_suite(void);
 Suite *dgram_suite(void);
+Suite *metrics_suite(void);
 
 /* ------------------------------------------------------------- time */
 

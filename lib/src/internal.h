@@ -220,7 +220,7 @@ static inline int64_t ps__now_ns(void)
  * bucket past 67 s).  Integer only: a division by a constant and a clz. */
 static inline unsigned ps__hist_bucket(uint64_t ns)
 {
-    uint64_t us = (ns + 999) / 1000; /* the least whole microseconds >= ns */
+    uint64_t us = ns / 1000 + (ns % 1000 != 0); /* the least whole microseconds >= ns */
     unsigned i = us <= 1 ? 0 : 64 - (unsigned)__builtin_clzll(us - 1);
 
     return i < PS_HIST_BUCKETS - 1 ? i : PS_HIST_BUCKETS - 1;
