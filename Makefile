@@ -191,6 +191,14 @@ test-echo-cli: $(ECHO) $(THREAD_SHIM) $(NOTIFY_RECV)
 
 test-extra:: test-echo-cli
 
+# The admin endpoint as Prometheus scrapes it: promtool (package prometheus;
+# required under CI=true), histogram consistency, build/config/process metrics.
+.PHONY: test-metrics
+test-metrics: $(ECHO) $(O)bench/poolsrv-bench
+	ECHO=$(ECHO) BENCH=$(O)bench/poolsrv-bench tests/integration/metrics/run.sh
+
+test-extra:: test-metrics
+
 # poolsrv-echo behind HAProxy (send-proxy-v2): verified load, real client
 # addresses, drain of one backend.  Needs the haproxy package.
 .PHONY: test-haproxy
