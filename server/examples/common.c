@@ -1,18 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 /* common.c - shared command line, run loop and output batcher (see common.h). */
 #include "common.h"
+#include "../sdnotify.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
-static ps_server *g_server; /* for the signal handler only */
+/* Set by ex_parse_args before any thread starts, read-only afterwards. */
+static ps_log_level g_level = PS_LOG_WARN;
+static bool g_journal;     /* stderr is systemd's journal stream */
+static const char *g_name; /* the program's name, for log lines */
 
 /* JOURNAL_STREAM ("DEV:INODE") names our stderr: systemd's journal, which
  * stamps each line itself and keeps a "<N>" syslog priority as its level. */
@@ -25,6 +32,67 @@ static bool journal_stderr(void)
     if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st) < 0)
         return false;
     return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+/* "<3>" (error) under the journal, so it keeps the level; else "". */
+static const char *jprio(ps_log_level level)
+{
+    static const char *prio[] = {"<3>", "<4>", "<6>", "<7>"};
+    return g_journal ? prio[level] : "";
+}
+
+static void log_stderr(ps_log_level level, const char *msg, void *user)
+{
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    char ts[32];
+    struct timespec now;
+    struct tm tm;
+
+    (void)user;
+    if (g_journal) { /* the journal stamps and names the line itself */
+        fprintf(stderr, "%s%s: %s\n", jprio(level), names[level], msg);
+        return;
+    }
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    fprintf(stderr, "%s.%03ldZ %s %s: %s\n", ts, now.tv_nsec / 1000000, g_name, names[level], msg);
+}
+
+void ex_log(ps_log_level level, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    if (level > g_level)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_stderr(level, msg, NULL);
+}
+
+void ex_fail(const ex_prog *p, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "%s%s: ", jprio(PS_LOG_ERROR), p->name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void ex_usage_error(const ex_prog *p, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "%s%s: ", jprio(PS_LOG_ERROR), p->name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n%sTry '%s --help' for more information.\n", jprio(PS_LOG_ERROR), p->name);
+    exit(2);
 }
 
 static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
@@ -54,13 +122,18 @@ static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
             "                         bytes received (default %d, 0 = no limit)\n"
             "      --max-connections N\n"
             "                         refuse connections past N open (default %d, 0 = no limit)\n"
+            "      --log-level LEVEL  error, warn (default), info or debug\n"
+            "  -v, --verbose          same as --log-level debug\n"
             "  -h, --help             this text\n"
             "  -V, --version          print the version\n"
             "%s"
             "\n"
-            "Prints 'listening on ADDR' per listener once ready.  SIGINT or SIGTERM stops\n"
-            "gracefully.  Exit status: 0 after a clean stop, 1 if the server could not\n"
-            "start, 2 for bad usage.\n",
+            "Prints 'listening on ADDR' per listener once ready (stdout; not a log line).\n"
+            "SIGINT or SIGTERM stops gracefully (a second one at once).  Every line on\n"
+            "stderr is a log line that --log-level filters, start failures aside; under\n"
+            "systemd they carry <N> priorities (JOURNAL_STREAM) and readiness goes to\n"
+            "NOTIFY_SOCKET.  Exit status: 0 after a clean stop, 1 if the server could\n"
+            "not start, 2 for bad usage.\n",
             p->name, p->summary, port, port, p->default_listen,
             cfg->workers ? workers : "one per CPU", cfg->idle_timeout_ms,
             cfg->min_rate, cfg->request_timeout_ms, cfg->max_connections, p->extra_help ? p->extra_help : "");
@@ -68,9 +141,7 @@ static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
 
 static _Noreturn void die_usage(const ex_prog *p, const char *msg, const char *val)
 {
-    fprintf(stderr, "%s: %s%s%s\n", p->name, msg, val ? val : "", val ? "'" : "");
-    fprintf(stderr, "Try '%s --help' for more information.\n", p->name);
-    exit(2);
+    ex_usage_error(p, "%s%s%s", msg, val ? val : "", val ? "'" : "");
 }
 
 /* Strict integer in [lo, hi]; exits with a usage error naming flag and value. */
@@ -81,16 +152,24 @@ static int parse_int(const ex_prog *p, const char *flag, const char *v, long lo,
 
     errno = 0;
     n = strtol(v, &end, 10);
-    if (errno || end == v || *end != '\0' || n < lo || n > hi) {
-        fprintf(stderr, "%s: invalid %s value '%s': expected an integer from %ld to %ld\n", p->name,
-                flag, v, lo, hi);
-        fprintf(stderr, "Try '%s --help' for more information.\n", p->name);
-        exit(2);
-    }
+    if (errno || end == v || *end != '\0' || n < lo || n > hi)
+        ex_usage_error(p, "invalid %s value '%s': expected an integer from %ld to %ld", flag, v, lo,
+                       hi);
     return (int)n;
 }
 
-enum { OPT_UNIX_MODE = 256, OPT_UNIX_OWNER, OPT_UNIX_GROUP };
+enum { OPT_UNIX_MODE = 256, OPT_UNIX_OWNER, OPT_UNIX_GROUP, OPT_LOG_LEVEL };
+
+static ps_log_level parse_level(const ex_prog *p, const char *v)
+{
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    int i;
+
+    for (i = 0; i < 4; i++)
+        if (strcmp(v, names[i]) == 0)
+            return (ps_log_level)i;
+    ex_usage_error(p, "invalid --log-level '%s': expected error, warn, info or debug", v);
+}
 
 /* --unix-mode / --unix-owner / --unix-group: the library reads the text. */
 static void parse_unix_perm(const ex_prog *p, ps_config *cfg, int c, const char *v)
@@ -119,7 +198,7 @@ static struct option *all_options(const ex_prog *p, const struct option *shared,
         n++;
     o = calloc(nshared + n, sizeof *o); /* nshared counts the zero entry */
     if (!o) {
-        fprintf(stderr, "%s: out of memory\n", p->name);
+        ex_fail(p, "out of memory");
         exit(1);
     }
     memcpy(o, shared, (nshared - 1) * sizeof *o);
@@ -139,19 +218,26 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         {"unix-group", required_argument, 0, OPT_UNIX_GROUP},
         {"request-timeout", required_argument, 0, 'R'},
         {"max-connections", required_argument, 0, 'C'},
+        {"log-level", required_argument, 0, OPT_LOG_LEVEL},
+        {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
-    struct option *opts = all_options(p, shared, sizeof shared / sizeof shared[0]);
+    struct option *opts;
     struct sockaddr_storage ss;
     socklen_t len;
     ps_err err;
     char msg[320];
     int c;
 
+    g_name = p->name;
+    g_journal = journal_stderr();
+    opts = all_options(p, shared, sizeof shared / sizeof shared[0]);
+    cfg->log = log_stderr;
+    cfg->log_level = g_level;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":l:w:i:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":l:w:i:vhV", opts, NULL)) != -1) {
         if (c >= 512 && p->extra) {
             if (p->extra(c, optarg, cfg) < 0) {
                 snprintf(msg, sizeof msg, "invalid %s value '", argv[optind - 1]);
@@ -181,6 +267,8 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         case 'C':
             cfg->max_connections = parse_int(p, "--max-connections", optarg, 0, INT_MAX);
             break;
+        case OPT_LOG_LEVEL: cfg->log_level = g_level = parse_level(p, optarg); break;
+        case 'v': cfg->log_level = g_level = PS_LOG_DEBUG; break;
         case 'h': usage(p, cfg, stdout); exit(0);
         case 'V': printf("%s %s\n", p->name, ps_version()); exit(0);
         case ':': die_usage(p, "option needs a value: '", argv[optind - 1]);
@@ -194,65 +282,100 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         ps_config_add_listen(cfg, p->default_listen);
 }
 
-static void log_stderr(ps_log_level level, const char *msg, void *user)
-{
-    static const char *names[] = {"error", "warn", "info", "debug"};
-    static const char *prio[] = {"<3>", "<4>", "<6>", "<7>"};
-    const ex_prog *p = user;
-    char ts[32];
-    struct timespec now;
-    struct tm tm;
+/* The signal thread: SIGINT/SIGTERM drain (a second one stops at once),
+ * each logged at info and told to systemd; WATCHDOG=1 when it asks.
+ * SIGUSR2 from ex_run ends it once the server has stopped. */
+struct sigctx {
+    ps_server *srv;
+    sigset_t set;
+    atomic_bool done;
+};
 
-    if (journal_stderr()) {
-        fprintf(stderr, "%s%s: %s\n", prio[level], names[level], msg);
-        return;
+static void *signal_thread(void *arg)
+{
+    struct sigctx *sc = arg;
+    long wd = sdn_watchdog_ms();
+    struct timespec ts = {wd / 1000, (wd % 1000) * 1000000L};
+    int stops = 0, sig;
+
+    while (!atomic_load(&sc->done)) {
+        sig = wd > 0 ? sigtimedwait(&sc->set, NULL, &ts) : sigwaitinfo(&sc->set, NULL);
+        if (sig < 0 && wd > 0)
+            sdn_notify("WATCHDOG=1");
+        if (sig != SIGINT && sig != SIGTERM)
+            continue;
+        ex_log(PS_LOG_INFO, "%s: %s", strsignal(sig),
+               stops ? "stopping now" : "draining (signal again to stop now)");
+        sdn_notify(stops ? "STATUS=stopping now" : "STOPPING=1\nSTATUS=draining");
+        if (stops++)
+            ps_server_stop_now(sc->srv);
+        else
+            ps_server_stop(sc->srv);
     }
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03ldZ %s %s: %s\n", ts, now.tv_nsec / 1000000, p->name, names[level], msg);
+    return NULL;
 }
 
-static void on_signal(int sig)
+/* READY=1 once every listener is bound and announced, with a STATUS line
+ * naming them. */
+static void notify_ready(ps_server *s)
 {
-    (void)sig;
-    ps_server_stop(g_server); /* async-signal-safe */
+    char msg[1024];
+    int i, n = snprintf(msg, sizeof msg, "READY=1\nSTATUS=serving on");
+
+    for (i = 0; i < ps_server_nlisteners(s) && n > 0 && (size_t)n < sizeof msg; i++)
+        n += snprintf(msg + n, sizeof msg - (size_t)n, " %s", ps_server_listen_name(s, i));
+    sdn_notify(msg);
 }
 
 int ex_run(const ex_prog *p, const ps_config *cfg_in, const ps_handler *h, void *user)
 {
     ps_config cfg = *cfg_in;
-    struct sigaction sa;
+    struct sigctx sc = {0};
+    pthread_t tid;
+    ps_stats st;
     ps_err err;
-    int i;
+    int i, rc;
 
-    if (!cfg.log) {
+    if (!cfg.log) { /* a caller that did not go through ex_parse_args */
         cfg.log = log_stderr;
-        cfg.log_user = (void *)p;
-        cfg.log_level = PS_LOG_WARN;
+        cfg.log_level = g_level;
     }
-    g_server = ps_server_new(&cfg, h, user, &err);
-    if (!g_server) {
-        fprintf(stderr, "%s%s: %s\n", journal_stderr() ? "<3>" : "", p->name, err.msg);
+    if (!g_name)
+        g_name = p->name;
+    /* Blocked before the library creates a thread: signal_thread takes them. */
+    sigemptyset(&sc.set);
+    sigaddset(&sc.set, SIGINT);
+    sigaddset(&sc.set, SIGTERM);
+    sigaddset(&sc.set, SIGUSR2); /* internal: ends signal_thread */
+    pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
+    sc.srv = ps_server_new(&cfg, h, user, &err);
+    if (!sc.srv) {
+        ex_fail(p, "%s", err.msg);
         return 2;
     }
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-
-    if (ps_server_start(g_server, &err) < 0) {
-        fprintf(stderr, "%s%s: %s\n", journal_stderr() ? "<3>" : "", p->name, err.msg);
-        ps_server_free(g_server);
+    if (ps_server_start(sc.srv, &err) < 0) {
+        ex_fail(p, "%s", err.msg);
+        ps_server_free(sc.srv);
         return 1;
     }
-    for (i = 0; i < ps_server_nlisteners(g_server); i++)
-        printf("listening on %s\n", ps_server_listen_name(g_server, i));
+    rc = pthread_create(&tid, NULL, signal_thread, &sc);
+    if (rc != 0) {
+        ex_fail(p, "cannot create the signal thread: %s", strerror(rc));
+        ps_server_free(sc.srv);
+        return 1;
+    }
+    for (i = 0; i < ps_server_nlisteners(sc.srv); i++)
+        printf("listening on %s\n", ps_server_listen_name(sc.srv, i));
     fflush(stdout);
-    ps_server_wait(g_server);
-    ps_server_free(g_server);
-    g_server = NULL;
+    notify_ready(sc.srv);
+    ps_server_wait(sc.srv);
+    atomic_store(&sc.done, true);
+    pthread_kill(tid, SIGUSR2);
+    pthread_join(tid, NULL);
+    ps_server_stats(sc.srv, &st);
+    ex_log(PS_LOG_INFO, "stopped: %llu connections accepted, %llu refused at a limit",
+           (unsigned long long)st.accepted, (unsigned long long)st.limit_refused);
+    ps_server_free(sc.srv);
     return 0;
 }
 

@@ -14,7 +14,7 @@ EX_KV    := $(O)$(EX_DIR)/poolsrv-kv
 EX_PROXY := $(O)$(EX_DIR)/poolsrv-proxy
 EX_SPLIT := $(B)/tests/examples/parser-split
 
-EX_COMMON_OBJ := $(B)/$(EX_DIR)/common.o
+EX_COMMON_OBJ := $(B)/$(EX_DIR)/common.o $(B)/server/sdnotify.o
 EX_HTTP_OBJ   := $(B)/$(EX_DIR)/http_hello/http_main.o $(B)/$(EX_DIR)/http_hello/http_parser.o
 EX_KV_OBJ     := $(B)/$(EX_DIR)/kv/kv_main.o $(B)/$(EX_DIR)/kv/resp.o $(B)/$(EX_DIR)/kv/store.o \
                  $(B)/$(EX_DIR)/kv/pubsub.o
@@ -52,9 +52,9 @@ $(EX_SPLIT): $(B)/tests/examples/parser_split.o $(B)/$(EX_DIR)/http_hello/http_p
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
 
-test-examples: $(EX_HTTP) $(EX_KV) $(EX_SPLIT) $(LIBA) $(THREAD_SHIM)
-	HTTP_BIN=$(EX_HTTP) KV_BIN=$(EX_KV) SPLIT_BIN=$(EX_SPLIT) LIBA=$(LIBA) SAN="$(SAN)" \
-		THREAD_SHIM=$(THREAD_SHIM) tests/examples/run.sh
+test-examples: $(EX_HTTP) $(EX_KV) $(EX_PROXY) $(EX_SPLIT) $(LIBA) $(THREAD_SHIM) $(NOTIFY_RECV)
+	HTTP_BIN=$(EX_HTTP) KV_BIN=$(EX_KV) PROXY_BIN=$(EX_PROXY) SPLIT_BIN=$(EX_SPLIT) LIBA=$(LIBA) \
+		SAN="$(SAN)" THREAD_SHIM=$(THREAD_SHIM) NOTIFY_RECV=$(NOTIFY_RECV) tests/examples/run.sh
 
 test-extra:: test-examples
 
