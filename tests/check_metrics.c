@@ -17,6 +17,17 @@
 
 #define NCONN 20
 
+/* The last turn's queue wait is recorded at its start, its turn time at
+ * its end, after the close the test waited for: poll (bounded) until the
+ * worker has finished it. */
+static bool turns_settled(void *arg)
+{
+    ps_stats st;
+
+    ps_server_stats(arg, &st);
+    return st.queue_wait.count == st.turn_time.count && st.lifetime.count == st.closed;
+}
+
 /* Bucket i holds (1 us * 2^(i-1), 1 us * 2^i]; the last one everything past. */
 START_TEST(test_bucket_bounds)
 {
@@ -67,6 +78,7 @@ START_TEST(test_histogram_counts)
         close(fd);
     }
     tu_assert_all_closed(s, NCONN);
+    tu_wait_until(turns_settled, s, tu_ms(5000));
     ps_server_stats(s, &st);
     ck_assert_uint_eq(st.workers, 2);
     ck_assert_uint_eq(st.queue_capacity, 1024);
@@ -113,6 +125,7 @@ START_TEST(test_histogram_slow_turn)
     ck_assert_int_eq(tu_echo(fd, "x", 1, true, tu_ms(2000), NULL), 0);
     close(fd);
     tu_assert_all_closed(s, 1);
+    tu_wait_until(turns_settled, s, tu_ms(5000));
     ps_server_stats(s, &st);
     ck_assert_uint_eq(st.turn_time.count, 1);
     for (i = 0; i < 13; i++)

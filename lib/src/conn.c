@@ -122,9 +122,9 @@ void ps__conn_destroy(struct ps_worker *w, ps_conn *c)
     /* Counters first: a client may look at them as soon as it sees EOF. */
     if (atomic_load_explicit(&c->forced, memory_order_relaxed))
         ps__count(&w->st.forced_closes, 1);
-    ps__count(&w->st.closed, 1);
     if (c->opened_ns) /* like the counters, before the peer can see the close */
         ps__hist_add(&w->lifetime, ps__now_ns() - c->opened_ns);
+    ps__count(&w->st.closed, 1);
     ps__registry_remove(s, c);
     if (c->flags & PS_CF_REGISTERED)
         epoll_ctl(s->cepfd, EPOLL_CTL_DEL, c->fd, NULL); /* in case a fork kept the fd open */

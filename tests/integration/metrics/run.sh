@@ -82,12 +82,16 @@ scrape() { curl -s --max-time 10 "http://127.0.0.1:$APORT/metrics" >"$1"; }
 # value FILE NAME: the sample of a metric without labels.
 value() { awk -v n="$2" '$1 == n { print $2; exit }' "$1"; }
 
-# Scrape until no connection is open (the bench has closed them all).
+# Scrape until no connection is open (the bench has closed them all) and
+# the last turns have ended: a turn's queue wait is recorded at its start,
+# its time at its end, after the close counted.
 scrape_idle() {
     local i
     for ((i = 0; i < 100; i++)); do
         scrape "$1"
-        [[ $(value "$1" poolsrv_echo_active) == 0 ]] && return 0
+        [[ $(value "$1" poolsrv_echo_active) == 0 &&
+            $(value "$1" poolsrv_echo_turn_seconds_count) == \
+            "$(value "$1" poolsrv_echo_queue_wait_seconds_count)" ]] && return 0
         read -r -t 0.05 <> <(:) || true
     done
     return 1
