@@ -7,6 +7,8 @@
 #include "metrics.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,7 +33,7 @@ static void put(char *buf, size_t cap, size_t *n, const char *fmt, ...)
 static void metric(char *buf, size_t cap, size_t *n, const char *name, const char *type,
                    const char *help, double v)
 {
-    put(buf, cap, n, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+    put(buf, cap, n, "# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", name, help, name, type, name, v);
 }
 
 void metrics_build_info(char *buf, size_t cap, size_t *n, const char *program)
@@ -83,27 +85,34 @@ void metrics_config(char *buf, size_t cap, size_t *n, const char *prefix, const 
 
 /* Fields 14 (utime), 15 (stime), 22 (starttime), 23 (vsize), 24 (rss) of
  * /proc/self/stat (proc(5)); the command name (field 2) may hold spaces,
- * so parsing starts after its closing parenthesis. */
+ * so counting starts after its closing parenthesis (field 3 is next). */
 static bool read_stat(unsigned long long *ticks, unsigned long long *start,
-                      unsigned long long *vsize, long long *rss)
+                      unsigned long long *vsize, unsigned long long *rss)
 {
-    char line[1024], *p;
-    unsigned long long ut, st;
+    char line[1024], *p, *end;
+    unsigned long long v[25] = {0};
     FILE *f = fopen("/proc/self/stat", "re");
     bool ok;
+    int field;
 
     if (!f)
         return false;
     ok = fgets(line, sizeof line, f) != NULL;
     fclose(f);
-    if (!ok || !(p = strrchr(line, ')')))
+    if (!ok || !(p = strrchr(line, ')')) || p[1] != ' ' || !p[2] || !p[3])
         return false;
-    ok = sscanf(p + 2,
-                "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d "
-                "%llu %llu %lld",
-                &ut, &st, start, vsize, rss) == 5;
-    *ticks = ut + st;
-    return ok;
+    p += 4; /* past ") S": field 4 next */
+    for (field = 4; field <= 24; field++, p = end) {
+        errno = 0;
+        v[field] = strtoull(p, &end, 10);
+        if (end == p || errno)
+            return false;
+    }
+    *ticks = v[14] + v[15];
+    *start = v[22];
+    *vsize = v[23];
+    *rss = v[24];
+    return true;
 }
 
 /* The boot time (btime of /proc/stat), seconds since the epoch. */
@@ -115,8 +124,14 @@ static bool boot_time(unsigned long long *btime)
 
     if (!f)
         return false;
-    while (!ok && fgets(line, sizeof line, f))
-        ok = sscanf(line, "btime %llu", btime) == 1;
+    while (!ok && fgets(line, sizeof line, f)) {
+        char *end;
+        if (strncmp(line, "btime ", 6) != 0)
+            continue;
+        errno = 0;
+        *btime = strtoull(line + 6, &end, 10);
+        ok = end != line + 6 && errno == 0;
+    }
     fclose(f);
     return ok;
 }
@@ -129,6 +144,7 @@ static long open_fds(void)
 
     if (!d)
         return -1;
+    /* cppcheck-suppress readdirCalled ; one thread reads this DIR (readdir_r is deprecated) */
     while ((e = readdir(d)))
         if (e->d_name[0] != '.')
             k++;
@@ -139,8 +155,7 @@ static long open_fds(void)
 void metrics_process(char *buf, size_t cap, size_t *n)
 {
     double hz = (double)sysconf(_SC_CLK_TCK);
-    unsigned long long ticks, start, vsize, btime;
-    long long rss;
+    unsigned long long ticks, start, vsize, btime, rss;
     struct rlimit rl;
     long fds = open_fds();
 
