@@ -149,8 +149,8 @@ $(B)/%.o: %.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
-$(ECHO): $(B)/server/echo.o $(B)/server/echo_handlers.o $(B)/server/admin.o $(B)/server/sdnotify.o \
-		$(B)/server/upgrade.o $(B)/server/tls_flags.o $(LIBA)
+$(ECHO): $(B)/server/echo.o $(B)/server/echo_handlers.o $(B)/server/admin.o $(B)/server/metrics.o \
+		$(B)/server/sdnotify.o $(B)/server/upgrade.o $(B)/server/tls_flags.o $(LIBA)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(TLS_LIBS)
@@ -227,6 +227,14 @@ test-tls: $(ECHO) $(O)server/examples/poolsrv-http
 	ECHO=$(ECHO) HTTP=$(O)server/examples/poolsrv-http tests/tls/run.sh
 
 test-extra:: test-tls
+
+# The admin endpoint as Prometheus scrapes it: promtool (package prometheus;
+# required under CI=true), histogram consistency, build/config/process metrics.
+.PHONY: test-metrics
+test-metrics: $(ECHO) $(O)bench/poolsrv-bench
+	ECHO=$(ECHO) BENCH=$(O)bench/poolsrv-bench tests/integration/metrics/run.sh
+
+test-extra:: test-metrics
 
 # poolsrv-echo behind HAProxy (send-proxy-v2): verified load, real client
 # addresses, drain of one backend.  Needs the haproxy package.

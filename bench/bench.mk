@@ -7,7 +7,8 @@
 #   make bench-sweep    cost versus message size and connections (bench/results/sweep.md)
 #   make bench-refs     build the reference and misbehaving test servers, and
 #                       bench/wakeup-cost (thread wake-up against system call),
-#                       bench/heartbeat (what 10,000 connection timers cost)
+#                       bench/heartbeat (what 10,000 connection timers cost),
+#                       bench/hist-turn-cost (what the latency histograms add to a turn)
 #   make bench-deps     install (as root) or name the packages `make bench` needs
 #
 # Knobs for `make bench` (environment or make variables):
@@ -42,6 +43,17 @@ $(HEARTBEAT): $(B)/bench/tools/heartbeat.o $(LIBA)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread $(if $(HAVE_UV),$(UV_LIBS)) $(TLS_LIBS)
+
+# What the latency histograms add to a turn (docs/benchmarks.md); built with
+# the references, not installed.
+HISTCOST   := $(O)bench/hist-turn-cost
+
+$(B)/bench/tools/hist_cost.o: ALL_CPPFLAGS += -Ilib/src
+
+$(HISTCOST): $(B)/bench/tools/hist_cost.o
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
 
 $(WAKEUP): $(B)/bench/tools/wakeup_cost.o
 	@mkdir -p $(@D)
@@ -90,7 +102,7 @@ $(REFS_DIR)/%-echo: $(B)/bench/refs/%_echo.o $(B)/bench/refs/ref_common.o
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
 
-bench-refs: $(REFS) $(WAKEUP) $(HEARTBEAT)
+bench-refs: $(REFS) $(WAKEUP) $(HEARTBEAT) $(HISTCOST)
 	@$(if $(HAVE_UV),,echo "note: libuv missing, bench/refs/uv-echo not built (make bench-deps)" >&2)
 	@$(if $(HAVE_EV),,echo "note: libevent missing, bench/refs/ev-echo not built (make bench-deps)" >&2)
 
@@ -137,5 +149,5 @@ test-extra::
 .SECONDARY: $(patsubst bench/refs/%.c,$(B)/bench/refs/%.o,$(wildcard bench/refs/*.c))
 
 clean-extra::
-	rm -f $(REFS_DIR)/uv-echo $(REFS_DIR)/ev-echo $(REFS_DIR)/tpc-echo $(REFS_DIR)/bad-echo $(WAKEUP) \
+	rm -f $(REFS_DIR)/uv-echo $(REFS_DIR)/ev-echo $(REFS_DIR)/tpc-echo $(REFS_DIR)/bad-echo $(WAKEUP) $(HISTCOST) \
 	      bench/results/*.tmp

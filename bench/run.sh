@@ -21,7 +21,8 @@
 #   BENCH_SCENARIOS ["a b c d e f"]
 #   BENCH_SERVERS ["poolsrv-event poolsrv-event-1 poolsrv-blocking libuv libevent
 #                  thread-per-conn"]  (poolsrv-event-1: --mode event --workers 1,
-#                  the one-thread comparison with libuv and libevent)
+#                  the one-thread comparison with libuv and libevent;
+#                  NAME-nohist: poolsrv server NAME with --no-histograms)
 #   BENCH_BIN, ECHO_BIN, REFS_DIR, BENCH_OUT [bench/results]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,6 +78,10 @@ server_cmd() {
     libuv) [[ -x $REFS_DIR/uv-echo ]] && echo "$REFS_DIR/uv-echo $listen" ;;
     libevent) [[ -x $REFS_DIR/ev-echo ]] && echo "$REFS_DIR/ev-echo $listen" ;;
     thread-per-conn) [[ -x $REFS_DIR/tpc-echo ]] && echo "$REFS_DIR/tpc-echo $listen" ;;
+    poolsrv-*-nohist) # the same server without latency histograms (their cost)
+        local base
+        base=$(server_cmd "${1%-nohist}") || return 1
+        [[ -n $base ]] && echo "$base --no-histograms" ;;
     *) echo "error: unknown server '$1'" >&2; return 1 ;;
     esac
     return 0

@@ -13,8 +13,11 @@
  * the newer bytes), then answered, then the connection is closed.
  */
 #include "admin.h"
+#include "metrics.h"
 
+#include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,10 +32,15 @@
 #define ADMIN_REQUEST_MS 5000    /* the whole head must arrive within this */
 #define ADMIN_IDLE_MS 10000      /* no progress at all (an answer not read) */
 
+#define ADMIN_BODY_MAX (64u << 10) /* /metrics is about 12 KiB */
+
 struct admin {
     ps_server *target;
-    const char *prefix;
+    const char *prefix, *program;
+    ps_config cfg; /* the target's, for the configuration gauges */
+    char *body;    /* ADMIN_BODY_MAX: one answer at a time (one worker) */
 };
+_Static_assert(ADMIN_WORKERS == 1, "one worker shares admin.body");
 
 enum { REQ_PARTIAL, REQ_OK, REQ_BAD, REQ_TOO_LARGE };
 
@@ -99,10 +107,26 @@ static void reply(ps_conn *c, bool head_only, const char *status, const char *ex
     ps_conn_close(c);
 }
 
+/* GET /metrics: the library's counters and histograms, then the build,
+ * the configuration and the process. */
+static void metrics_body(struct admin *a, const ps_stats *st)
+{
+    char *body = a->body;
+    size_t cap = ADMIN_BODY_MAX;
+    int k = ps_stats_format(st, PS_STATS_PROMETHEUS, a->prefix, body, cap);
+    size_t n = k < 0 ? 0 : (size_t)k;
+
+    if (k < 0)
+        body[0] = '\0';
+    metrics_build_info(body, cap, &n, a->program);
+    metrics_config(body, cap, &n, a->prefix, &a->cfg);
+    metrics_process(body, cap, &n);
+}
+
 static void answer(ps_conn *c, struct admin *a, const admin_req *r)
 {
     bool head = is(r->method, r->method_len, "HEAD");
-    char body[8192];
+    char *body = a->body;
     ps_stats st;
     int n;
 
@@ -113,11 +137,10 @@ static void answer(ps_conn *c, struct admin *a, const admin_req *r)
     }
     ps_server_stats(a->target, &st);
     if (is(r->path, r->path_len, "/metrics")) {
-        if (ps_stats_format(&st, PS_STATS_PROMETHEUS, a->prefix, body, sizeof body) < 0)
-            body[0] = '\0';
+        metrics_body(a, &st);
         reply(c, head, "200 OK", "", "text/plain; version=0.0.4", body);
     } else if (is(r->path, r->path_len, "/stats")) {
-        n = ps_stats_format(&st, PS_STATS_TEXT, a->prefix, body, sizeof body - 1);
+        n = ps_stats_format(&st, PS_STATS_TEXT, a->prefix, body, ADMIN_BODY_MAX - 1);
         if (n < 0)
             n = 0;
         body[n] = '\n';
@@ -147,7 +170,8 @@ static size_t admin_data(ps_conn *c, const char *data, size_t len, void *user)
     return len;
 }
 
-ps_server *admin_new(const char *addr, ps_server *target, const char *prefix, ps_err *err)
+ps_server *admin_new(const char *addr, ps_server *target, const ps_config *target_cfg,
+                     const char *prefix, const char *program, ps_err *err)
 {
     static struct admin a; /* one admin listener per process */
     ps_handler h = {.on_data = admin_data};
@@ -155,6 +179,13 @@ ps_server *admin_new(const char *addr, ps_server *target, const char *prefix, ps
 
     a.target = target;
     a.prefix = prefix;
+    a.program = program;
+    a.cfg = *target_cfg;
+    if (!a.body && !(a.body = malloc(ADMIN_BODY_MAX))) {
+        snprintf(err->msg, sizeof err->msg, "admin: out of memory");
+        err->code = -ENOMEM;
+        return NULL;
+    }
     ps_config_init(&cfg);
     ps_config_add_listen(&cfg, addr);
     cfg.workers = ADMIN_WORKERS;
@@ -166,9 +197,10 @@ ps_server *admin_new(const char *addr, ps_server *target, const char *prefix, ps
     return ps_server_new(&cfg, &h, &a, err);
 }
 
-ps_server *admin_start(const char *addr, ps_server *target, const char *prefix, ps_err *err)
+ps_server *admin_start(const char *addr, ps_server *target, const ps_config *target_cfg,
+                       const char *prefix, const char *program, ps_err *err)
 {
-    ps_server *s = admin_new(addr, target, prefix, err);
+    ps_server *s = admin_new(addr, target, target_cfg, prefix, program, err);
 
     if (s && ps_server_start(s, err) < 0) {
         ps_server_free(s);

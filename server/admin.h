@@ -10,12 +10,16 @@
 
 #include "poolsrv.h"
 
-/* Start an admin server on addr reporting on `target`.  Returns NULL and
- * fills *err on failure.  Free with ps_server_free. */
-ps_server *admin_start(const char *addr, ps_server *target, const char *prefix, ps_err *err);
+/* Start an admin server on addr reporting on `target`, which runs with
+ * *target_cfg (copied; its limits become gauges).  Metric names start with
+ * prefix; program labels poolsrv_build_info.  Returns NULL and fills *err
+ * on failure.  Free with ps_server_free. */
+ps_server *admin_start(const char *addr, ps_server *target, const ps_config *target_cfg,
+                       const char *prefix, const char *program, ps_err *err);
 
 /* The same server, created but not started (to adopt listeners an upgrade
  * handed over first, upgrade.h).  Start it with ps_server_start. */
-ps_server *admin_new(const char *addr, ps_server *target, const char *prefix, ps_err *err);
+ps_server *admin_new(const char *addr, ps_server *target, const ps_config *target_cfg,
+                     const char *prefix, const char *program, ps_err *err);
 
 #endif

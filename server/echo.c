@@ -123,6 +123,8 @@ static void usage(FILE *f)
             "                           (Prometheus text format) and GET /stats\n"
             "      --pid-file FILE      write the process id to FILE once serving (replaced\n"
             "                           atomically; removed at exit if it is still ours)\n"
+            "      --no-histograms      keep no latency histograms (they cost a clock\n"
+            "                           read per turn, about 30 ns)\n"
             "      --log-level LEVEL    error, warn (default), info or debug\n"
             "  -v, --verbose            same as --log-level debug\n"
             "  -h, --help               this text\n"
@@ -201,6 +203,7 @@ enum {
     OPT_UDP_BURST,
     OPT_UDP_ANY_PORT,
     OPT_PID_FILE,
+    OPT_NO_HISTOGRAMS,
 };
 
 static const struct option long_opts[] = {
@@ -227,6 +230,7 @@ static const struct option long_opts[] = {
     {"max-per-client", required_argument, 0, OPT_MAX_PER_CLIENT},
     {"stats-interval", required_argument, 0, OPT_STATS_INTERVAL},
     {"admin", required_argument, 0, OPT_ADMIN},
+    {"no-histograms", no_argument, 0, OPT_NO_HISTOGRAMS},
     {"log-level", required_argument, 0, OPT_LOG_LEVEL},
     {"pid-file", required_argument, 0, OPT_PID_FILE},
     {"verbose", no_argument, 0, 'v'},
@@ -320,6 +324,7 @@ static void parse_one(int c, const char *v, ps_config *cfg, struct opts *o)
         o->admin = v;
         break;
     }
+    case OPT_NO_HISTOGRAMS: cfg->histograms = false; break;
     case OPT_LOG_LEVEL: cfg->log_level = parse_level(v); break;
     case OPT_PID_FILE:
         if (!*v)
@@ -539,7 +544,7 @@ static int start_servers(const ps_config *cfg, const ps_handler *h, const struct
         ps_server_free(*srv);
         return 1;
     }
-    if (o->admin && (!(*admin = admin_new(o->admin, *srv, "poolsrv_echo", &err)) ||
+    if (o->admin && (!(*admin = admin_new(o->admin, *srv, cfg, "poolsrv_echo", PROG, &err)) ||
                      upg_adopt(UPG_ADMIN, *admin, &err) < 0 || ps_server_start(*admin, &err) < 0)) {
         start_failed("--admin: ", err.msg);
         ps_server_free(*admin);

@@ -1243,7 +1243,7 @@ END_TEST
 START_TEST(test_stats_format)
 {
     ps_stats st = {.accepted = 12, .active = 3, .bytes_in = 99};
-    char buf[4096], small[16];
+    char buf[16384], small[16];
 
     ck_assert_int_gt(ps_stats_format(&st, PS_STATS_TEXT, NULL, buf, sizeof buf), 0);
     ck_assert_ptr_nonnull(strstr(buf, "accepted=12 "));

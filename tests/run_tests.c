@@ -57,6 +57,7 @@ int main(void)
     srunner_add_suite(sr, dgram_suite());
     srunner_add_suite(sr, handoff_suite());
     srunner_add_suite(sr, tls_suite());
+    srunner_add_suite(sr, metrics_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -36,6 +36,7 @@ Suite *connect_suite(void);
 Suite *dgram_suite(void);
 Suite *handoff_suite(void);
 Suite *tls_suite(void);
+Suite *metrics_suite(void);
 
 /* ------------------------------------------------------------- time */
 

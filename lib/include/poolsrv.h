@@ -365,6 +365,11 @@ typedef struct ps_config {
      * takes its own reference: the caller may ps_tls_free its own at any
      * time after.  Default NULL. */
     ps_tls *tls;
+    bool histograms;        /* keep the latency histograms of ps_stats (queue_wait,
+                               turn_time, lifetime): a clock read per turn and per
+                               hand-off, about 30 ns each (docs/benchmarks.md,
+                               "Latency histograms"); default true, false: they
+                               stay zero */
 } ps_config;
 
 /* Fill *cfg with the defaults above and no listen address.  Any thread.
@@ -526,6 +531,18 @@ PS_EXTERN int ps_server_handoff_adopt(ps_server *s, const char *handoff, ps_err 
  * not lost when we close our copies: the successor accepts them from the
  * same socket.  Async-signal-safe, any thread, as ps_server_stop. */
 PS_EXTERN void ps_server_handoff_stop(ps_server *s);
+/* A latency histogram with fixed buckets: bucket[i], for i <
+ * PS_HIST_BUCKETS - 1, counts the durations longer than PS_HIST_LE_NS(i - 1)
+ * and at most PS_HIST_LE_NS(i) = 1 us * 2^i (1 us, 2 us, 4 us, ... 67.1 s);
+ * the last bucket counts the longer ones.  Counts are per bucket, not
+ * cumulative.  The layout is fixed for the life of the soname. */
+#define PS_HIST_BUCKETS 28
+#define PS_HIST_LE_NS(i) (1000ull << (i))
+typedef struct ps_histogram {
+    uint64_t count;  /* observations: the sum of bucket[] */
+    uint64_t sum_ns; /* their total duration, nanoseconds */
+    uint64_t bucket[PS_HIST_BUCKETS];
+} ps_histogram;
 
 /* Counters, summed across threads at the time of the call (each is exact;
  * they are not a consistent snapshot of one instant).  Any thread.  Grows
@@ -567,6 +584,25 @@ typedef struct ps_stats {
                                   TLS client, refused version, bad client
                                   certificate, ...; a handshake timeout counts
                                   in timeouts instead) */
+    uint64_t workers;          /* worker threads (the pool size as resolved) */
+    uint64_t queue_capacity;   /* work queue slots */
+    /* Latency histograms, kept per worker and merged here (zero unless
+     * cfg.histograms).  Each histogram is exact, but they are read one
+     * after the other while workers run, like the counters. */
+    ps_histogram queue_wait;   /* from becoming runnable to the start of its turn:
+                                  a new connection from accept, a connection from
+                                  the readiness a worker collected (event style:
+                                  readiness to callback) or a request another
+                                  thread left, a datagram from its receipt, a timer
+                                  from its expiry */
+    ps_histogram turn_time;    /* one turn on a worker: event style, the mailbox,
+                                  the reads and writes and every callback of the
+                                  turn; blocking style, one serve call (the whole
+                                  connection, or up to ps_conn_park); datagrams,
+                                  on_datagram */
+    ps_histogram lifetime;     /* connections, from accept (outbound: from
+                                  ps_server_connect) to close; counts every
+                                  connection in `closed` */
 } ps_stats;
 
 PS_EXTERN void ps_server_stats_sized(const ps_server *s, ps_stats *out, size_t out_size);

@@ -69,6 +69,8 @@ ps_conn *ps__conn_new(ps_server *s, int fd, const struct sockaddr_storage *peer,
     pthread_mutex_unlock(&c->lock);
     c->timeout_ms = s->cfg.io_timeout_ms;
     c->accepted_at = ps__coarse_ms();
+    if (s->cfg.histograms) /* the lifetime's start, and the first queue wait's */
+        c->opened_ns = c->ready_ns = ps__now_ns();
     atomic_store_explicit(&c->last_active, c->accepted_at, memory_order_relaxed);
     if (len > sizeof c->peer)
         len = sizeof c->peer;
@@ -121,6 +123,8 @@ void ps__conn_destroy(struct ps_worker *w, ps_conn *c)
     /* Counters first: a client may look at them as soon as it sees EOF. */
     if (atomic_load_explicit(&c->forced, memory_order_relaxed))
         ps__count(&w->st.forced_closes, 1);
+    if (c->opened_ns) /* like the counters, before the peer can see the close */
+        ps__hist_add(&w->lifetime, ps__now_ns() - c->opened_ns);
     ps__count(&w->st.closed, 1);
     ps__registry_remove(s, c);
     /* No EPOLL_CTL_DEL: close removes the registration.  Should a forked
@@ -229,8 +233,10 @@ int ps__conn_request(ps_conn *c, uint64_t id, unsigned mail, struct ps_post *p)
     if (schedule)
         c->state = PS_CS_OWNED;
     pthread_mutex_unlock(&c->lock);
-    if (schedule)
+    if (schedule) {
+        ps__conn_stamp(c, 0);
         ps__queue_push_spill(c->srv->q, &c->spill, c);
+    }
     return 0;
 }
 

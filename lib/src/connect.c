@@ -78,6 +78,7 @@ int ps__server_connect(ps_server *s, const char *addr, const ps_handler *h, ps_h
     } else {
         c->ready = EPOLLOUT; /* connected at once (Unix sockets, often) */
     }
+    ps__conn_stamp(c, 0);
     ps__queue_push_spill(s->q, &c->spill, c);
 out:
     return 0;
@@ -94,8 +95,10 @@ bool ps__connect_step(struct ps_worker *w, ps_conn *c)
     if (!e && ps__conn_take_timer(c))
         e = ETIMEDOUT;
     if (!e && !(c->ready & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
-        if (!ps__conn_arm(c, EPOLLOUT)) /* a post woke it: posts wait for on_open */
+        if (!ps__conn_arm(c, EPOLLOUT)) { /* a post woke it: posts wait for on_open */
+            ps__conn_stamp(c, 0);
             ps__queue_push_spill(s->q, &c->spill, c);
+        }
         return false;
     }
     if (!e && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)

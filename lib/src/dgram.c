@@ -111,6 +111,7 @@ void ps__dgram_ready(ps_server *s, ps_listener *l)
         d->fromlen = fromlen;
         memcpy(&d->from, &from, fromlen);
         d->len = (size_t)n;
+        d->ready_ns = s->cfg.histograms ? ps__now_ns() : 0;
         memcpy(d->data, s->dgram_buf, (size_t)n);
         if (s->pend_head) {
             free(d);

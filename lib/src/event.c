@@ -445,11 +445,14 @@ void ps__event_turn(struct ps_worker *w, ps_conn *c)
     events = rest_events(c); /* lingering: the peer's EOF (or linger_ms) ends it */
     if (more && events == EPOLLIN && !(c->flags & PS_CF_LINGER) && reading_allowed(c)) {
         c->ready = EPOLLIN;
+        ps__conn_stamp(c, 0);
         if (ps__queue_try_push(s->q, c) == 0)
             return; /* fairness: back of the queue, still readable */
     }
-    if (!ps__conn_arm(c, events))
-        ps__queue_push_spill(s->q, &c->spill, c); /* a request came in: another turn */
+    if (!ps__conn_arm(c, events)) { /* a request came in: another turn */
+        ps__conn_stamp(c, 0);
+        ps__queue_push_spill(s->q, &c->spill, c);
+    }
 }
 
 /* A worker of the same server writes to a connection nobody runs: it owns
@@ -484,8 +487,11 @@ ssize_t ps_conn_try_send(ps_conn_ref ref, const void *data, size_t len)
         rc = (ssize_t)c->out.len;
         ps__conn_touch(c);
     }
-    if ((c->flags & (PS_CF_FATAL | PS_CF_OUTLIMIT | PS_CF_ABORT)) || !ps__conn_arm(c, rest_events(c)))
+    if ((c->flags & (PS_CF_FATAL | PS_CF_OUTLIMIT | PS_CF_ABORT)) ||
+        !ps__conn_arm(c, rest_events(c))) {
+        ps__conn_stamp(c, 0);
         ps__queue_push_spill(c->srv->q, &c->spill, c);
+    }
     return rc;
 }
 

@@ -79,6 +79,7 @@ struct ps_dgram {
     const struct ps_listener *l; /* ... and its listener */
     bool have_dst;               /* dst is known (IP_PKTINFO on a wildcard listener) */
     struct in6_addr dst;         /* the address it was sent to; IPv4 as ::ffff:a.b.c.d */
+    int64_t ready_ns; /* received (cfg.histograms; else 0) */
     socklen_t fromlen;
     struct sockaddr_storage from;
     size_t len;
@@ -130,6 +131,10 @@ struct ps_conn {
     int fd;
     unsigned flags;
     int timeout_ms;
+    /* cfg.histograms (ps__now_ns; 0 when not stamped): */
+    int64_t opened_ns; /* accept or ps_server_connect */
+    int64_t ready_ns;  /* made runnable: set before each push, read and
+                          cleared by the worker whose turn it starts */
     unsigned mail;                         /* PS_MAIL_*, under lock */
     atomic_bool has_mail;                  /* mail or posts: set under lock, so the
                                               owner may skip the lock when clear */
@@ -200,8 +205,45 @@ static inline void ps__count(atomic_uint_least64_t *c, uint64_t n)
                           memory_order_relaxed);
 }
 
+/* A latency histogram (ps_histogram's buckets) with a single writer, like
+ * ps_counters; ps_server_stats merges them. */
+typedef struct ps_hist {
+    atomic_uint_least64_t bucket[PS_HIST_BUCKETS];
+    atomic_uint_least64_t sum_ns;
+} ps_hist;
+
+/* CLOCK_MONOTONIC in ns: a vDSO read, 28 ns on the machines this project
+ * is measured on (tsc clock source).  The coarse clock (4 ms resolution
+ * here) cannot fill microsecond buckets. */
+static inline int64_t ps__now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The bucket of a duration: the first i with ns <= 1000 << i (the last
+ * bucket past 67 s).  Integer only: a division by a constant and a clz. */
+static inline unsigned ps__hist_bucket(uint64_t ns)
+{
+    uint64_t us = ns / 1000 + (ns % 1000 != 0); /* the least whole microseconds >= ns */
+    unsigned i = us <= 1 ? 0 : 64 - (unsigned)__builtin_clzll(us - 1);
+
+    return i < PS_HIST_BUCKETS - 1 ? i : PS_HIST_BUCKETS - 1;
+}
+
+static inline void ps__hist_add(ps_hist *h, int64_t ns)
+{
+    if (ns < 0) /* readings of two threads, a hand-off apart (pool.c) */
+        ns = 0;
+    ps__count(&h->bucket[ps__hist_bucket((uint64_t)ns)], 1);
+    ps__count(&h->sum_ns, (uint64_t)ns);
+}
+
 struct ps_worker {
     PS_ALIGN_CACHE ps_counters st;
+    ps_hist queue_wait, turn_time, lifetime; /* cfg.histograms */
     ps_server *srv;
     pthread_t tid;
     char *scratch; /* read buffer: input lands here before it is handed to on_data */
@@ -376,6 +418,13 @@ static inline void ps__conn_touch(ps_conn *c)
     atomic_store_explicit(&c->last_active, ps__coarse_ms(), memory_order_relaxed);
 }
 
+/* Stamp a connection about to be queued by its owner (cfg.histograms). */
+static inline void ps__conn_stamp(ps_conn *c, int64_t now_ns)
+{
+    if (c->srv->cfg.histograms)
+        c->ready_ns = now_ns ? now_ns : ps__now_ns();
+}
+
 /* n bytes arrived (owning worker only). */
 static inline void ps__conn_got(ps_conn *c, uint64_t n)
 {
@@ -530,6 +579,7 @@ int ps__timer_arm(ps_conn *c, int64_t ms); /* the connection's timer, no handler
 int64_t ps__timers_run(ps_server *s, int64_t now); /* reactor: next deadline or INT64_MAX */
 void ps__timers_fini(ps_server *s);
 void ps__timer_turn(struct ps_worker *w, struct ps_timer *t); /* a server timer, on a worker */
+int64_t ps__timer_take_stamp(struct ps_timer *t); /* worker: when it expired, cleared; 0 none */
 
 /* timeouts.c */
 void ps__timeouts_init(ps_server *s);

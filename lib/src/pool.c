@@ -48,18 +48,35 @@ static void blocking_turn(struct ps_worker *w, ps_conn *c)
     c->turn_in = 0;
     s->h.serve(c, s->user);
     if ((c->flags & (PS_CF_PARK | PS_CF_CLOSING)) == PS_CF_PARK) {
-        if (c->in.len > 0 || ps__io_pending(c)) /* bytes that came with a PROXY header,
-                              or that TLS holds, wait where epoll cannot see
-                              them: serve again, after the queue */
+        if (c->in.len > 0 || ps__io_pending(c)) { /* bytes that came with a PROXY
+                              header, or that TLS holds, wait where epoll cannot
+                              see them: serve again, after the queue */
+            ps__conn_stamp(c, 0);
             ps__queue_push_spill(s->q, &c->spill, c);
-        else
+        } else {
             ps__conn_arm(c, EPOLLIN); /* no mailbox in this style: always armed */
+        }
         return;
     }
     ps__conn_destroy(w, c);
 }
 
-static void run_item(struct ps_worker *w, void *item)
+/* The moment an item became runnable, cleared (0: not stamped). */
+static int64_t take_stamp(void *item)
+{
+    enum ps_kind kind = *(enum ps_kind *)item;
+    int64_t t;
+
+    if (kind == PS_KIND_DGRAM)
+        return ((struct ps_dgram *)item)->ready_ns;
+    if (kind == PS_KIND_TIMER)
+        return ps__timer_take_stamp(item);
+    t = ((ps_conn *)item)->ready_ns;
+    ((ps_conn *)item)->ready_ns = 0;
+    return t;
+}
+
+static void run_one(struct ps_worker *w, void *item)
 {
     ps_conn *c = item;
 
@@ -82,6 +99,31 @@ static void run_item(struct ps_worker *w, void *item)
         blocking_turn(w, c);
 }
 
+/* Run an item; with cfg.histograms, record its queue wait and its turn.
+ * now_ns is a clock reading taken just before, to reuse (0: none): the
+ * epoll_wait that collected it, or the end of this worker's previous turn
+ * when the item was popped right after it.  A turn's start and its queue
+ * wait's end are one reading; so are its end and the next one's start -
+ * about one clock read per turn.  Returns the reading at the end (0 when
+ * histograms are off). */
+static int64_t run_item(struct ps_worker *w, void *item, int64_t now_ns)
+{
+    int64_t stamp, t0;
+
+    if (!w->srv->cfg.histograms) {
+        run_one(w, item);
+        return 0;
+    }
+    stamp = take_stamp(item); /* before the turn: it may free or hand on the item */
+    t0 = now_ns ? now_ns : ps__now_ns();
+    if (stamp)
+        ps__hist_add(&w->queue_wait, t0 - stamp);
+    run_one(w, item);
+    now_ns = ps__now_ns();
+    ps__hist_add(&w->turn_time, now_ns - t0);
+    return now_ns;
+}
+
 /* Event style: wake one worker waiting in epoll_wait (the queue calls this
  * after a push or pop, outside its lock, when it would wake a sleeping
  * consumer).  No item is left with every worker asleep: wait_ready counts
@@ -100,12 +142,16 @@ void ps__pool_ring(void *srv)
 }
 
 /* Take what one epoll_wait on cepfd returned: the first ready connection
- * is returned to run here, the rest are queued for the other workers. */
-static void *take_ready(struct ps_worker *w, struct epoll_event *evs, int n)
+ * is returned to run here, the rest are queued for the other workers.
+ * With cfg.histograms, one clock reading (*now_ns) stamps them all. */
+static void *take_ready(struct ps_worker *w, struct epoll_event *evs, int n, int64_t *now_ns)
 {
     ps_server *s = w->srv;
     void *first = NULL;
+    int64_t now = n > 0 && s->cfg.histograms ? ps__now_ns() : 0;
     int i;
+
+    *now_ns = now;
 
     for (i = 0; i < n; i++) {
         ps_conn *c = evs[i].data.ptr;
@@ -119,15 +165,16 @@ static void *take_ready(struct ps_worker *w, struct epoll_event *evs, int n)
         if (kind == PS_KIND_LISTENER) { /* new connections: acceptor.c */
             ps_conn *held = ps__accept_take(w, evs[i].data.ptr, &first);
             if (held)
-                run_item(w, held); /* the queue is full: serve it here */
+                run_item(w, held, 0); /* the queue is full: serve it here */
             continue;
         }
         if (!ps__conn_collect(c, evs[i].events))
             continue;
+        c->ready_ns = now;
         if (!first)
             first = c;
         else if (ps__queue_try_push(s->q, c) < 0)
-            run_item(w, c); /* full: serve it here rather than lose it */
+            run_item(w, c, 0); /* full: serve it here rather than lose it */
     }
     return first;
 }
@@ -151,7 +198,7 @@ static void note_idle(ps_server *s)
         ;
 }
 
-static void *spin_ready(struct ps_worker *w, bool *stopped)
+static void *spin_ready(struct ps_worker *w, bool *stopped, int64_t *now_ns)
 {
     ps_server *s = w->srv;
     struct epoll_event evs[PS_HARVEST_MAX];
@@ -166,11 +213,13 @@ static void *spin_ready(struct ps_worker *w, bool *stopped)
             *stopped = true;
             break;
         }
-        if (rc == 0)
+        if (rc == 0) {
+            *now_ns = 0; /* a reading of an earlier round is stale */
             break;
+        }
         n = epoll_wait(s->cepfd, evs, PS_HARVEST_MAX, 0);
         if (n > 0)
-            item = take_ready(w, evs, n);
+            item = take_ready(w, evs, n, now_ns);
         else if (k == 0)
             note_idle(s);
     }
@@ -185,8 +234,8 @@ static void *spin_ready(struct ps_worker *w, bool *stopped)
  * connection - the dearest step of a hand-off, and one that a busy
  * connection would pay on every request.  Idle connections still wait in
  * epoll and each is owned by one thread at a time (one-shot events).
- * Returns the item to run, or NULL. */
-static void *wait_ready(struct ps_worker *w)
+ * Returns the item to run, or NULL; *now_ns as take_ready's. */
+static void *wait_ready(struct ps_worker *w, int64_t *now_ns)
 {
     ps_server *s = w->srv;
     struct epoll_event evs[PS_HARVEST_MAX];
@@ -194,19 +243,20 @@ static void *wait_ready(struct ps_worker *w)
     bool stopped = false;
     int rc, n;
 
-    first = spin_ready(w, &stopped);
+    first = spin_ready(w, &stopped, now_ns);
     if (first || stopped)
         return first;
     atomic_fetch_add_explicit(&s->ready_waiters, 1, memory_order_seq_cst);
     rc = ps__queue_try_pop(s->q, &first);
     if (rc != -EAGAIN) { /* an item after all, or shut down */
         atomic_fetch_sub_explicit(&s->ready_waiters, 1, memory_order_relaxed);
+        *now_ns = 0;
         return rc == 0 ? first : NULL;
     }
     note_idle(s);
     n = epoll_wait(s->cepfd, evs, PS_HARVEST_MAX, -1);
     atomic_fetch_sub_explicit(&s->ready_waiters, 1, memory_order_relaxed);
-    return take_ready(w, evs, n);
+    return take_ready(w, evs, n, now_ns);
 }
 
 _Thread_local struct ps_worker *ps__self;
@@ -318,8 +368,9 @@ static void bench_wait(ps_server *s)
     pthread_mutex_unlock(&s->bench_lock);
 }
 
-/* Event style, nothing queued: poll if allowed, else wait on the bench. */
-static void *event_idle(struct ps_worker *w)
+/* Event style, nothing queued: poll if allowed, else wait on the bench.
+ * *now_ns: a clock reading to start the item's turn with, or 0. */
+static void *event_idle(struct ps_worker *w, int64_t *now_ns)
 {
     ps_server *s = w->srv;
     void *item;
@@ -328,7 +379,7 @@ static void *event_idle(struct ps_worker *w)
         bench_wait(s);
         return NULL;
     }
-    item = wait_ready(w);
+    item = wait_ready(w, now_ns);
     leave_poll_role(s);
     return item;
 }
@@ -338,18 +389,22 @@ static void *worker_main(void *arg)
     struct ps_worker *w = arg;
     ps_server *s = w->srv;
     void *item;
+    int64_t now = 0; /* the end of the last turn, if nothing came between */
 
     ps__self = w;
     for (;;) {
         int rc = ps__queue_try_pop(s->q, &item);
         if (rc == -ESHUTDOWN)
             break;
-        if (rc < 0 && s->event_style)
-            item = event_idle(w);
-        else if (rc < 0 && ps__queue_pop(s->q, &item) < 0)
-            break;
+        if (rc < 0) {
+            now = 0;
+            if (s->event_style)
+                item = event_idle(w, &now);
+            else if (ps__queue_pop(s->q, &item) < 0)
+                break;
+        }
         if (item)
-            run_item(w, item);
+            now = run_item(w, item, now);
     }
     if (s->event_style) { /* pass the shutdown on to a worker still in epoll_wait */
         uint64_t one = 1;
@@ -378,9 +433,13 @@ int ps__pool_start(ps_server *s, ps_err *err)
     int i, rc;
 
     atomic_store(&s->poll_allowed, 1);
-    s->workers = calloc((size_t)s->cfg.workers, sizeof *s->workers);
+    /* Cache-line aligned (calloc is not), so that no two workers' counters
+     * and histograms share a line: each is written on every turn. */
+    s->workers = aligned_alloc(_Alignof(struct ps_worker),
+                               (size_t)s->cfg.workers * sizeof *s->workers);
     if (!s->workers)
         return ps__set_err(err, -ENOMEM, "workers: out of memory");
+    memset(s->workers, 0, (size_t)s->cfg.workers * sizeof *s->workers);
     for (i = 0; i < s->cfg.workers; i++) {
         struct ps_worker *w = &s->workers[i];
         w->srv = s;

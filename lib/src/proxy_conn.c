@@ -82,8 +82,10 @@ bool ps__proxy_step(struct ps_worker *w, ps_conn *c)
         return false;
     }
     if (rc == 0) {
-        if (!ps__conn_arm(c, EPOLLIN)) /* no handle exists yet: cannot happen */
+        if (!ps__conn_arm(c, EPOLLIN)) { /* no handle exists yet: cannot happen */
+            ps__conn_stamp(c, 0);
             ps__queue_push_spill(c->srv->q, &c->spill, c);
+        }
         return false;
     }
     assert(!c->client_counted); /* the key must not change under a count */

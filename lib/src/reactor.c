@@ -93,8 +93,10 @@ static void handle_event(ps_server *s, struct epoll_event *ev)
             ps__accept_ready(s, l);
     } else {
         ps_conn *c = ev->data.ptr;
-        if (ps__conn_collect(c, ev->events))
+        if (ps__conn_collect(c, ev->events)) {
+            ps__conn_stamp(c, 0);
             ps__reactor_dispatch(s, c);
+        }
     }
 }
 

@@ -47,6 +47,7 @@ void ps__config_init(ps_config *cfg)
     cfg->unix_owner = -1;
     cfg->unix_group = -1;
     cfg->log_level = PS_LOG_INFO;
+    cfg->histograms = true;
 }
 
 int ps_config_add_listen(ps_config *cfg, const char *addr)
@@ -512,6 +513,18 @@ static void add_counters(ps_stats *o, const ps_counters *c)
     o->tls_errors += LOAD(c->tls_errors);
 }
 
+static void add_hist(ps_histogram *o, const ps_hist *h)
+{
+    int i;
+
+    for (i = 0; i < PS_HIST_BUCKETS; i++) {
+        uint64_t n = LOAD(h->bucket[i]);
+        o->bucket[i] += n;
+        o->count += n;
+    }
+    o->sum_ns += LOAD(h->sum_ns);
+}
+
 void ps__server_stats(const ps_server *cs, ps_stats *out)
 {
     ps_server *s = (ps_server *)cs; /* locks are taken; the server is not changed */
@@ -520,8 +533,15 @@ void ps__server_stats(const ps_server *cs, ps_stats *out)
     memset(out, 0, sizeof *out);
     add_counters(out, &s->rst);
     if (listeners_ready(s) && s->workers) /* the array exists once started */
-        for (i = 0; i < s->cfg.workers; i++)
-            add_counters(out, &s->workers[i].st);
+        for (i = 0; i < s->cfg.workers; i++) {
+            const struct ps_worker *w = &s->workers[i];
+            add_counters(out, &w->st);
+            add_hist(&out->queue_wait, &w->queue_wait);
+            add_hist(&out->turn_time, &w->turn_time);
+            add_hist(&out->lifetime, &w->lifetime);
+        }
+    out->workers = (uint64_t)s->cfg.workers;
+    out->queue_capacity = (uint64_t)s->cfg.queue_capacity;
     out->connects = atomic_load_explicit(&s->connects, memory_order_relaxed);
     out->connect_errors = atomic_load_explicit(&s->connect_errors, memory_order_relaxed);
     pthread_mutex_lock(&s->reg_lock);

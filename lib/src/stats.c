@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * stats.c - counters as text: one log line, or Prometheus exposition
- * format (text/plain; version=0.0.4) for an admin endpoint.
+ * stats.c - counters and histograms as text: one log line, or Prometheus
+ * exposition format (text/plain; version=0.0.4) for an admin endpoint.
  */
 #include "internal.h"
 
@@ -39,7 +39,9 @@
     X(connect_errors, counter, "Outbound connections that failed to connect")            \
     X(tls_handshakes, counter, "TLS handshakes completed")                               \
     X(tls_resumed, counter, "TLS handshakes that resumed a session")                     \
-    X(tls_errors, counter, "Connections closed for a failed TLS handshake")
+    X(tls_errors, counter, "Connections closed for a failed TLS handshake")              \
+    X(workers, gauge, "Worker threads")                                                  \
+    X(queue_capacity, gauge, "Work queue slots")
 
 /* One row per field: its name, whether it is a counter (else a gauge),
  * its help text and where it sits in ps_stats. */
@@ -52,6 +54,19 @@ static const struct field {
 #define ROW(f, type, help) {#f, #type[0] == 'c', help, offsetof(ps_stats, f)},
     FIELDS(ROW)
 #undef ROW
+};
+
+/* The histograms: name (Prometheus: NAME_seconds), help, place. */
+static const struct hist_field {
+    const char *name;
+    const char *help;
+    size_t off;
+} hists[] = {
+    {"queue_wait", "Time from runnable (accepted, ready, requested) to the start of its turn",
+     offsetof(ps_stats, queue_wait)},
+    {"turn", "Time a worker spends on one turn (event: callbacks and I/O; blocking: serve)",
+     offsetof(ps_stats, turn_time)},
+    {"connection_lifetime", "Time from accept to close", offsetof(ps_stats, lifetime)},
 };
 
 /* snprintf that tracks the total and never writes past cap. */
@@ -84,6 +99,33 @@ static void put_field(char *buf, size_t cap, size_t *n, const ps_stats *st, cons
     put(buf, cap, n, "%s_%s%s %llu\n", prefix, f->name, sfx, v);
 }
 
+/* Prometheus: cumulative _bucket{le} series in seconds (the bounds are
+ * 2^i us, exact in six decimals), then _sum and _count. */
+static void put_hist(char *buf, size_t cap, size_t *n, const ps_stats *st,
+                     const struct hist_field *f, ps_stats_format_kind kind, const char *prefix)
+{
+    const ps_histogram *h = (const ps_histogram *)((const char *)st + f->off);
+    unsigned long long cum = 0;
+    int i;
+
+    if (kind == PS_STATS_TEXT) {
+        put(buf, cap, n, "%s%s_count=%llu %s_sum_us=%llu", *n ? " " : "", f->name,
+            (unsigned long long)h->count, f->name, (unsigned long long)(h->sum_ns / 1000));
+        return;
+    }
+    put(buf, cap, n, "# HELP %s_%s_seconds %s\n", prefix, f->name, f->help);
+    put(buf, cap, n, "# TYPE %s_%s_seconds histogram\n", prefix, f->name);
+    for (i = 0; i < PS_HIST_BUCKETS - 1; i++) {
+        cum += h->bucket[i];
+        put(buf, cap, n, "%s_%s_seconds_bucket{le=\"%.6f\"} %llu\n", prefix, f->name,
+            (double)PS_HIST_LE_NS(i) / 1e9, cum);
+    }
+    cum += h->bucket[PS_HIST_BUCKETS - 1];
+    put(buf, cap, n, "%s_%s_seconds_bucket{le=\"+Inf\"} %llu\n", prefix, f->name, cum);
+    put(buf, cap, n, "%s_%s_seconds_sum %.9f\n", prefix, f->name, (double)h->sum_ns / 1e9);
+    put(buf, cap, n, "%s_%s_seconds_count %llu\n", prefix, f->name, cum);
+}
+
 /* Only the fields that lie within the caller's st_size (docs/abi.md): a
  * program built against an older header has no room for the newer ones. */
 int ps__stats_format(const ps_stats *st, size_t st_size, ps_stats_format_kind kind,
@@ -98,5 +140,8 @@ int ps__stats_format(const ps_stats *st, size_t st_size, ps_stats_format_kind ki
     for (i = 0; i < sizeof fields / sizeof fields[0]; i++)
         if (fields[i].off + sizeof(uint64_t) <= st_size)
             put_field(buf, cap, &n, st, &fields[i], kind, prefix ? prefix : "poolsrv");
+    for (i = 0; i < sizeof hists / sizeof hists[0]; i++)
+        if (hists[i].off + sizeof(ps_histogram) <= st_size)
+            put_hist(buf, cap, &n, st, &hists[i], kind, prefix ? prefix : "poolsrv");
     return n >= cap ? -ENOSPC : (int)n;
 }

@@ -35,6 +35,7 @@ struct ps_timer {
     bool doomed;      /* ps_timer_free while busy: the worker frees it */
     struct ps_timer *prev, *next; /* s->timers */
     ps_qlink link;    /* the work queue's overflow (queue.c) */
+    int64_t ready_ns; /* expired: queue wait's start (cfg.histograms; else 0) */
 };
 
 #define PS_TIMER_BATCH 256 /* expiries handed out per lock hold */
@@ -264,6 +265,15 @@ void ps_timer_free(ps_timer *t)
 }
 
 /* A worker runs a server timer that the reactor queued. */
+/* The worker that popped t owns ready_ns until the turn (busy is set). */
+int64_t ps__timer_take_stamp(ps_timer *t)
+{
+    int64_t ns = t->ready_ns;
+
+    t->ready_ns = 0;
+    return ns;
+}
+
 void ps__timer_turn(struct ps_worker *w, ps_timer *t)
 {
     ps_server *s = t->srv;
@@ -315,11 +325,14 @@ int64_t ps__timers_run(ps_server *s, int64_t now)
         pthread_mutex_unlock(&s->timer_lock);
         /* A connection closing meanwhile refuses the request by its id;
          * its record is never freed while the server runs (conn.c). */
+        int64_t now_ns = n > 0 && s->cfg.histograms ? ps__now_ns() : 0;
         for (size_t i = 0; i < n; i++) {
-            if (due[i].c)
+            if (due[i].c) {
                 ps__conn_request(due[i].c, due[i].id, PS_MAIL_TIMER, NULL);
-            else
+            } else {
+                due[i].t->ready_ns = now_ns;
                 ps__queue_push_spill(s->q, &due[i].t->link, due[i].t);
+            }
         }
         if (n < PS_TIMER_BATCH)
             return next;

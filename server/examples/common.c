@@ -3,12 +3,14 @@
 #include "common.h"
 #include "../upgrade.h"
 #include "../tls_flags.h"
+#include "../sdnotify.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +21,10 @@
 /* Set by ex_parse_args (main thread) before any other thread runs. */
 static char **g_argv;
 static const char *g_pid_file;
-static const ex_prog *g_prog;
 static tlsf g_tls;         /* --tls-*: ex_parse_args to ex_run */
+static ps_log_level g_level = PS_LOG_WARN;
+static bool g_journal;     /* stderr is systemd's journal stream */
+static const char *g_name; /* the program's name, for log lines */
 
 /* JOURNAL_STREAM ("DEV:INODE") names our stderr: systemd's journal, which
  * stamps each line itself and keeps a "<N>" syslog priority as its level. */
@@ -33,6 +37,67 @@ static bool journal_stderr(void)
     if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st) < 0)
         return false;
     return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+/* "<3>" (error) under the journal, so it keeps the level; else "". */
+static const char *jprio(ps_log_level level)
+{
+    static const char *prio[] = {"<3>", "<4>", "<6>", "<7>"};
+    return g_journal ? prio[level] : "";
+}
+
+static void log_stderr(ps_log_level level, const char *msg, void *user)
+{
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    char ts[32];
+    struct timespec now;
+    struct tm tm;
+
+    (void)user;
+    if (g_journal) { /* the journal stamps and names the line itself */
+        fprintf(stderr, "%s%s: %s\n", jprio(level), names[level], msg);
+        return;
+    }
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    fprintf(stderr, "%s.%03ldZ %s %s: %s\n", ts, now.tv_nsec / 1000000, g_name, names[level], msg);
+}
+
+void ex_log(ps_log_level level, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    if (level > g_level)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_stderr(level, msg, NULL);
+}
+
+void ex_fail(const ex_prog *p, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "%s%s: ", jprio(PS_LOG_ERROR), p->name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void ex_usage_error(const ex_prog *p, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "%s%s: ", jprio(PS_LOG_ERROR), p->name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n%sTry '%s --help' for more information.\n", jprio(PS_LOG_ERROR), p->name);
+    exit(2);
 }
 
 static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
@@ -64,6 +129,8 @@ static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
             "                         refuse connections past N open (default %d, 0 = no limit)\n"
             "      --pid-file FILE    write the process id to FILE once serving (replaced\n"
             "                         atomically; removed at exit if it is still ours)\n"
+            "      --log-level LEVEL  error, warn (default), info or debug\n"
+            "  -v, --verbose          same as --log-level debug\n"
             "  -h, --help             this text\n"
             "  -V, --version          print the version\n",
             p->name, p->summary, port, port, p->default_listen,
@@ -73,20 +140,21 @@ static void usage(const ex_prog *p, const ps_config *cfg, FILE *f)
     fprintf(f,
             "%s"
             "\n"
-            "Prints 'listening on ADDR' per listener once ready.  SIGINT or SIGTERM stops\n"
-            "gracefully; SIGHUP re-reads the TLS certificate files.  SIGUSR2 upgrades: the\n"
-            "program is started again with the same arguments on the same listening sockets,\n"
-            "and once it serves this one stops accepting, drains and exits 0 (if it fails,\n"
-            "this one keeps serving).  Exit status: 0 after a clean stop, 1 if the server\n"
-            "could not start, 2 for bad usage.\n",
+            "Prints 'listening on ADDR' per listener once ready (stdout; not a log line).\n"
+            "SIGINT or SIGTERM stops gracefully (a second one at once); SIGHUP re-reads the\n"
+            "TLS certificate files.  SIGUSR2 upgrades: the program is started again with the\n"
+            "same arguments on the same listening sockets, and once it serves this one stops\n"
+            "accepting, drains and exits 0 (if it fails, this one keeps serving).  Every line\n"
+            "on stderr is a log line that --log-level filters, start failures aside; under\n"
+            "systemd they carry <N> priorities (JOURNAL_STREAM) and readiness goes to\n"
+            "NOTIFY_SOCKET.  Exit status: 0 after a clean stop, 1 if the server could not\n"
+            "start, 2 for bad usage.\n",
             p->extra_help ? p->extra_help : "");
 }
 
 static _Noreturn void die_usage(const ex_prog *p, const char *msg, const char *val)
 {
-    fprintf(stderr, "%s: %s%s%s\n", p->name, msg, val ? val : "", val ? "'" : "");
-    fprintf(stderr, "Try '%s --help' for more information.\n", p->name);
-    exit(2);
+    ex_usage_error(p, "%s%s%s", msg, val ? val : "", val ? "'" : "");
 }
 
 /* Strict integer in [lo, hi]; exits with a usage error naming flag and value. */
@@ -97,16 +165,24 @@ static int parse_int(const ex_prog *p, const char *flag, const char *v, long lo,
 
     errno = 0;
     n = strtol(v, &end, 10);
-    if (errno || end == v || *end != '\0' || n < lo || n > hi) {
-        fprintf(stderr, "%s: invalid %s value '%s': expected an integer from %ld to %ld\n", p->name,
-                flag, v, lo, hi);
-        fprintf(stderr, "Try '%s --help' for more information.\n", p->name);
-        exit(2);
-    }
+    if (errno || end == v || *end != '\0' || n < lo || n > hi)
+        ex_usage_error(p, "invalid %s value '%s': expected an integer from %ld to %ld", flag, v, lo,
+                       hi);
     return (int)n;
 }
 
-enum { OPT_UNIX_MODE = 256, OPT_UNIX_OWNER, OPT_UNIX_GROUP, OPT_PID_FILE };
+enum { OPT_UNIX_MODE = 256, OPT_UNIX_OWNER, OPT_UNIX_GROUP, OPT_PID_FILE, OPT_LOG_LEVEL };
+
+static ps_log_level parse_level(const ex_prog *p, const char *v)
+{
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    int i;
+
+    for (i = 0; i < 4; i++)
+        if (strcmp(v, names[i]) == 0)
+            return (ps_log_level)i;
+    ex_usage_error(p, "invalid --log-level '%s': expected error, warn, info or debug", v);
+}
 
 /* --unix-mode / --unix-owner / --unix-group: the library reads the text. */
 static void parse_unix_perm(const ex_prog *p, ps_config *cfg, int c, const char *v)
@@ -135,7 +211,7 @@ static struct option *all_options(const ex_prog *p, const struct option *shared,
         n++;
     o = calloc(nshared + n, sizeof *o); /* nshared counts the zero entry */
     if (!o) {
-        fprintf(stderr, "%s: out of memory\n", p->name);
+        ex_fail(p, "out of memory");
         exit(1);
     }
     memcpy(o, shared, (nshared - 1) * sizeof *o);
@@ -156,12 +232,14 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         {"request-timeout", required_argument, 0, 'R'},
         {"max-connections", required_argument, 0, 'C'},
         {"pid-file", required_argument, 0, OPT_PID_FILE},
+        {"log-level", required_argument, 0, OPT_LOG_LEVEL},
+        {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         TLSF_OPTIONS,
         {0, 0, 0, 0},
     };
-    struct option *opts = all_options(p, shared, sizeof shared / sizeof shared[0]);
+    struct option *opts;
     struct sockaddr_storage ss;
     socklen_t len;
     ps_err err;
@@ -169,9 +247,14 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
     const char *a;
     int c;
 
+    g_name = p->name;
+    g_journal = journal_stderr();
+    opts = all_options(p, shared, sizeof shared / sizeof shared[0]);
+    cfg->log = log_stderr;
+    cfg->log_level = g_level;
     opterr = 0;
     tlsf_init(&g_tls);
-    while ((c = getopt_long(argc, argv, ":l:w:i:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":l:w:i:vhV", opts, NULL)) != -1) {
         int t = tlsf_option(&g_tls, c, optarg);
         if (t < 0)
             die_usage(p, "invalid --tls-min-version value (1.2 or 1.3): '", optarg);
@@ -214,6 +297,8 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
                 die_usage(p, "invalid --pid-file: an empty file name", NULL);
             g_pid_file = optarg;
             break;
+        case OPT_LOG_LEVEL: cfg->log_level = g_level = parse_level(p, optarg); break;
+        case 'v': cfg->log_level = g_level = PS_LOG_DEBUG; break;
         case 'h': usage(p, cfg, stdout); exit(0);
         case 'V': printf("%s %s\n", p->name, ps_version()); exit(0);
         case ':': die_usage(p, "option needs a value: '", argv[optind - 1]);
@@ -231,41 +316,23 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
         if (tlsf_apply(&g_tls, cfg, msg, sizeof msg, &usage) < 0) {
             if (usage)
                 die_usage(p, msg, NULL);
-            fprintf(stderr, "%s%s: %s\n", journal_stderr() ? "<3>" : "", p->name, msg);
+            ex_fail(p, "%s", msg);
             exit(1);
         }
     }
 }
 
-static void log_stderr(ps_log_level level, const char *msg, void *user)
-{
-    static const char *names[] = {"error", "warn", "info", "debug"};
-    static const char *prio[] = {"<3>", "<4>", "<6>", "<7>"};
-    const ex_prog *p = user;
-    char ts[32];
-    struct timespec now;
-    struct tm tm;
-
-    if (journal_stderr()) {
-        fprintf(stderr, "%s%s: %s\n", prio[level], names[level], msg);
-        return;
-    }
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03ldZ %s %s: %s\n", ts, now.tv_nsec / 1000000, p->name, names[level], msg);
-}
-
 static void upg_log(ps_log_level level, const char *msg)
 {
-    if (level <= PS_LOG_WARN) /* the examples' own lines: warnings and errors */
-        log_stderr(level, msg, (void *)g_prog);
+    ex_log(level, "%s", msg);
 }
 
 /* Signals are taken by one thread with sigwait (not handlers), so that an
  * upgrade may fork, log and start a thread:
- *   SIGINT, SIGTERM  graceful stop (drain)
- *   SIGUSR2          upgrade (upgrade.h); also wakes the thread to exit */
+ *   SIGINT, SIGTERM  graceful stop (drain; a second one stops at once),
+ *                    logged at info and told to systemd
+ *   SIGUSR2          upgrade (upgrade.h); also wakes the thread to exit
+ * and WATCHDOG=1 when systemd asks for it (WATCHDOG_USEC). */
 struct sigctx {
     ps_server *srv;
     sigset_t set;
@@ -275,17 +342,28 @@ struct sigctx {
 static void *signal_thread(void *arg)
 {
     struct sigctx *sc = arg;
-    int sig;
+    long wd = sdn_watchdog_ms();
+    struct timespec ts = {wd / 1000, (wd % 1000) * 1000000L};
+    int stops = 0, sig;
 
     while (!atomic_load(&sc->done)) {
-        sig = sigwaitinfo(&sc->set, NULL);
+        sig = wd > 0 ? sigtimedwait(&sc->set, NULL, &ts) : sigwaitinfo(&sc->set, NULL);
         if (atomic_load(&sc->done))
             break;
+        if (sig < 0 && wd > 0)
+            sdn_notify("WATCHDOG=1");
         if (sig == SIGUSR2) {
             upg_request();
         } else if (sig == SIGINT || sig == SIGTERM) {
             upg_stopping();
-            ps_server_stop(sc->srv);
+            ex_log(PS_LOG_INFO, "%s: %s", strsignal(sig),
+                   stops ? "stopping now" : "draining (signal again to stop now)");
+            if (!upg_handed_off()) /* else systemd follows the new process */
+                sdn_notify(stops ? "STATUS=stopping now" : "STOPPING=1\nSTATUS=draining");
+            if (stops++)
+                ps_server_stop_now(sc->srv);
+            else
+                ps_server_stop(sc->srv);
         }
     }
     return NULL;
@@ -293,7 +371,7 @@ static void *signal_thread(void *arg)
 
 static void start_failed(const ex_prog *p, const char *msg)
 {
-    fprintf(stderr, "%s%s: %s\n", journal_stderr() ? "<3>" : "", p->name, msg);
+    ex_fail(p, "%s", msg);
 }
 
 int ex_run(const ex_prog *p, const ps_config *cfg_in, const ps_handler *h, void *user)
@@ -302,15 +380,16 @@ int ex_run(const ex_prog *p, const ps_config *cfg_in, const ps_handler *h, void 
     struct sigctx sc = {0};
     pthread_t sig_tid;
     char status[1024];
+    ps_stats st;
     ps_err err;
     int i, n, rc;
 
-    g_prog = p;
-    if (!cfg.log) {
+    if (!cfg.log) { /* a caller that did not go through ex_parse_args */
         cfg.log = log_stderr;
-        cfg.log_user = (void *)p;
-        cfg.log_level = PS_LOG_WARN;
+        cfg.log_level = g_level;
     }
+    if (!g_name)
+        g_name = p->name;
     /* Blocked before any thread exists; signal_thread takes them. */
     sigemptyset(&sc.set);
     sigaddset(&sc.set, SIGINT);
@@ -325,15 +404,14 @@ int ex_run(const ex_prog *p, const ps_config *cfg_in, const ps_handler *h, void 
         return 2;
     }
     if (cfg.tls && tlsf_reload_on_sighup(cfg.tls, cfg.log, cfg.log_user) < 0)
-        fprintf(stderr, "%s: cannot start the SIGHUP thread: certificates will not reload\n",
-                p->name);
+        ex_log(PS_LOG_WARN, "cannot start the SIGHUP thread: certificates will not reload");
     if (upg_adopt(UPG_MAIN, sc.srv, &err) < 0 || ps_server_start(sc.srv, &err) < 0) {
         start_failed(p, err.msg);
         ps_server_free(sc.srv);
         return 1;
     }
     if ((rc = pthread_create(&sig_tid, NULL, signal_thread, &sc)) != 0) {
-        start_failed(p, "cannot create the signal thread");
+        ex_fail(p, "cannot create the signal thread: %s", strerror(rc));
         ps_server_free(sc.srv);
         return 1;
     }
@@ -354,6 +432,9 @@ int ex_run(const ex_prog *p, const ps_config *cfg_in, const ps_handler *h, void 
     atomic_store(&sc.done, true);
     pthread_kill(sig_tid, SIGUSR2);
     pthread_join(sig_tid, NULL);
+    ps_server_stats(sc.srv, &st);
+    ex_log(PS_LOG_INFO, "stopped: %llu connections accepted, %llu refused at a limit",
+           (unsigned long long)st.accepted, (unsigned long long)st.limit_refused);
     upg_exit();
     ps_server_free(sc.srv);
     return rc;

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * common.h - what the two example programs share: the command line of
+ * common.h - what the example programs share: the command line of
  * poolsrv-echo (--listen, --workers, --idle-timeout, --max-connections,
- * --help, --version) and --request-timeout, --pid-file, the run loop with
- * graceful stop on SIGINT/SIGTERM and upgrade on SIGUSR2, and a small
- * output batcher.
+ * --log-level, --help, --version) and --request-timeout, --pid-file, the run
+ * loop with graceful stop on SIGINT/SIGTERM, upgrade on SIGUSR2 and systemd
+ * notifications, log lines, and a small output batcher.
  *
  * Of poolsrv only lib/include/poolsrv.h is used: these files are written
  * the way an outside program embeds the library.  The upgrade (SIGUSR2)
@@ -39,15 +39,25 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg);
 
 /* Create and start the server (on the listeners an upgrade handed over, if
  * any), print "listening on ADDR" per listener (flushed), write the
- * --pid-file and tell systemd (NOTIFY_SOCKET) it is ready, serve until
- * SIGINT or SIGTERM, then drain and free it.  SIGUSR2 upgrades
- * (server/upgrade.h).  Log
- * and error lines carry "<N>" priorities, no timestamp, when JOURNAL_STREAM
- * names stderr (systemd's journal).
+ * --pid-file and tell systemd READY=1 (NOTIFY_SOCKET), serve until SIGINT or
+ * SIGTERM (STOPPING=1; a second signal ends the drain at once; WATCHDOG=1
+ * when WATCHDOG_USEC asks), then drain and free it.  SIGUSR2 upgrades
+ * (server/upgrade.h).  Log and error lines carry "<N>" priorities, no
+ * timestamp, when JOURNAL_STREAM names stderr (systemd's journal).
  * Returns the process exit status: 0 after a clean stop, 1 if the server
  * could not start, 2 for a configuration the library refused.  Main thread,
  * once per process (the signal handler needs one server to stop). */
 int ex_run(const ex_prog *p, const ps_config *cfg, const ps_handler *h, void *user);
+
+/* The program's own lines.  ex_log: a log line at `level`, shown when
+ * --log-level allows, in the library's form ("TIMESTAMP PROG LEVEL: msg",
+ * or "<N>LEVEL: msg" under the journal).  ex_fail: "PROG: msg", always
+ * shown (a failure to start).  ex_usage_error: the same with the --help
+ * hint, then exit(2).  Any thread once ex_parse_args has run. */
+void ex_log(ps_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ex_fail(const ex_prog *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+_Noreturn void ex_usage_error(const ex_prog *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /*
  * An output batcher for event handlers: replies produced by one on_data call

@@ -53,9 +53,9 @@ $(EX_SPLIT): $(B)/tests/examples/parser_split.o $(B)/$(EX_DIR)/http_hello/http_p
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
 
-test-examples: $(EX_HTTP) $(EX_KV) $(EX_SPLIT) $(LIBA) $(THREAD_SHIM)
-	HTTP_BIN=$(EX_HTTP) KV_BIN=$(EX_KV) SPLIT_BIN=$(EX_SPLIT) LIBA=$(LIBA) SAN="$(SAN)" \
-		THREAD_SHIM=$(THREAD_SHIM) tests/examples/run.sh
+test-examples: $(EX_HTTP) $(EX_KV) $(EX_PROXY) $(EX_SPLIT) $(LIBA) $(THREAD_SHIM) $(NOTIFY_RECV)
+	HTTP_BIN=$(EX_HTTP) KV_BIN=$(EX_KV) PROXY_BIN=$(EX_PROXY) SPLIT_BIN=$(EX_SPLIT) LIBA=$(LIBA) \
+		SAN="$(SAN)" THREAD_SHIM=$(THREAD_SHIM) NOTIFY_RECV=$(NOTIFY_RECV) tests/examples/run.sh
 
 test-extra:: test-examples
 

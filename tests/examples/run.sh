@@ -25,6 +25,8 @@ cd "$(dirname "$0")/../.." || exit 1
 
 HTTP_BIN=${HTTP_BIN:-server/examples/poolsrv-http}
 KV_BIN=${KV_BIN:-server/examples/poolsrv-kv}
+PROXY_BIN=${PROXY_BIN:-server/examples/poolsrv-proxy}
+NOTIFY_RECV=${NOTIFY_RECV:-build/tests/notify_recv}
 SPLIT_BIN=${SPLIT_BIN:-build/tests/examples/parser-split}
 LIBA=${LIBA:-lib/libpoolsrv.a}
 SAN=${SAN:-} # sanitizer flags the library was built with (the listings link with them)
@@ -249,6 +251,103 @@ if [[ -f $THREAD_SHIM ]]; then
 else
     skip "thread-creation failures: no thread shim ($THREAD_SHIM; make builds it)"
 fi
+
+# --log-level governs every line on stderr, the programs' own too; under
+# the journal (JOURNAL_STREAM names stderr) "<N>" priorities and no
+# timestamp of our own; systemd's READY=1 / STOPPING=1 / WATCHDOG=1.  The
+# same for the three programs (server/examples/common.c).
+# wait_file FILE PATTERN: until FILE has a line matching PATTERN (bounded).
+wait_file() {
+    local i
+    for ((i = 0; i < READY_LIMIT * 20; i++)); do
+        grep -Eq -- "$2" "$1" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}
+for bin in "$HTTP_BIN" "$KV_BIN" "$PROXY_BIN"; do
+    name=$(basename "$bin")
+    extra=()
+    [[ $name == poolsrv-proxy ]] && extra=(--backend 127.0.0.1:1)
+    if start_server "${name}-quiet" "$bin" --listen 127.0.0.1:0 "${extra[@]}"; then
+        exchange "$PORT" 'x\n' >/dev/null
+        stop_pid "$PID"
+        if [[ $STOP_STATUS == 0 && ! -s $TMP/${name}-quiet.err ]]; then
+            pass "$name --log-level warn (default): a clean run prints nothing on stderr"
+        else
+            fail "$name --log-level warn: nothing on stderr" "status $STOP_STATUS" \
+                "$(tr '\n' '|' <"$TMP/${name}-quiet.err")"
+        fi
+    fi
+    if start_server "${name}-info" "$bin" --listen 127.0.0.1:0 --log-level info "${extra[@]}"; then
+        stop_pid "$PID"
+        e=$TMP/${name}-info.err
+        ts='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{12}Z'
+        if grep -Eq "$ts $name info: Terminated: draining" "$e" &&
+            grep -Eq "$ts $name info: stopped: " "$e" && ! grep -Evq "$ts $name " "$e"; then
+            pass "$name --log-level info: its own lines, timestamped, in the library's form"
+        else
+            fail "$name --log-level info: its own lines, timestamped" "$(tr '\n' '|' <"$e")"
+        fi
+    fi
+    "$bin" --log-level loud >/dev/null 2>"$TMP/usage.err"
+    rc=$?
+    if ((rc == 2)) && grep -q "invalid --log-level 'loud'" "$TMP/usage.err"; then
+        pass "$name --log-level loud: exit 2 naming the value"
+    else
+        fail "$name --log-level loud: exit 2" "status $rc: $(cat "$TMP/usage.err")"
+    fi
+    # Under the journal: a start failure (the port is taken) and the log lines.
+    if start_server "${name}-busy" "$bin" --listen 127.0.0.1:0 "${extra[@]}"; then
+        busy=$PORT
+        busy_pid=$PID
+        j=$TMP/${name}-j.err
+        : >"$j"
+        # shellcheck disable=SC2094  # stat names the file stderr goes to, on purpose
+        JOURNAL_STREAM=$(stat -c '%d:%i' "$j") timeout 5 "$bin" --listen "127.0.0.1:$busy" \
+            "${extra[@]}" >/dev/null 2>>"$j"
+        rc=$?
+        # shellcheck disable=SC2094
+        JOURNAL_STREAM=$(stat -c '%d:%i' "$j") "$bin" --listen 127.0.0.1:0 --log-level debug \
+            "${extra[@]}" >"$TMP/${name}-j.out" 2>>"$j" &
+        PID=$!
+        SERVER_PIDS+=("$PID")
+        wait_file "$TMP/${name}-j.out" "^listening on"
+        stop_pid "$PID"
+        if ((rc == 1)) && grep -q "^<3>$name: listen 127.0.0.1:$busy: cannot bind" "$j" &&
+            grep -q "^<6>info: Terminated: draining" "$j" && grep -q "^<6>info: stopped: " "$j" &&
+            ! grep -q '^[^<]' "$j"; then
+            pass "$name under the journal: <N> priorities, no timestamp of its own"
+        else
+            fail "$name under the journal: <N> priorities, no timestamp" "start status $rc" \
+                "$(tr '\n' '|' <"$j")"
+        fi
+        stop_pid "$busy_pid"
+    fi
+    if [[ -x $NOTIFY_RECV ]]; then
+        "$NOTIFY_RECV" "$TMP/n.sock" 10 >"$TMP/n.out" &
+        rpid=$!
+        SERVER_PIDS+=("$rpid")
+        if wait_file "$TMP/n.out" "bound" &&
+            NOTIFY_SOCKET=$TMP/n.sock WATCHDOG_USEC=200000 start_server "${name}-notify" "$bin" \
+                --listen 127.0.0.1:0 "${extra[@]}"; then
+            wait_file "$TMP/n.out" "^WATCHDOG=1$"
+            kill -TERM "$PID"
+            wait_file "$TMP/n.out" "^STOPPING=1"
+            stop_pid "$PID"
+            if grep -q "^READY=1|STATUS=serving on 127.0.0.1:$PORT\$" "$TMP/n.out" &&
+                grep -q "^WATCHDOG=1\$" "$TMP/n.out" && grep -q "^STOPPING=1|" "$TMP/n.out"; then
+                pass "$name: sd_notify READY=1, WATCHDOG=1, STOPPING=1"
+            else
+                fail "$name: sd_notify READY=1, WATCHDOG=1, STOPPING=1" "$(tr '\n' '|' <"$TMP/n.out")"
+            fi
+        fi
+        stop_pid "$rpid"
+        rm -f "$TMP/n.sock"
+    else
+        skip "sd_notify checks: $NOTIFY_RECV not built"
+    fi
+done
 
 # --unix-mode (the flag parser common to both examples).
 if start_server httpunix "$HTTP_BIN" --listen 127.0.0.1:0 --listen "unix:$TMP/http.sock" \
@@ -963,8 +1062,8 @@ if [[ -f $DOC ]]; then
     ((n > 0)) || fail "docs/embedding.md has C listings"
     # The examples themselves need nothing but the public header and the
     # library, as pkg-config gives them to an outside program (and the
-    # bundled programs' upgrade and sd_notify code, server/upgrade.c and
-    # server/sdnotify.c, which use nothing else either).
+    # bundled programs' upgrade, sd_notify and TLS-flag code, server/upgrade.c,
+    # sdnotify.c and tls_flags.c, which use nothing else either).
     for ex in http_hello kv; do
         srcs=()
         for f in server/examples/"$ex"/*.c; do
@@ -972,7 +1071,8 @@ if [[ -f $DOC ]]; then
         done
         # shellcheck disable=SC2086
         if cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $SAN "${srcs[@]}" \
-            server/examples/common.c server/upgrade.c server/sdnotify.c $PC_FLAGS -pthread \
+            server/examples/common.c server/upgrade.c server/sdnotify.c server/tls_flags.c \
+            $PC_FLAGS -pthread \
             -o "$TMP/ex-$ex" 2>"$TMP/cc.err"; then
             pass "server/examples/$ex builds from pkg-config's flags alone"
         else

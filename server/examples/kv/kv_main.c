@@ -589,7 +589,7 @@ int main(int argc, char **argv)
     app.store = kv_store_new();
     app.pubsub = pubsub_new(&app.limits);
     if (!app.store || !app.pubsub) {
-        fprintf(stderr, "%s: out of memory\n", prog.name);
+        ex_fail(&prog, "out of memory");
         return 1;
     }
     memset(&h, 0, sizeof h);

@@ -507,11 +507,8 @@ int main(int argc, char **argv)
     cfg.connect_timeout_ms = 5000;
     cfg.workers = 2;
     ex_parse_args(&prog, argc, argv, &cfg);
-    if (be.n == 0) {
-        fprintf(stderr, "poolsrv-proxy: at least one --backend is needed\n"
-                        "Try 'poolsrv-proxy --help' for more information.\n");
-        return 2;
-    }
+    if (be.n == 0)
+        ex_usage_error(&prog, "at least one --backend is needed");
     be.high = cfg.out_high_water;
     be.low = cfg.out_low_water;
     return ex_run(&prog, &cfg, &h, NULL);
