@@ -55,7 +55,8 @@ $(EX_SPLIT): $(B)/tests/examples/parser_split.o $(B)/$(EX_DIR)/http_hello/http_p
 
 test-examples: $(EX_HTTP) $(EX_KV) $(EX_PROXY) $(EX_SPLIT) $(LIBA) $(THREAD_SHIM) $(NOTIFY_RECV)
 	HTTP_BIN=$(EX_HTTP) KV_BIN=$(EX_KV) PROXY_BIN=$(EX_PROXY) SPLIT_BIN=$(EX_SPLIT) LIBA=$(LIBA) \
-		SAN="$(SAN)" THREAD_SHIM=$(THREAD_SHIM) NOTIFY_RECV=$(NOTIFY_RECV) tests/examples/run.sh
+		SAN="$(SAN)" THREAD_SHIM=$(THREAD_SHIM) NOTIFY_RECV=$(NOTIFY_RECV) TLS_LIBS="$(TLS_LIBS)" \
+		tests/examples/run.sh
 
 test-extra:: test-examples
 

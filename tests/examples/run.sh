@@ -1053,7 +1053,8 @@ if [[ -f $DOC ]]; then
         # shellcheck disable=SC2086  # SAN too
         if cc -Wall -Wextra -Werror $SAN "$f" $PC_FLAGS -o "${f%.c}" 2>"$TMP/cc.err" &&
             cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wpedantic -Werror $SAN \
-                -Ilib/include "$f" "$LIBA" -pthread -o "${f%.c}-static" 2>>"$TMP/cc.err"; then
+                -Ilib/include "$f" "$LIBA" ${TLS_LIBS:-} -pthread -o "${f%.c}-static" \
+                2>>"$TMP/cc.err"; then
             pass "$name compiles"
         else
             fail "$name compiles" "$(head -20 "$TMP/cc.err")"
