@@ -658,6 +658,37 @@ START_TEST(test_tls_resets)
 }
 END_TEST
 
+/* A peer that ends with a plain FIN, no close_notify (a killed process,
+ * many HTTP clients): an end of stream, as docs/api.md says, not an I/O
+ * error, in both styles.  (Before bio_ctrl answered BIO_CTRL_EOF, OpenSSL
+ * reported it as a system-call error and the connection closed as one.) */
+START_TEST(test_tls_eof_without_close_notify)
+{
+    bool event = _i == 1;
+    certs c;
+    int port, fd;
+    char line[64];
+    ps_server *s;
+    SSL *ssl;
+
+    certs_make(&c);
+    s = tls_server(tls_new(&c, NULL), event, NULL, NULL, &port);
+    ssl = open_info(port, &(copts){0}, NULL, 0);
+    ck_assert_ptr_nonnull(ssl);
+    ck_assert_int_eq(tls_write(ssl, "hi\n", 3), 0);
+    ck_assert_int_eq(tls_line(ssl, line, sizeof line), 3);
+    fd = SSL_get_fd(ssl);
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    tu_assert_all_closed(s, 1);
+    ck_assert_uint_eq(tu_stats(s).io_errors, 0);
+    ck_assert_uint_eq(tu_stats(s).tls_errors, 0);
+    SSL_free(ssl);
+    close(fd);
+    ps_server_free(s);
+    certs_free(&c);
+}
+END_TEST
+
 /* A TLS 1.2 client asks to renegotiate: refused, and no second handshake
  * happens. */
 START_TEST(test_tls_no_renegotiation)
@@ -1160,6 +1191,7 @@ Suite *tls_suite(void)
     tcase_add_loop_test(tc, test_tls_handshake_timeout, 0, 2);
     tcase_add_loop_test(tc, test_tls_garbage, 0, 2);
     tcase_add_loop_test(tc, test_tls_resets, 0, 2);
+    tcase_add_loop_test(tc, test_tls_eof_without_close_notify, 0, 2);
     tcase_add_test(tc, test_tls_no_renegotiation);
     tcase_add_test(tc, test_tls_sni);
     tcase_add_loop_test(tc, test_tls_alpn, 0, 2);

@@ -109,6 +109,7 @@ struct ps_tls_conn {
     int rd_want; /* SSL_ERROR_WANT_* that the last SSL_read stopped on, else 0 */
     int wr_want; /* ... the last SSL_write */
     bool notified; /* close_notify sent (or tried) */
+    bool eof;      /* recv returned 0: the peer's FIN (BIO_CTRL_EOF reports it) */
     char *alpn, *subject; /* formatted on first use */
 };
 
@@ -485,14 +486,22 @@ static int bio_read(BIO *b, char *buf, int len)
     while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         BIO_set_retry_read(b);
+    if (n == 0)
+        c->tls->eof = true;
     return (int)n;
 }
 
+/* OpenSSL asks BIO_eof after a read of 0 bytes: only a true answer lets
+ * SSL_OP_IGNORE_UNEXPECTED_EOF make a FIN without close_notify an end of
+ * stream rather than an error. */
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
-    (void)b;
+    ps_conn *c = BIO_get_data(b);
+
     (void)num;
     (void)ptr;
+    if (cmd == BIO_CTRL_EOF)
+        return c && c->tls && c->tls->eof;
     return cmd == BIO_CTRL_FLUSH ? 1 : 0;
 }
 
@@ -863,6 +872,10 @@ static ssize_t io_result(ps_conn *c, int n, int *want, int sys_errno, bool writi
         errno = EPIPE;
         return -1;
     case SSL_ERROR_SYSCALL:
+        if (!sys_errno && c->tls->eof && !writing) { /* the peer's FIN, no close_notify */
+            *want = 0;
+            return 0;
+        }
         errno = sys_errno ? sys_errno : ECONNRESET;
         return -1;
     default: /* SSL_ERROR_SSL: a bad record, an alert */
