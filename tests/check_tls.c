@@ -660,7 +660,8 @@ END_TEST
 
 /* A peer that ends with a plain FIN, no close_notify (a killed process,
  * many HTTP clients): an end of stream, as docs/api.md says, not an I/O
- * error, in both styles.  (Before bio_ctrl answered BIO_CTRL_EOF, OpenSSL
+ * error, in both styles; and a port probe that sends nothing is not a TLS
+ * error.  (Before bio_ctrl answered BIO_CTRL_EOF, OpenSSL
  * reported it as a system-call error and the connection closed as one.) */
 START_TEST(test_tls_eof_without_close_notify)
 {
@@ -673,13 +674,20 @@ START_TEST(test_tls_eof_without_close_notify)
 
     certs_make(&c);
     s = tls_server(tls_new(&c, NULL), event, NULL, NULL, &port);
+    /* a port probe (connect, close, no byte) is no TLS error either */
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    tu_assert_all_closed(s, 1);
+    ck_assert_uint_eq(tu_stats(s).tls_errors, 0);
+
     ssl = open_info(port, &(copts){0}, NULL, 0);
     ck_assert_ptr_nonnull(ssl);
     ck_assert_int_eq(tls_write(ssl, "hi\n", 3), 0);
     ck_assert_int_eq(tls_line(ssl, line, sizeof line), 3);
     fd = SSL_get_fd(ssl);
     ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
-    tu_assert_all_closed(s, 1);
+    tu_assert_all_closed(s, 2);
     ck_assert_uint_eq(tu_stats(s).io_errors, 0);
     ck_assert_uint_eq(tu_stats(s).tls_errors, 0);
     SSL_free(ssl);

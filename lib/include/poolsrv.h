@@ -583,7 +583,9 @@ typedef struct ps_stats {
     uint64_t tls_errors;       /* connections closed for a failed handshake (not a
                                   TLS client, refused version, bad client
                                   certificate, ...; a handshake timeout counts
-                                  in timeouts instead) */
+                                  in timeouts instead, and a connection closed
+                                  before its first byte, a port probe, in
+                                  neither) */
     uint64_t workers;          /* worker threads (the pool size as resolved) */
     uint64_t queue_capacity;   /* work queue slots */
     /* Latency histograms, kept per worker and merged here (zero unless

@@ -796,8 +796,12 @@ static void handshake_failed(struct ps_worker *w, ps_conn *c, int e, int sys_err
     char r[160];
     bool cut = atomic_load_explicit(&c->timed_out, memory_order_relaxed) ||
                atomic_load_explicit(&c->forced, memory_order_relaxed);
+    /* Closed before sending a byte: a port probe or a load balancer's
+     * health check, not a failed handshake. */
+    bool probe = e != SSL_ERROR_SSL && !sys_errno && c->tls->pre.len == 0 &&
+                 BIO_number_read(SSL_get_rbio(c->tls->ssl)) == 0;
 
-    if (!cut) /* a timeout is counted as one already */
+    if (!cut && !probe) /* a timeout is counted as one already */
         ps__count(&w->st.tls_errors, 1);
     if (c->srv->cfg.log_level >= PS_LOG_DEBUG)
         ps__log(c->srv, PS_LOG_DEBUG, "connection %llu from %s: TLS handshake failed: %s",
