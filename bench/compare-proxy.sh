@@ -11,7 +11,8 @@
 # /proc/PID/stat over the run) per message.  Writes bench/results/proxy.md.
 #
 # Knobs (environment): WORKERS=2 (poolsrv-proxy --workers = HAProxy
-#   nbthread)  DURATION=3 (seconds per run)  ROUNDS=3
+#   nbthread)  DURATION=3 (seconds per run)  ROUNDS=3  KINDS="rr bulk conn"
+#   (which loads to run)
 #   PROXY_BIN=server/examples/poolsrv-proxy  OUT=bench/results/proxy.md
 # Every run is limited by timeout(1).  Needs haproxy (Debian package
 # haproxy): installed with apt-get when run as root, else named.  Servers
@@ -125,8 +126,9 @@ run() {
 echo "compare-proxy: poolsrv-proxy --workers $WORKERS vs haproxy nbthread $WORKERS," \
     "backend poolsrv-echo; $DURATION s per run x $ROUNDS rounds; load $LOAD"
 : >"$TMP/rows"
+read -r -a KIND_LIST <<<"${KINDS:-rr bulk conn}"
 for ((r = 0; r < ROUNDS; r++)); do
-    for load in rr bulk conn; do
+    for load in "${KIND_LIST[@]}"; do
         for ((k = 0; k < 2; k++)); do # alternate which proxy goes first
             i=$(((r + k) % 2))
             run "${NAMES[i]}" "${PORTS[i]}" "${SPIDS[i]}" "$load"
@@ -142,7 +144,7 @@ mkdir -p "$(dirname "$OUT")"
     echo
     echo "| load | proxy | rate (/s) | p99 (us) | CPU per message (us) | rate vs HAProxy |"
     echo "|---|---|---|---|---|---|"
-    for load in rr bulk conn; do
+    for load in "${KIND_LIST[@]}"; do
         for name in "${NAMES[@]}"; do
             awk -v l="$load" -v n="$name" '
                 $1 == l { r[$2] = r[$2] " " $3 }

@@ -336,6 +336,7 @@ struct ps_server {
      * nothing; the standby reads both to see a poller gone for long. */
     atomic_int pollers, poll_allowed;
     atomic_uint poll_seq, idle_seq;
+    atomic_uint long_turns; /* event-style turns longer than PS_LONG_TURN_NS (pool.c) */
     atomic_bool standby_deep; /* the standby sleeps untimed: nothing runs */
     /* bench_lock guards benched, has_standby and pool_stop; idle workers
      * that may not poll sleep on bench_cv, the standby on standby_cv. */

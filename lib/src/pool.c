@@ -34,6 +34,11 @@
 #define PS_STANDBY_MS 1 /* how long the pollers may all be gone before the
                            standby steps in: the most a slow handler delays
                            connections that are ready meanwhile */
+/* A turn this long (a TLS handshake, a handler that computes) costs more
+ * than handing the next ready connection to another core: two of them in
+ * one standby tick let one more worker poll, as saturation does. */
+#define PS_LONG_TURN_NS 100000
+#define PS_LONG_TURNS_PER_TICK 2
 #ifndef PS_SPIN_POLLS
 #define PS_SPIN_POLLS 100 /* non-blocking polls before a worker sleeps */
 #endif
@@ -108,19 +113,27 @@ static void run_one(struct ps_worker *w, void *item)
  * histograms are off). */
 static int64_t run_item(struct ps_worker *w, void *item, int64_t now_ns)
 {
+    ps_server *s = w->srv;
     int64_t stamp, t0;
 
-    if (!w->srv->cfg.histograms) {
+    /* The event style times its turns even without histograms, for the
+     * pool's sizing (PS_LONG_TURN_NS): the clock read is reused as the
+     * next turn's start, about one per turn. */
+    if (!s->cfg.histograms && (!s->event_style || s->cfg.workers == 1)) {
         run_one(w, item);
         return 0;
     }
-    stamp = take_stamp(item); /* before the turn: it may free or hand on the item */
+    stamp = s->cfg.histograms ? take_stamp(item) : 0; /* before the turn: it may free or
+                                                         hand on the item */
     t0 = now_ns ? now_ns : ps__now_ns();
     if (stamp)
         ps__hist_add(&w->queue_wait, t0 - stamp);
     run_one(w, item);
     now_ns = ps__now_ns();
-    ps__hist_add(&w->turn_time, now_ns - t0);
+    if (s->cfg.histograms)
+        ps__hist_add(&w->turn_time, now_ns - t0);
+    if (now_ns - t0 > PS_LONG_TURN_NS && s->event_style)
+        atomic_fetch_add_explicit(&s->long_turns, 1, memory_order_relaxed);
     return now_ns;
 }
 
@@ -311,6 +324,7 @@ static void tick_deadline(struct timespec *ts)
 static void standby(ps_server *s)
 {
     unsigned seq = atomic_load(&s->poll_seq), idle = atomic_load(&s->idle_seq), nseq, nidle;
+    unsigned lng = atomic_load(&s->long_turns), nlng;
     struct timespec ts;
     int np;
 
@@ -324,9 +338,10 @@ static void standby(ps_server *s)
         nseq = atomic_load(&s->poll_seq);
         nidle = atomic_load(&s->idle_seq);
         np = atomic_load(&s->pollers);
+        nlng = atomic_load_explicit(&s->long_turns, memory_order_relaxed);
         if (np == 0 && nseq == seq)
             return; /* gone for a tick */
-        if (np > 0 && nseq != seq && nidle == idle) {
+        if ((np > 0 && nseq != seq && nidle == idle) || nlng - lng >= PS_LONG_TURNS_PER_TICK) {
             int a = atomic_load(&s->poll_allowed);
             if (a < s->cfg.workers)
                 atomic_compare_exchange_strong(&s->poll_allowed, &a, a + 1);
@@ -341,6 +356,7 @@ static void standby(ps_server *s)
             atomic_store(&s->standby_deep, false);
         seq = nseq;
         idle = nidle;
+        lng = nlng;
     }
 }
 
