@@ -918,7 +918,8 @@ START_TEST(test_tls_reload)
 }
 END_TEST
 
-/* Resumption: a TLS 1.3 ticket and a TLS 1.2 session both resume. */
+/* Resumption: a TLS 1.3 ticket and a TLS 1.2 session both resume; a resumed
+ * TLS 1.3 connection gets a fresh ticket, which resumes again. */
 START_TEST(test_tls_resume)
 {
     certs c;
@@ -939,9 +940,24 @@ START_TEST(test_tls_resume)
         ssl = open_info(port, &(copts){.max_version = maxv, .session = sess}, NULL, 0);
         ck_assert_ptr_nonnull(ssl);
         ck_assert_int_eq(SSL_session_reused(ssl), 1);
-        tls_close(ssl);
+        if (v == 0) { /* TLS 1.3: a resumed connection gets a fresh ticket (one use each) */
+            SSL_SESSION *fresh = SSL_get1_session(ssl);
+            const unsigned char *t0, *t1;
+            size_t n0, n1;
+            SSL_SESSION_get0_ticket(sess, &t0, &n0);
+            SSL_SESSION_get0_ticket(fresh, &t1, &n1);
+            ck_assert_msg(n1 > 0 && (n0 != n1 || memcmp(t0, t1, n0) != 0),
+                          "no new ticket after a resumption");
+            SSL_SESSION_free(sess);
+            sess = fresh;
+            tls_close(ssl);
+            ssl = open_info(port, &(copts){.session = sess}, NULL, 0);
+            ck_assert_ptr_nonnull(ssl);
+            ck_assert_int_eq(SSL_session_reused(ssl), 1);
+        }
         SSL_SESSION_free(sess);
-        ck_assert(TU_STAT_EQ(s, tls_resumed, (uint64_t)v + 1, tu_ms(2000), &last));
+        tls_close(ssl);
+        ck_assert(TU_STAT_EQ(s, tls_resumed, (uint64_t)v + 2, tu_ms(2000), &last));
     }
     ps_server_free(s);
     certs_free(&c);

@@ -185,7 +185,10 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
     rotate_if_due(t);
     if (enc || memcmp(name, t->cur.name, 16) == 0) {
         k = t->cur;
-        rc = 1;
+        /* TLS 1.3 clients use a ticket once: without a fresh one after each
+         * resumption (2: "renew"; OpenSSL issues none when this callback
+         * answers 1), every other connection was a full handshake. */
+        rc = !enc && SSL_version(s) >= TLS1_3_VERSION ? 2 : 1;
     } else if (t->have_prev && memcmp(name, t->prev.name, 16) == 0) {
         k = t->prev;
         rc = 2;
