@@ -212,7 +212,7 @@ static int fd_port(int fd)
 
 /* A failed start leaves the adopted descriptors open and adopted: a second
  * start takes them over.  Before, the sockets a listen text had claimed were
- * closed by the failed start (and the retry bound new ones). */
+ * closed by the failed start, so a retry could not take them over. */
 START_TEST(test_failed_start_keeps_adopted)
 {
     char text[128], desc[512], busy[64];
