@@ -374,9 +374,10 @@ typedef struct ps_config {
 
 /* Fill *cfg with the defaults above and no listen address.  Any thread.
  *
- * ps_config_init, ps_config_validate, ps_server_new, ps_server_stats and
- * ps_stats_format are macros: they pass the library the size of ps_config,
- * ps_handler and ps_stats as this program was compiled, so that a newer
+ * ps_config_init, ps_config_validate, ps_server_new, ps_server_stats,
+ * ps_stats_format, ps_server_connect, ps_tls_config_init and ps_tls_new
+ * are macros: they pass the library the size of ps_config, ps_handler,
+ * ps_stats and ps_tls_config as this program was compiled, so that a newer
  * libpoolsrv.so.0, whose structs have grown at the end, reads and writes
  * only the fields the program knows (docs/abi.md).  Call them by these
  * names; the *_sized functions behind them are not meant to be called
@@ -429,8 +430,9 @@ PS_EXTERN ps_server *ps_server_new_sized(const ps_config *cfg, size_t cfg_size, 
 /* Bind and listen on every address, start the acceptor/reactor thread and
  * the worker pool, and return.  Returns 0; -EALREADY if started before;
  * -EADDRINUSE and other bind/listen/thread errors with err->msg naming the
- * address and the system's reason (nothing is left running).  Call from one
- * thread at a time, not from a handler. */
+ * address and the system's reason (nothing is left running or bound;
+ * sockets adopted with ps_server_handoff_adopt stay open and adopted, for
+ * another start).  Call from one thread at a time, not from a handler. */
 PS_EXTERN int ps_server_start(ps_server *s, ps_err *err);
 
 /* Ask the server to stop: stop accepting, let queued and in-service
@@ -455,8 +457,9 @@ PS_EXTERN int ps_server_run(ps_server *s, ps_err *err);
  * a handler. */
 PS_EXTERN void ps_server_free(ps_server *s);
 
-/* After start: the number of listeners (0 before; with udp_same_port each
- * TCP address counts twice, TCP then UDP), and the bound address / port of
+/* After start: the number of listeners (0 before; numbered in the order of
+ * ps_config.listen, and with udp_same_port each TCP address is two, TCP
+ * then UDP at consecutive indices), and the bound address / port of
  * listener i (useful when the configured port was 0).  Any thread.
  * ps_server_listen_addr returns 0, or -EINVAL for a bad index or before
  * start.  ps_server_port returns the port, or -EINVAL for a bad index,
@@ -470,13 +473,15 @@ PS_EXTERN int ps_server_listen_addr(const ps_server *s, int i, struct sockaddr_s
  * start.  Valid until ps_server_free. */
 PS_EXTERN const char *ps_server_listen_name(const ps_server *s, int i);
 
-/* ---- Listener hand-off: a successor process takes the listeners over ----
- * A new binary (or the same one, restarted) can take over a running
- * server's listening sockets themselves, not bind new ones beside them, so
- * that no connection is refused or reset during an upgrade: the kernel's
- * accept queue belongs to the socket, and whoever holds it accepts what
- * waits there (docs/architecture.md, "Listener hand-off"; poolsrv-echo's
- * SIGUSR2 and docs/deployment.md show the whole procedure).
+/* ------------------------------------------------------ listener hand-off
+ *
+ * A successor process takes the listeners over: a new binary (or the same
+ * one, restarted) can take over a running server's listening sockets
+ * themselves, not bind new ones beside them, so that no connection is
+ * refused or reset during an upgrade: the kernel's accept queue belongs to
+ * the socket, and whoever holds it accepts what waits there
+ * (docs/architecture.md, "Listener hand-off"; poolsrv-echo's SIGUSR2 and
+ * docs/deployment.md show the whole procedure).
  *
  * The old process: ps_server_handoff_format describes the listeners; the
  * successor inherits the descriptors (fork, clear FD_CLOEXEC on each
@@ -484,8 +489,11 @@ PS_EXTERN const char *ps_server_listen_name(const ps_server *s, int i);
  * SCM_RIGHTS, and gets the description (an environment variable, say).
  * The successor: ps_server_handoff_adopt before ps_server_start; each of
  * its configured listen texts that the description names takes those
- * sockets over instead of binding.  Once the successor serves, the old one
- * calls ps_server_handoff_stop. */
+ * sockets over instead of binding.  Once the successor serves (it tells the
+ * old process so, e.g. over a pipe), the old one calls
+ * ps_server_handoff_stop.  A step-by-step recipe (the environment built
+ * before fork, what to do when the successor fails) is in docs/api.md,
+ * "Listener hand-off". */
 
 /* The listen text (ps_config.listen) listener i was made from, as
  * configured: "127.0.0.1:0" where ps_server_listen_name says
@@ -511,17 +519,32 @@ PS_EXTERN int ps_server_handoff_format(const ps_server *s, char *buf, size_t cap
 
 /* Before ps_server_start: take over the listeners a predecessor described
  * (ps_server_handoff_format's text; this process must hold the
- * descriptors it names).  At start, each configured listen text that has
- * entries uses those sockets (checked there as fd:N is: a socket, of a
- * type the handler serves) instead of binding; a udp_same_port address
- * takes its TCP and UDP socket.  Entries no listen text names are closed
- * at start, with a log line (an address the new configuration dropped);
+ * descriptors it names: inherited at the same numbers, or received with
+ * SCM_RIGHTS and the numbers rewritten to the received ones).
+ *
+ * At start, each configured listen text that has entries uses those
+ * sockets instead of binding, checked as fd:N is (a socket, of a type the
+ * handler serves) and against the text: a "udp:" text takes one datagram
+ * socket, a stream text one stream socket plus, with udp_same_port, the
+ * UDP socket of its pair (a pair whose predecessor had no UDP socket gets
+ * one bound on the inherited port; without udp_same_port an inherited UDP
+ * socket is closed as below).  A socket whose type disagrees with its text,
+ * or two of one type, fails the start with -EINVAL (err->msg names the text
+ * and the descriptor).  Entries no listen text names are closed at start,
+ * with an info log line (an address the new configuration dropped);
  * listen texts without entries are bound as usual.  An inherited Unix
  * socket's file is removed at stop only if nobody listens there any more.
- * Returns the number of entries, -EINVAL for a malformed description or a
- * descriptor that is not open (*err says which), -EALREADY after start or
- * a second call, -ENOMEM.  On success the server owns the descriptors (it
- * closes them at ps_server_free if never started).  Main thread. */
+ *
+ * Returns the number of entries; 0 for "" (a no-op that does not count as
+ * the one call); -EINVAL for a NULL or malformed description, a descriptor
+ * that is not open, or one listed twice (err->msg says which; nothing is
+ * adopted then); -EALREADY after start or on a second call; -ENOMEM.
+ * Ownership: on success the server owns the descriptors.  A failed
+ * ps_server_start closes none of them: they stay adopted, for another
+ * ps_server_start or for ps_server_free, which closes those not in use.
+ * Threads: before ps_server_start and ordered before it, as
+ * ps_server_start itself (one thread at a time; in practice the thread
+ * that creates and starts the server). */
 PS_EXTERN int ps_server_handoff_adopt(ps_server *s, const char *handoff, ps_err *err);
 
 /* The successor now serves on our listeners: stop as ps_server_stop does
@@ -531,11 +554,14 @@ PS_EXTERN int ps_server_handoff_adopt(ps_server *s, const char *handoff, ps_err 
  * not lost when we close our copies: the successor accepts them from the
  * same socket.  Async-signal-safe, any thread, as ps_server_stop. */
 PS_EXTERN void ps_server_handoff_stop(ps_server *s);
-/* A latency histogram with fixed buckets: bucket[i], for i <
- * PS_HIST_BUCKETS - 1, counts the durations longer than PS_HIST_LE_NS(i - 1)
- * and at most PS_HIST_LE_NS(i) = 1 us * 2^i (1 us, 2 us, 4 us, ... 67.1 s);
- * the last bucket counts the longer ones.  Counts are per bucket, not
- * cumulative.  The layout is fixed for the life of the soname. */
+
+/* A latency histogram with fixed buckets, upper bounds PS_HIST_LE_NS(i) =
+ * 1 us * 2^i (1 us, 2 us, 4 us, ... 67.1 s): bucket[0] counts the durations
+ * in (0, 1 us], bucket[i] for 0 < i < PS_HIST_BUCKETS - 1 those in
+ * (PS_HIST_LE_NS(i - 1), PS_HIST_LE_NS(i)], and the last bucket those
+ * longer than PS_HIST_LE_NS(PS_HIST_BUCKETS - 2) (67.1 s).  Counts are per
+ * bucket, not cumulative (docs/api.md, "Latency histograms", estimates a
+ * quantile from them).  The layout is fixed for the life of the soname. */
 #define PS_HIST_BUCKETS 28
 #define PS_HIST_LE_NS(i) (1000ull << (i))
 typedef struct ps_histogram {
@@ -672,8 +698,9 @@ PS_EXTERN ps_server *ps_conn_server(const ps_conn *c);
  *   readable or the peer closed.  Use it between requests of a keep-alive
  *   protocol so idle clients do not pin workers.  Input must be fully
  *   consumed before parking: the poller only wakes for new bytes.  (Bytes
- *   that came with a PROXY header and were not read yet are the library's:
- *   a connection parked with them is served again at once.)
+ *   the library holds are safe: those that came with a PROXY header and
+ *   plaintext already decrypted or read ahead inside TLS; a connection
+ *   parked with them is served again at once.)
  * Only from the serve call that owns the connection. */
 PS_EXTERN ssize_t ps_conn_read(ps_conn *c, void *buf, size_t len);
 PS_EXTERN ssize_t ps_conn_read_exact(ps_conn *c, void *buf, size_t len);
@@ -852,6 +879,14 @@ PS_EXTERN int ps_server_connect_sized(ps_server *s, const char *addr, const ps_h
  * ps_conn_fd is still the TCP socket: writing to it directly breaks the
  * TLS stream.  A library built without OpenSSL says so: ps_tls_available
  * is false, ps_tls_new fails with -ENOTSUP.
+ *
+ * The peer's close: a close_notify, or a FIN without one (as many clients
+ * send), is the end of the stream (ps_conn_read returns 0, PS_CLOSE_EOF);
+ * a reset is an I/O error (PS_CLOSE_ERROR).  A connection a TLS listener
+ * refuses (the reject policy, max_connections, max_per_client) is closed
+ * without busy_msg: there is no session to carry it.  stats.tls_errors
+ * counts failed handshakes, not connections closed before their first
+ * byte (a port probe, a health check).
  */
 
 /* ps_tls_config.min_version: the TLS protocol versions (their wire values). */
@@ -912,10 +947,12 @@ PS_EXTERN ps_tls *ps_tls_new_sized(const ps_tls_config *cfg, size_t cfg_size, ps
 
 /* SNI: add a certificate (and its key), served to clients that ask for one
  * of the DNS names in its subjectAltName (or, without any, its subject's
- * common name); "*.example.com" matches one label.  Clients that ask for
- * another name, or none, get ps_tls_config.cert_file.  Returns 0, or
- * -EINVAL / -ENOMEM with err->msg (t is unchanged then).  Any thread, also
- * while servers use t: new handshakes see it. */
+ * common name); "*.example.com" matches one label, and exact names win
+ * over wildcards ("a.example.com" beats "*.example.com", whichever was
+ * added first).  Clients that ask for another name, or none, get
+ * ps_tls_config.cert_file.  Returns 0, or -EINVAL / -ENOMEM with err->msg
+ * (t is unchanged then).  Any thread, also while servers use t: new
+ * handshakes see it. */
 PS_EXTERN int ps_tls_add_cert(ps_tls *t, const char *cert_file, const char *key_file,
                               ps_err *err);
 

@@ -162,10 +162,14 @@ int ps_server_handoff_adopt(ps_server *s, const char *handoff, ps_err *err)
     size_t n = 0;
     int rc;
 
-    if (atomic_load(&s->state) != PS_STATE_NEW || s->inh)
-        return ps__set_err(err, -EALREADY, "handoff: adopt once, before ps_server_start");
+    if (atomic_load(&s->state) != PS_STATE_NEW)
+        return ps__set_err(err, -EALREADY, "handoff: adopt before ps_server_start");
     if (!handoff)
         return ps__set_err(err, -EINVAL, "handoff: missing description");
+    if (!*handoff) /* a predecessor with nothing to pass: not the one call */
+        return 0;
+    if (s->inh)
+        return ps__set_err(err, -EALREADY, "handoff: adopt once");
     if (!(v = calloc(PS_HANDOFF_MAX, sizeof *v)))
         return ps__set_err(err, -ENOMEM, "handoff: out of memory");
     while (*p) {
@@ -195,28 +199,51 @@ out_free:
     return rc;
 }
 
-int ps__handoff_take(ps_server *s, const char *text, int *fds, int max)
+int ps__handoff_find(const ps_server *s, const char *text, int *fds, int max)
 {
     int i, n = 0;
 
-    for (i = 0; i < s->ninh && n < max; i++)
-        if (s->inh[i].fd >= 0 && strcmp(s->inh[i].text, text) == 0) {
-            fds[n++] = s->inh[i].fd;
-            s->inh[i].fd = -1;
+    for (i = 0; i < s->ninh; i++)
+        if (s->inh[i].fd >= 0 && !s->inh[i].taken && strcmp(s->inh[i].text, text) == 0) {
+            if (n < max)
+                fds[n] = s->inh[i].fd;
+            n++;
         }
     return n;
 }
 
+void ps__handoff_claim(ps_server *s, int fd)
+{
+    int i;
+
+    for (i = 0; i < s->ninh; i++)
+        if (s->inh[i].fd == fd)
+            s->inh[i].taken = true;
+}
+
+/* A start that failed closed none of the inherited sockets (listener.c
+ * hands them back): they are ours again, for a later start or for
+ * ps_server_free to close. */
+void ps__handoff_release(ps_server *s)
+{
+    int i;
+
+    for (i = 0; i < s->ninh; i++)
+        s->inh[i].taken = false;
+}
+
 /* An inherited socket that no listen text claims is an address the new
- * configuration dropped: close it (our predecessor closes its copy too, and
- * the socket goes away). */
+ * configuration dropped (or the UDP half of a udp_same_port pair, now
+ * off): close it (our predecessor closes its copy too, and the socket goes
+ * away). */
 void ps__handoff_close_rest(ps_server *s)
 {
     int i;
 
     for (i = 0; i < s->ninh; i++)
-        if (s->inh[i].fd >= 0) {
-            ps__log(s, PS_LOG_INFO, "handoff: no listen address '%s' any more: closing fd %d",
+        if (s->inh[i].fd >= 0 && !s->inh[i].taken) {
+            ps__log(s, PS_LOG_INFO,
+                    "handoff: nothing in this configuration takes '%s' fd %d any more: closing it",
                     s->inh[i].text, s->inh[i].fd);
             close(s->inh[i].fd);
             s->inh[i].fd = -1;
@@ -228,7 +255,7 @@ void ps__handoff_free(ps_server *s)
     int i;
 
     for (i = 0; i < s->ninh; i++) {
-        if (s->inh[i].fd >= 0)
+        if (s->inh[i].fd >= 0 && !s->inh[i].taken)
             close(s->inh[i].fd);
         free(s->inh[i].text);
     }

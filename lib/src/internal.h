@@ -536,16 +536,20 @@ typedef struct ps_listen_spec {
 int ps__listen_spec(const char *text, ps_listen_spec *sp, ps_err *err);
 int ps__listeners_open(ps_server *s, ps_err *err);
 void ps__listeners_close(ps_server *s, int type);
+void ps__listeners_release_inherited(ps_server *s); /* a failed start: hand them back */
 int ps__listener_adopt(ps_server *s, ps_listener *l, int fd, const char *text, ps_err *err);
 
 /* handoff.c: listeners passed between processes */
 struct ps_inherited {
-    int fd;     /* -1 once adopted or closed */
+    int fd;     /* -1 once closed */
+    bool taken; /* a listener holds fd (it closes it); cleared by a failed start */
     char *text; /* the predecessor's listen text (unescaped) */
 };
-/* Move the inherited descriptors made from `text` (at most max) into fds;
- * returns how many. */
-int ps__handoff_take(ps_server *s, const char *text, int *fds, int max);
+/* The descriptors inherited for `text` and not yet taken: the first max
+ * into fds; returns how many there are (possibly more than max). */
+int ps__handoff_find(const ps_server *s, const char *text, int *fds, int max);
+void ps__handoff_claim(ps_server *s, int fd); /* a listener now holds fd */
+void ps__handoff_release(ps_server *s);      /* a failed start: none is held */
 void ps__handoff_close_rest(ps_server *s); /* at start: close (and log) the unclaimed */
 void ps__handoff_free(ps_server *s);
 

@@ -277,40 +277,101 @@ int ps__listener_adopt(ps_server *s, ps_listener *l, int fd, const char *text, p
     return 0;
 }
 
+static const char *type_name(int type)
+{
+    return type == SOCK_DGRAM ? "a datagram (UDP)" : "a stream";
+}
+
+/* Choose, among the descriptors inherited for `text`, those it takes over,
+ * checked against what the text names: a udp: text takes one datagram
+ * socket; a stream text one stream socket and, with want_pair
+ * (udp_same_port), the datagram socket of its pair (without, that one stays
+ * unclaimed and is closed at start, as a dropped address); fd:N one socket
+ * of either type.  Fills fds (stream first) and returns how many (0: none
+ * inherited), or -EINVAL / -ENOTSOCK with *err naming text and descriptor. */
+static int pick_inherited(ps_server *s, const char *text, const ps_listen_spec *sp, bool want_pair,
+                          int fds[2], ps_err *err)
+{
+    int cand[3], n = ps__handoff_find(s, text, cand, 3), i, stream = -1, dgram = -1;
+    int max = sp->fd < 0 && sp->type == SOCK_STREAM ? 2 : 1;
+    socklen_t len;
+
+    if (n > max)
+        return ps__set_err(err, -EINVAL,
+                           "handoff: listen text '%s': descriptors %d and %d%s "
+                           "both name it, it takes %d",
+                           text, cand[0], cand[1], n > 2 ? " (and more)" : "", max);
+    for (i = 0; i < n; i++) {
+        int type, *slot;
+        len = sizeof type;
+        if (getsockopt(cand[i], SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+            return ps__set_err(err, -errno, "handoff: listen text '%s': descriptor %d: %s", text,
+                               cand[i], ps_strerror(errno));
+        if (sp->fd >= 0) { /* fd:N: any type, ps__listener_adopt checks the rest */
+            fds[0] = cand[i];
+            return 1;
+        }
+        if (sp->type == SOCK_DGRAM && type != SOCK_DGRAM)
+            return ps__set_err(err, -EINVAL,
+                               "handoff: listen text '%s': descriptor %d is %s "
+                               "socket, the text names a datagram (UDP) one",
+                               text, cand[i], type_name(type));
+        slot = type == SOCK_DGRAM ? &dgram : &stream;
+        if (*slot >= 0)
+            return ps__set_err(err, -EINVAL,
+                               "handoff: listen text '%s': descriptors %d and %d "
+                               "are both %s socket",
+                               text, *slot, cand[i], type_name(type));
+        *slot = cand[i];
+    }
+    if (n == 0 || sp->type == SOCK_DGRAM) {
+        fds[0] = dgram;
+        return n;
+    }
+    if (stream < 0)
+        return ps__set_err(err, -EINVAL,
+                           "handoff: listen text '%s': descriptor %d is %s socket, "
+                           "the text names a stream one",
+                           text, dgram, type_name(SOCK_DGRAM));
+    fds[0] = stream;
+    fds[1] = dgram;
+    return dgram >= 0 && want_pair ? 2 : 1;
+}
+
 /* Listen text `text` (taken apart in sp) on the descriptors a predecessor
  * made from the same text (handoff.c), instead of binding again: the same
  * socket, so its backlog and port carry over.  A udp_same_port address
  * missing its UDP socket (the predecessor ran without it) gets one bound
  * on the inherited port.  Returns 1 when taken over, 0 when nothing was
- * inherited for text, or -errno. */
+ * inherited for text, or -errno.  On failure nothing inherited is closed:
+ * the caller hands the sockets back (ps__listeners_release_inherited). */
 static int take_over(ps_server *s, const char *text, const ps_listen_spec *sp, ps_err *err)
 {
-    int fds[2], n = ps__handoff_take(s, text, fds, 2), i, rc = 0;
     bool want_pair = sp->fd < 0 && sp->type == SOCK_STREAM && s->cfg.udp_same_port &&
                      sp->addr.ss_family != AF_UNIX;
+    int fds[2], n = pick_inherited(s, text, sp, want_pair, fds, err), i, rc;
 
+    if (n <= 0)
+        return n;
     for (i = 0; i < n; i++) {
         ps_listener *l = &s->ls[s->nls];
-        if (rc < 0 || s->nls >= PS_MAX_LISTEN * 2) {
-            close(fds[i]);
-            continue;
-        }
+        if (s->nls >= PS_MAX_LISTEN * 2)
+            return ps__set_err(err, -ENOSPC, "listen %s: too many listeners", text);
+        ps__handoff_claim(s, fds[i]);
         l->reuseport = s->cfg.reuseport;
         l->proxy = sp->proxy;
         l->tls = sp->tls;
-        if ((rc = ps__listener_adopt(s, l, fds[i], text, err)) < 0) {
-            close(fds[i]);
-            continue;
-        }
+        if ((rc = ps__listener_adopt(s, l, fds[i], text, err)) < 0)
+            return rc;
         l->inherited = true;
         l->text = text;
         l->unlink_path = l->addr.ss_family == AF_UNIX && sp->fd < 0; /* ours, not systemd's */
         s->nls++;
     }
-    if (rc < 0 || n == 0)
-        return rc;
-    if (want_pair && n == 1 && s->ls[s->nls - 1].type == SOCK_STREAM) {
+    if (want_pair && n == 1) {
         ps_listener *tl = &s->ls[s->nls - 1], *ul = &s->ls[s->nls];
+        if (s->nls >= PS_MAX_LISTEN * 2)
+            return ps__set_err(err, -ENOSPC, "listen %s: too many listeners", text);
         ul->addr = tl->addr;
         ul->len = tl->len;
         ul->text = text;
@@ -357,6 +418,7 @@ int ps__listeners_open(ps_server *s, ps_err *err)
             s->ls[j].text = text;
     }
     if (rc < 0) {
+        ps__listeners_release_inherited(s);
         ps__listeners_close(s, 0);
         s->nls = 0;
         return rc;
@@ -378,4 +440,20 @@ void ps__listeners_close(ps_server *s, int type)
     for (i = 0; i < s->nls; i++)
         if (type == 0 || s->ls[i].type == type)
             close_one(&s->ls[i], atomic_load(&s->handed_off));
+}
+
+/* A start that failed: the sockets taken over from a predecessor go back
+ * to the adopted set, open (ps_server_handoff_adopt promises that a failed
+ * start closes none), for a later start or ps_server_free.  Their files
+ * stay: the predecessor may still serve on them. */
+void ps__listeners_release_inherited(ps_server *s)
+{
+    int i;
+
+    for (i = 0; i < s->nls; i++)
+        if (s->ls[i].inherited && s->ls[i].fd >= 0) {
+            s->ls[i].fd = -1;
+            s->ls[i].unlink_path = false;
+        }
+    ps__handoff_release(s);
 }

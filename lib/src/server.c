@@ -289,8 +289,10 @@ out_free_strings:
 }
 
 /* Join the threads and close descriptors.  A running reactor shuts the
- * queue down itself once drained; without one (a failed start) we do. */
-static void teardown(ps_server *s)
+ * queue down itself once drained; without one (a failed start) we do.
+ * After a failed start (failed) the listeners taken over from a
+ * predecessor are handed back open, once no thread can accept on them. */
+static void teardown(ps_server *s, bool failed)
 {
     if (s->q && !s->reactor_started)
         ps__queue_shutdown(s->q);
@@ -298,6 +300,8 @@ static void teardown(ps_server *s)
         pthread_join(s->reactor_tid, NULL);
     s->reactor_started = false;
     ps__pool_join(s);
+    if (failed)
+        ps__listeners_release_inherited(s);
     ps__listeners_close(s, 0);
     if (s->cepfd >= 0 && s->cepfd != s->epfd)
         close(s->cepfd);
@@ -338,10 +342,11 @@ static void free_workers(ps_server *s)
     s->workers = NULL;
 }
 
-/* A failed start leaves the server as new: nothing running or open. */
+/* A failed start leaves the server as new: nothing running or open but
+ * the sockets adopted from a predecessor (for a later start). */
 static void undo_start(ps_server *s)
 {
-    teardown(s);
+    teardown(s, true);
     s->nls = 0;
     ps__queue_free(s->q);
     s->q = NULL;
@@ -398,7 +403,7 @@ int ps_server_wait(ps_server *s)
         return -EINVAL;
     if (st == PS_STATE_JOINED)
         return 0;
-    teardown(s);
+    teardown(s, false);
     atomic_store(&s->state, PS_STATE_JOINED);
     return 0;
 }
