@@ -369,7 +369,8 @@ typedef struct ps_config {
                                turn_time, lifetime): a clock read per turn and per
                                hand-off, about 30 ns each (docs/benchmarks.md,
                                "Latency histograms"); default true, false: they
-                               stay zero */
+                               stay zero (an event-style pool of several workers
+                               still times its turns, for its own sizing) */
 } ps_config;
 
 /* Fill *cfg with the defaults above and no listen address.  Any thread.
