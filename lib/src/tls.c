@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tls.c - TLS on "tls:" listeners, with OpenSSL 3: the contexts (ps_tls),
- * the handshake phase of a connection, and its I/O.
+ * tls.c - TLS on "tls:" listeners, with OpenSSL 3: the contexts (ps_tls).
+ * A connection's handshake phase and its I/O are in tls_conn.c.
  *
  * A ps_tls holds a *generation*: the SSL_CTX of the default certificate and
  * one per SNI certificate, built together from the files.  ps_tls_reload
@@ -30,7 +30,7 @@
  * whenever they are empty, so an idle TLS connection holds its SSL object
  * and nothing more (docs/benchmarks.md has the figure).
  */
-#include "internal.h"
+#include "tls_internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -40,84 +40,14 @@
 
 #ifdef PS_HAVE_TLS
 
-#include <fcntl.h>
-#include <openssl/core_names.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 #include <strings.h>
 #include <unistd.h>
-
-#define PS_TLS_CIPHERS                                                                   \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                         \
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                         \
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-#define PS_ALPN_MAX 512 /* bytes of the ALPN list in wire form */
-
-/* A session-ticket key: name, AES-256-CBC key, HMAC-SHA256 key. */
-struct tkey {
-    unsigned char name[16], aes[32], hmac[32];
-};
-
-/* One certificate's context and the names SNI selects it by. */
-struct sni_cert {
-    SSL_CTX *ctx;
-    char **names;
-    size_t nnames;
-};
-
-/* The contexts built from the files at one time (see the top). */
-struct gen {
-    atomic_int refs; /* t->gen's, and one per connection that uses it */
-    SSL_CTX *ctx;    /* the default certificate's */
-    struct sni_cert *sni;
-    size_t nsni;
-};
-
-struct file_pair {
-    char *cert, *key;
-};
-
-struct ps_tls {
-    atomic_int refs; /* the creator's, and one per server using it */
-    ps_tls_config cfg; /* strings point at the copies below */
-    char *cert_file, *key_file, *ca_file, *alpn, *ciphers, *ciphersuites;
-    unsigned char alpn_wire[PS_ALPN_MAX];
-    size_t alpn_len;
-    bool ktls;       /* asked for, and the kernel offers it */
-    BIO_METHOD *bio; /* our socket BIO (see the top) */
-    /* build_lock serializes the builders (reload, add_cert) and guards
-     * extra[]; lock guards `gen` (taken per handshake, for a pointer copy). */
-    pthread_mutex_t build_lock, lock;
-    struct file_pair *extra;
-    size_t nextra;
-    struct gen *gen;
-    /* key_lock guards the ticket keys (taken per ticket issued or read). */
-    pthread_mutex_t key_lock;
-    struct tkey cur, prev;
-    bool have_prev;
-    int64_t rotated_at; /* ms, ps__now_ms */
-};
-
-/* A connection's TLS state (c->tls). */
-struct ps_tls_conn {
-    SSL *ssl;
-    struct gen *gen;
-    ps_buf pre;  /* bytes that came with the PROXY header: the ClientHello's start */
-    int rd_want; /* SSL_ERROR_WANT_* that the last SSL_read stopped on, else 0 */
-    int wr_want; /* ... the last SSL_write */
-    bool notified; /* close_notify sent (or tried) */
-    bool eof;      /* recv returned 0: the peer's FIN (BIO_CTRL_EOF reports it) */
-    char *alpn, *subject; /* formatted on first use */
-};
 
 /* ------------------------------------------------------------ errors */
 
 /* OpenSSL's reason for the earliest error queued on this thread, and clear
  * the queue. */
-static const char *ssl_reason(char *buf, size_t cap)
+const char *ps__tls_reason(char *buf, size_t cap)
 {
     unsigned long e = ERR_peek_error();
     const char *r = e ? ERR_reason_error_string(e) : NULL;
@@ -136,7 +66,7 @@ static int ssl_fail(ps_err *err, const char *what, const char *file)
 {
     char r[160];
 
-    return ps__set_err(err, -EINVAL, "tls: %s %s: %s", what, file, ssl_reason(r, sizeof r));
+    return ps__set_err(err, -EINVAL, "tls: %s %s: %s", what, file, ps__tls_reason(r, sizeof r));
 }
 
 /* A clear message for the usual mistake, before OpenSSL's. */
@@ -387,7 +317,7 @@ out_free:
     return NULL;
 }
 
-static void gen_unref(struct gen *g)
+void ps__tls_gen_unref(struct gen *g)
 {
     size_t i, j;
 
@@ -433,7 +363,7 @@ static struct gen *gen_build(ps_tls *t, ps_err *err)
     return g;
 
 out_free:
-    gen_unref(g);
+    ps__tls_gen_unref(g);
     return NULL;
 }
 
@@ -448,76 +378,8 @@ static int rebuild(ps_tls *t, ps_err *err)
     old = t->gen;
     t->gen = g;
     pthread_mutex_unlock(&t->lock);
-    gen_unref(old);
+    ps__tls_gen_unref(old);
     return 0;
-}
-
-/* -------------------------------------------------------------- BIO */
-
-static int bio_write(BIO *b, const char *buf, int len)
-{
-    ps_conn *c = BIO_get_data(b);
-    ssize_t n;
-
-    BIO_clear_retry_flags(b);
-    do
-        n = send(c->fd, buf, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        BIO_set_retry_write(b);
-    return (int)n;
-}
-
-static int bio_read(BIO *b, char *buf, int len)
-{
-    ps_conn *c = BIO_get_data(b);
-    ps_buf *pre = &c->tls->pre;
-    ssize_t n;
-
-    BIO_clear_retry_flags(b);
-    if (pre->len > 0) {
-        size_t k = (size_t)len < pre->len ? (size_t)len : pre->len;
-        memcpy(buf, pre->data + pre->off, k);
-        pre->off += k;
-        pre->len -= k;
-        if (pre->len == 0)
-            ps__buf_free(pre);
-        return (int)k;
-    }
-    do
-        n = recv(c->fd, buf, (size_t)len, 0);
-    while (n < 0 && errno == EINTR);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        BIO_set_retry_read(b);
-    if (n == 0)
-        c->tls->eof = true;
-    return (int)n;
-}
-
-/* OpenSSL asks BIO_eof after a read of 0 bytes: only a true answer lets
- * SSL_OP_IGNORE_UNEXPECTED_EOF make a FIN without close_notify an end of
- * stream rather than an error. */
-static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-    ps_conn *c = BIO_get_data(b);
-
-    (void)num;
-    (void)ptr;
-    if (cmd == BIO_CTRL_EOF)
-        return c && c->tls && c->tls->eof;
-    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
-}
-
-static BIO_METHOD *bio_method(void)
-{
-    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "poolsrv socket");
-
-    if (m && (!BIO_meth_set_write(m, bio_write) || !BIO_meth_set_read(m, bio_read) ||
-              !BIO_meth_set_ctrl(m, bio_ctrl))) {
-        BIO_meth_free(m);
-        m = NULL;
-    }
-    return m;
 }
 
 /* ------------------------------------------------------------ ps_tls */
@@ -614,7 +476,7 @@ static void tls_destroy(ps_tls *t)
 {
     size_t i;
 
-    gen_unref(t->gen);
+    ps__tls_gen_unref(t->gen);
     for (i = 0; i < t->nextra; i++) {
         free(t->extra[i].cert);
         free(t->extra[i].key);
@@ -659,7 +521,7 @@ ps_tls *ps__tls_new(const ps_tls_config *cfg, ps_err *err)
         copy_str(&t->key_file, &t->cfg.key_file) < 0 ||
         copy_str(&t->ca_file, &t->cfg.ca_file) < 0 || copy_str(&t->alpn, &t->cfg.alpn) < 0 ||
         copy_str(&t->ciphers, &t->cfg.ciphers) < 0 ||
-        copy_str(&t->ciphersuites, &t->cfg.ciphersuites) < 0 || !(t->bio = bio_method())) {
+        copy_str(&t->ciphersuites, &t->cfg.ciphersuites) < 0 || !(t->bio = ps__tls_bio_method())) {
         ps__set_err(err, -ENOMEM, "tls: out of memory");
         goto out_free;
     }
@@ -753,291 +615,6 @@ void ps__tls_note(ps_server *s)
                 "/proc/sys/net/ipv4/tcp_available_ulp): TLS stays in user space");
 }
 
-/* ------------------------------------------------------- connections */
-
-/* The first handshake step: a session on the generation in use now. */
-static int conn_start(ps_conn *c)
-{
-    ps_tls *t = c->srv->tls;
-    struct ps_tls_conn *tc = calloc(1, sizeof *tc);
-    struct gen *g;
-    BIO *b = NULL;
-
-    if (!tc)
-        return -ENOMEM;
-    pthread_mutex_lock(&t->lock);
-    g = t->gen;
-    atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
-    pthread_mutex_unlock(&t->lock);
-    tc->gen = g;
-    c->tls = tc;
-    tc->ssl = SSL_new(g->ctx);
-    if (!tc->ssl)
-        return -ENOMEM; /* ps__tls_conn_free undoes the rest */
-    SSL_set_app_data(tc->ssl, c);
-    if (c->in.len > 0) { /* came with the PROXY header: ciphertext */
-        tc->pre = c->in;
-        memset(&c->in, 0, sizeof c->in);
-        c->flags &= ~(unsigned)PS_CF_IN_UNSEEN;
-    }
-    if (t->ktls && tc->pre.len == 0) {
-        if (!SSL_set_fd(tc->ssl, c->fd))
-            return -ENOMEM;
-    } else {
-        if (!(b = BIO_new(t->bio)))
-            return -ENOMEM;
-        BIO_set_data(b, c);
-        BIO_set_init(b, 1);
-        SSL_set_bio(tc->ssl, b, b);
-    }
-    SSL_set_accept_state(tc->ssl);
-    return 0;
-}
-
-static void handshake_failed(struct ps_worker *w, ps_conn *c, int e, int sys_errno)
-{
-    char r[160];
-    bool cut = atomic_load_explicit(&c->timed_out, memory_order_relaxed) ||
-               atomic_load_explicit(&c->forced, memory_order_relaxed);
-    /* Closed before sending a byte: a port probe or a load balancer's
-     * health check, not a failed handshake. */
-    bool probe = e != SSL_ERROR_SSL && !sys_errno && c->tls->pre.len == 0 &&
-                 BIO_number_read(SSL_get_rbio(c->tls->ssl)) == 0;
-
-    if (!cut && !probe) /* a timeout is counted as one already */
-        ps__count(&w->st.tls_errors, 1);
-    if (c->srv->cfg.log_level >= PS_LOG_DEBUG)
-        ps__log(c->srv, PS_LOG_DEBUG, "connection %llu from %s: TLS handshake failed: %s",
-                (unsigned long long)c->id, ps_conn_peer_str(c),
-                e == SSL_ERROR_SSL ? ssl_reason(r, sizeof r)
-                : sys_errno       ? ps_strerror(sys_errno)
-                : cut             ? "timed out"
-                                  : "closed by the peer");
-    ERR_clear_error();
-    ps__conn_destroy(w, c);
-}
-
-static void handshake_done(struct ps_worker *w, ps_conn *c)
-{
-    SSL *ssl = c->tls->ssl;
-
-    c->flags &= ~(unsigned)PS_CF_TLS;
-    atomic_store_explicit(&c->header_pending, false, memory_order_relaxed);
-    ps__count(&w->st.tls_handshakes, 1);
-    if (SSL_session_reused(ssl))
-        ps__count(&w->st.tls_resumed, 1);
-    c->ready |= EPOLLIN; /* application data may have come with the client's Finished */
-    if (c->srv->cfg.log_level >= PS_LOG_DEBUG)
-        ps__log(c->srv, PS_LOG_DEBUG, "connection %llu: %s %s%s", (unsigned long long)c->id,
-                SSL_get_version(ssl), SSL_get_cipher_name(ssl),
-                SSL_session_reused(ssl) ? " (resumed)" : "");
-}
-
-bool ps__tls_step(struct ps_worker *w, ps_conn *c)
-{
-    int rc, e, sys_errno;
-
-    if (!c->tls && conn_start(c) < 0) {
-        ps__log(c->srv, PS_LOG_WARN, "connection %llu: TLS: out of memory",
-                (unsigned long long)c->id);
-        ps__conn_destroy(w, c);
-        return false;
-    }
-    ERR_clear_error();
-    errno = 0;
-    rc = SSL_do_handshake(c->tls->ssl);
-    sys_errno = errno;
-    if (rc == 1) {
-        handshake_done(w, c);
-        return true;
-    }
-    e = SSL_get_error(c->tls->ssl, rc);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        if (!ps__conn_arm(c, e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT))
-            ps__queue_push_spill(c->srv->q, &c->spill, c); /* no handle exists yet */
-        return false;
-    }
-    handshake_failed(w, c, e, e == SSL_ERROR_SYSCALL ? sys_errno : 0);
-    return false;
-}
-
-/* SSL_read / SSL_write's result as recv / send give it. */
-static ssize_t io_result(ps_conn *c, int n, int *want, int sys_errno, bool writing)
-{
-    int e = SSL_get_error(c->tls->ssl, n);
-
-    switch (e) {
-    case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE:
-        *want = e;
-        errno = EAGAIN;
-        return -1;
-    case SSL_ERROR_ZERO_RETURN: /* close_notify, or EOF (SSL_OP_IGNORE_UNEXPECTED_EOF) */
-        *want = 0;
-        if (!writing)
-            return 0;
-        errno = EPIPE;
-        return -1;
-    case SSL_ERROR_SYSCALL:
-        if (!sys_errno && c->tls->eof && !writing) { /* the peer's FIN, no close_notify */
-            *want = 0;
-            return 0;
-        }
-        errno = sys_errno ? sys_errno : ECONNRESET;
-        return -1;
-    default: /* SSL_ERROR_SSL: a bad record, an alert */
-        if (c->srv->cfg.log_level >= PS_LOG_DEBUG) {
-            char r[160];
-            ps__log(c->srv, PS_LOG_DEBUG, "connection %llu: TLS: %s", (unsigned long long)c->id,
-                    ssl_reason(r, sizeof r));
-        }
-        ERR_clear_error();
-        errno = EPROTO;
-        return -1;
-    }
-}
-
-ssize_t ps__tls_recv(ps_conn *c, void *buf, size_t len)
-{
-    struct ps_tls_conn *tc = c->tls;
-    int n;
-
-    ERR_clear_error();
-    errno = 0;
-    n = SSL_read(tc->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
-    if (n > 0) {
-        tc->rd_want = 0;
-        return n;
-    }
-    return io_result(c, n, &tc->rd_want, errno, false);
-}
-
-ssize_t ps__tls_send(ps_conn *c, const void *buf, size_t len)
-{
-    struct ps_tls_conn *tc = c->tls;
-    int n;
-
-    ERR_clear_error();
-    errno = 0;
-    n = SSL_write(tc->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
-    if (n > 0) {
-        tc->wr_want = 0;
-        return n;
-    }
-    return io_result(c, n, &tc->wr_want, errno, true);
-}
-
-bool ps__tls_pending(const ps_conn *c)
-{
-    return !(c->flags & PS_CF_TLS) && SSL_has_pending(c->tls->ssl);
-}
-
-uint32_t ps__tls_read_events(const ps_conn *c)
-{
-    return c->tls->rd_want == SSL_ERROR_WANT_WRITE ? EPOLLOUT : EPOLLIN;
-}
-
-uint32_t ps__tls_write_events(const ps_conn *c)
-{
-    return c->tls->wr_want == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT;
-}
-
-void ps__tls_close_notify(ps_conn *c)
-{
-    struct ps_tls_conn *tc = c->tls;
-
-    if (!tc || tc->notified || (c->flags & (PS_CF_TLS | PS_CF_FATAL | PS_CF_ABORT)))
-        return;
-    tc->notified = true;
-    ERR_clear_error();
-    SSL_shutdown(tc->ssl); /* one try: a full socket buffer loses it, as nginx's would */
-    ERR_clear_error();
-}
-
-void ps__tls_conn_free(ps_conn *c)
-{
-    struct ps_tls_conn *tc = c->tls;
-
-    if (!tc)
-        return;
-    if (!(c->flags & PS_CF_OUTLIMIT) && !atomic_load_explicit(&c->timed_out, memory_order_relaxed) &&
-        !atomic_load_explicit(&c->forced, memory_order_relaxed))
-        ps__tls_close_notify(c);
-    SSL_free(tc->ssl);
-    gen_unref(tc->gen);
-    ps__buf_free(&tc->pre);
-    free(tc->alpn);
-    free(tc->subject);
-    free(tc);
-    c->tls = NULL;
-}
-
-/* -------------------------------------------------------- accessors */
-
-static SSL *open_ssl(const ps_conn *c)
-{
-    return c->tls && !(c->flags & PS_CF_TLS) ? c->tls->ssl : NULL;
-}
-
-const char *ps_conn_tls_version(const ps_conn *c)
-{
-    SSL *ssl = open_ssl(c);
-
-    return ssl ? SSL_get_version(ssl) : NULL;
-}
-
-const char *ps_conn_tls_cipher(const ps_conn *c)
-{
-    SSL *ssl = open_ssl(c);
-
-    return ssl ? SSL_get_cipher_name(ssl) : NULL;
-}
-
-const char *ps_conn_tls_alpn(ps_conn *c)
-{
-    SSL *ssl = open_ssl(c);
-    const unsigned char *p;
-    unsigned n;
-
-    if (!ssl)
-        return NULL;
-    if (!c->tls->alpn) {
-        SSL_get0_alpn_selected(ssl, &p, &n);
-        if (n == 0)
-            return NULL;
-        c->tls->alpn = strndup((const char *)p, n);
-    }
-    return c->tls->alpn;
-}
-
-const char *ps_conn_tls_sni(const ps_conn *c)
-{
-    SSL *ssl = open_ssl(c);
-
-    return ssl ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) : NULL;
-}
-
-const char *ps_conn_tls_peer_subject(ps_conn *c)
-{
-    SSL *ssl = open_ssl(c);
-    X509 *x;
-    BIO *b;
-    char *p;
-    long n;
-
-    if (!ssl || !(x = SSL_get0_peer_certificate(ssl)) || SSL_get_verify_result(ssl) != X509_V_OK)
-        return NULL;
-    if (c->tls->subject)
-        return c->tls->subject;
-    if (!(b = BIO_new(BIO_s_mem())))
-        return NULL;
-    if (X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) >= 0 &&
-        (n = BIO_get_mem_data(b, &p)) >= 0)
-        c->tls->subject = strndup(p, (size_t)n);
-    BIO_free(b);
-    return c->tls->subject;
-}
-
 #else /* !PS_HAVE_TLS: everything else builds; "tls:" listeners are refused */
 
 struct ps_tls {
@@ -1097,85 +674,6 @@ ps_tls *ps__tls_ref(ps_tls *t)
 void ps__tls_note(ps_server *s)
 {
     (void)s;
-}
-
-/* Never reached: no "tls:" listener passes validation. */
-bool ps__tls_step(struct ps_worker *w, ps_conn *c)
-{
-    ps__conn_destroy(w, c);
-    return false;
-}
-
-ssize_t ps__tls_recv(ps_conn *c, void *buf, size_t len)
-{
-    (void)c;
-    (void)buf;
-    (void)len;
-    errno = EPROTO;
-    return -1;
-}
-
-ssize_t ps__tls_send(ps_conn *c, const void *buf, size_t len)
-{
-    return ps__tls_recv(c, (void *)buf, len);
-}
-
-bool ps__tls_pending(const ps_conn *c)
-{
-    (void)c;
-    return false;
-}
-
-uint32_t ps__tls_read_events(const ps_conn *c)
-{
-    (void)c;
-    return EPOLLIN;
-}
-
-uint32_t ps__tls_write_events(const ps_conn *c)
-{
-    (void)c;
-    return EPOLLOUT;
-}
-
-void ps__tls_close_notify(ps_conn *c)
-{
-    (void)c;
-}
-
-void ps__tls_conn_free(ps_conn *c)
-{
-    (void)c;
-}
-
-const char *ps_conn_tls_version(const ps_conn *c)
-{
-    (void)c;
-    return NULL;
-}
-
-const char *ps_conn_tls_cipher(const ps_conn *c)
-{
-    (void)c;
-    return NULL;
-}
-
-const char *ps_conn_tls_alpn(ps_conn *c)
-{
-    (void)c;
-    return NULL;
-}
-
-const char *ps_conn_tls_sni(const ps_conn *c)
-{
-    (void)c;
-    return NULL;
-}
-
-const char *ps_conn_tls_peer_subject(ps_conn *c)
-{
-    (void)c;
-    return NULL;
 }
 
 #endif
