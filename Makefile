@@ -76,6 +76,7 @@ TEST_SRC := $(wildcard tests/check_*.c) tests/test_util.c tests/run_tests.c
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 # LD_PRELOAD shim for the shell suites: the Nth pthread_create fails.
 THREAD_SHIM := $(B)/tests/thread_shim.so
+NOTIFY_RECV := $(B)/tests/notify_recv
 
 .PHONY: all run test check unit test-extra asan tsan valgrind lint clean install uninstall deps \
 	install-extra uninstall-extra clean-extra
@@ -103,7 +104,7 @@ $(B)/lib/src/%.o: lib/src/%.c
 # ps_version() and the header check come from VERSION.
 $(B)/lib/src/version.o: VERSION
 # Rebuilt when TLS=yes/no changes.
-$(B)/lib/src/tls.o: $(B)/tls-$(TLS)
+$(B)/lib/src/tls.o $(B)/lib/src/tls_conn.o: $(B)/tls-$(TLS)
 $(B)/tls-$(TLS):
 	@mkdir -p $(@D)
 	$(Q)rm -f $(B)/tls-yes $(B)/tls-no && touch $@
@@ -206,8 +207,9 @@ $(THREAD_SHIM): tests/thread_shim.c
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(ALL_CPPFLAGS) $(WARN) $(CFLAGS) -fPIC -shared -o $@ $< -ldl
 
-# systemd's notification socket, for the sd_notify checks in echo_cli.sh.
-NOTIFY_RECV := $(B)/tests/notify_recv
+# systemd's notification socket, for the sd_notify checks in echo_cli.sh
+# and tests/examples (NOTIFY_RECV is set near the top, before the .mk files
+# that name it as a prerequisite).
 $(NOTIFY_RECV): tests/notify_recv.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")

@@ -272,6 +272,12 @@ fi
 # pkg-config prefix them with DESTDIR.  PKG_CONFIG_LIBDIR (not only _PATH)
 # keeps any poolsrv installed on this machine out of the way.
 export PKG_CONFIG_LIBDIR=$PC PKG_CONFIG_PATH=$PC PKG_CONFIG_SYSROOT_DIR=$DEST
+# ... but never for the project's own make: with this pkg-config it would not
+# find OpenSSL, and rebuild the tree's library without TLS.
+tree_make() {
+    env -u PKG_CONFIG_LIBDIR -u PKG_CONFIG_PATH -u PKG_CONFIG_SYSROOT_DIR \
+        timeout "$MAKE_LIMIT" "$MAKE" --no-print-directory -C "$ROOT" "$@"
+}
 
 modversion=$("$PKG_CONFIG" --modversion poolsrv 2>&1)
 if [[ $modversion == "$VERSION" ]]; then
@@ -499,7 +505,7 @@ fi
 LIVE=$TMP/live
 printf '#!/bin/sh\necho "$@" >>"%s/ldconfig.calls"\n' "$TMP" >"$TMP/fake-ldconfig"
 chmod +x "$TMP/fake-ldconfig"
-if timeout "$MAKE_LIMIT" "$MAKE" --no-print-directory -C "$ROOT" install PREFIX="$LIVE" \
+if tree_make install PREFIX="$LIVE" \
     LDCONFIG="$TMP/fake-ldconfig" >"$TMP/live.log" 2>&1; then
     if [[ $(id -u) == 0 ]]; then
         if [[ -s $TMP/ldconfig.calls ]]; then
@@ -515,7 +521,7 @@ if timeout "$MAKE_LIMIT" "$MAKE" --no-print-directory -C "$ROOT" install PREFIX=
             "$(show "$TMP/live.log")"
     fi
     rm -f "$TMP/ldconfig.calls"
-    timeout "$MAKE_LIMIT" "$MAKE" --no-print-directory -C "$ROOT" install PREFIX="$LIVE" \
+    tree_make install PREFIX="$LIVE" \
         DESTDIR="$TMP/staged" LDCONFIG="$TMP/fake-ldconfig" >"$TMP/staged.log" 2>&1
     if [[ ! -e $TMP/ldconfig.calls ]] && ! grep -q rpath "$TMP/staged.log"; then
         pass "a staged install (DESTDIR) neither runs ldconfig nor prints the note"
@@ -523,7 +529,7 @@ if timeout "$MAKE_LIMIT" "$MAKE" --no-print-directory -C "$ROOT" install PREFIX=
         fail "a staged install (DESTDIR) neither runs ldconfig nor prints the note" \
             "$(show "$TMP/staged.log")"
     fi
-    timeout "$MAKE_LIMIT" "$MAKE" --no-print-directory -C "$ROOT" uninstall PREFIX="$LIVE" \
+    tree_make uninstall PREFIX="$LIVE" \
         >/dev/null 2>&1
 else
     fail "make install PREFIX=$LIVE" "$(show "$TMP/live.log")"
@@ -531,7 +537,7 @@ fi
 
 # --------------------------------------------------------------- uninstall
 
-if timeout "$MAKE_LIMIT" "$MAKE" --no-print-directory -C "$ROOT" uninstall \
+if tree_make uninstall \
     DESTDIR="$DEST" PREFIX="$PREFIX" >"$TMP/uninstall.log" 2>&1; then
     pass "make uninstall"
 else
