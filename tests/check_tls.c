@@ -918,6 +918,103 @@ START_TEST(test_tls_reload)
 }
 END_TEST
 
+/* ps_tls_reload and ps_tls_add_cert are safe from any thread: one thread
+ * swaps the certificates in a loop while four clients handshake, echo,
+ * close cleanly, reset after the handshake, or reset in the middle of the
+ * ClientHello.  Every completed handshake echoes, every connection ends,
+ * and ASan/TSan watch the generations change hands. */
+struct rstress {
+    ps_tls *t;
+    const certs *c;
+    int port;
+    atomic_bool stop;
+    atomic_int connects, echoed, bad;
+};
+
+static void *reloader(void *arg)
+{
+    struct rstress *r = arg;
+    ps_err err;
+
+    for (int i = 0; !atomic_load(&r->stop) && i < 2000; i++) {
+        int rc = i % 8 == 7 && i < 32 /* a few: each rebuilds every certificate */
+                     ? ps_tls_add_cert(r->t, r->c->other_cert, r->c->other_key, &err)
+                     : ps_tls_reload(r->t, &err);
+        if (rc != 0)
+            atomic_fetch_add(&r->bad, 1);
+    }
+    return NULL;
+}
+
+static void *stress_client(void *arg)
+{
+    struct rstress *r = arg;
+    unsigned char hello[2048];
+    size_t n = client_hello(hello, sizeof hello);
+
+    for (int i = 0; i < 30; i++) {
+        if (i % 5 == 4) { /* half a ClientHello, then a reset */
+            int fd = tu_connect(r->port, tu_ms(2000));
+            if (fd < 0) {
+                atomic_fetch_add(&r->bad, 1);
+                continue;
+            }
+            atomic_fetch_add(&r->connects, 1);
+            tu_write_all(fd, hello, n / 2, tu_ms(1000));
+            tu_close_rst(fd);
+            continue;
+        }
+        SSL *ssl = open_info(r->port, &(copts){0}, NULL, 0);
+        char line[64];
+        if (!ssl) {
+            atomic_fetch_add(&r->bad, 1);
+            continue;
+        }
+        atomic_fetch_add(&r->connects, 1);
+        if (tls_write(ssl, "ping\n", 5) == 0 && tls_line(ssl, line, sizeof line) == 5)
+            atomic_fetch_add(&r->echoed, 1);
+        else
+            atomic_fetch_add(&r->bad, 1);
+        if (i % 5 == 3) { /* a reset after the handshake */
+            int fd = SSL_get_fd(ssl);
+            SSL_free(ssl);
+            tu_close_rst(fd);
+        } else {
+            tls_close(ssl);
+        }
+    }
+    return NULL;
+}
+
+START_TEST(test_tls_reload_stress)
+{
+    enum { NC = 4 };
+    struct rstress r = {0};
+    pthread_t rt, ct[NC];
+    certs c;
+    ps_server *s;
+
+    certs_make(&c);
+    r.c = &c;
+    r.t = tls_new(&c, NULL);
+    g_keep = true;
+    s = tls_server(r.t, _i == 1, NULL, NULL, &r.port);
+    ck_assert_int_eq(pthread_create(&rt, NULL, reloader, &r), 0);
+    for (int i = 0; i < NC; i++)
+        ck_assert_int_eq(pthread_create(&ct[i], NULL, stress_client, &r), 0);
+    for (int i = 0; i < NC; i++)
+        pthread_join(ct[i], NULL);
+    atomic_store(&r.stop, true);
+    pthread_join(rt, NULL);
+    ck_assert_int_eq(atomic_load(&r.bad), 0);
+    ck_assert_int_eq(atomic_load(&r.echoed), NC * 24);
+    tu_assert_all_closed(s, (uint64_t)atomic_load(&r.connects));
+    ps_server_free(s);
+    ps_tls_free(r.t);
+    certs_free(&c);
+}
+END_TEST
+
 /* Resumption: a TLS 1.3 ticket and a TLS 1.2 session both resume; a resumed
  * TLS 1.3 connection gets a fresh ticket, which resumes again. */
 START_TEST(test_tls_resume)
@@ -1222,6 +1319,7 @@ Suite *tls_suite(void)
     tcase_add_loop_test(tc, test_tls_client_cert, 0, 2);
     tcase_add_loop_test(tc, test_tls_reload, 0, 2);
     tcase_add_test(tc, test_tls_resume);
+    tcase_add_loop_test(tc, test_tls_reload_stress, 0, 2);
     tcase_add_loop_test(tc, test_tls_after_proxy_header, 0, 2);
     tcase_add_loop_test(tc, test_tls_records_in_one_segment, 0, 2);
     tcase_add_test(tc, test_tls_many);
