@@ -84,58 +84,19 @@ check_hello() {
 }
 
 start_nginx() {
-    local port=$1 i
-    mkdir -p "$TMP/nginx"
-    cat >"$TMP/nginx/nginx.conf" <<CONF
-worker_processes $WORKERS;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_timeout 65;
-    keepalive_requests 100000000;
-    client_body_temp_path $TMP/nginx/body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    default_type text/plain;
-    server {
-        listen 127.0.0.1:$port;
-        location / { return 200 "hello\n"; }
-    }
-}
-CONF
-    "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" \
-        >"$TMP/nginx.out" 2>&1 &
-    PID=$!
-    PIDS+=("$PID")
-    for ((i = 0; i < READY_LIMIT * 20; i++)); do
-        check_hello "$port" 2>/dev/null && return 0
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    cat "$TMP/nginx.out" "$TMP/nginx/error.log" >&2 2>/dev/null
-    die "nginx did not answer on 127.0.0.1:$port within ${READY_LIMIT}s"
+    nginx_start "$1" "" "" check_hello "$1"
 }
 
 # run_wrk NAME PORT SECONDS: appends "NAME rps avg p50 p99 non2xx errors" to $TMP/rows.
 run_wrk() {
-    local name=$1 port=$2 secs=$3 out rps avg p50 p99 non2xx errs
+    local name=$1 port=$2 secs=$3 out
     out=$(timeout $((secs + 10)) wrk -t "$WRK_THREADS" -c "$CONNS" -d "${secs}s" --latency \
         "http://127.0.0.1:$port/" 2>&1) || die "wrk failed against $name: $out"
-    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-    avg=$(awk '$1 == "Latency" {print $2; exit}' <<<"$out")
-    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-    non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-    errs=$(awk -F'Socket errors: ' 'NF > 1 {print $2}' <<<"$out")
-    [[ -n $rps ]] || die "could not read wrk's output for $name: $out"
-    echo "$name ${rps} ${avg:-?} ${p50:-?} ${p99:-?} ${non2xx:-0} ${errs// /_}" >>"$TMP/rows"
+    wrk_parse "$out"
+    [[ -n $WRK_RPS ]] || die "could not read wrk's output for $name: $out"
+    echo "$name $WRK_RPS ${WRK_AVG:-?} ${WRK_P50:-?} ${WRK_P99:-?} $WRK_NON2XX $WRK_ERRS" >>"$TMP/rows"
     printf '  %-12s %12s req/s  avg %-9s p50 %-9s p99 %-9s non-2xx %s\n' \
-        "$name" "$rps" "$avg" "$p50" "$p99" "${non2xx:-0}"
+        "$name" "$WRK_RPS" "$WRK_AVG" "$WRK_P50" "$WRK_P99" "$WRK_NON2XX"
 }
 
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -286,3 +286,64 @@ redis_vs_kv_start() {
         kv_wait_ping "$PORT" "poolsrv-kv --workers $w"
     done
 }
+
+# nginx_start PORT "LISTEN_OPTS" "SERVER_LINES" CHECK...: nginx ($NGINX) with
+# $WORKERS worker processes serving `return 200 "hello\n"` on 127.0.0.1:PORT
+# from a configuration written to $TMP/nginx (LISTEN_OPTS after the listen
+# address, e.g. "ssl"; SERVER_LINES more directives of the server block);
+# waits until the command CHECK... succeeds.  Sets PID and appends it to
+# PIDS; dies naming nginx's own messages if it never answers.
+nginx_start() {
+    local port=$1 listen_opts=$2 server_lines=$3 i
+    shift 3
+    mkdir -p "$TMP/nginx"
+    cat >"$TMP/nginx/nginx.conf" <<CONF
+worker_processes $WORKERS;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_timeout 65;
+    keepalive_requests 100000000;
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    default_type text/plain;
+    server {
+        listen 127.0.0.1:$port${listen_opts:+ $listen_opts};
+$server_lines
+        location / { return 200 "hello\n"; }
+    }
+}
+CONF
+    "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" \
+        >"$TMP/nginx.out" 2>&1 &
+    PID=$!
+    PIDS+=("$PID")
+    for ((i = 0; i < READY_LIMIT * 20; i++)); do
+        "$@" 2>/dev/null && return 0
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    cat "$TMP/nginx.out" "$TMP/nginx/error.log" >&2 2>/dev/null
+    die "nginx did not answer on 127.0.0.1:$port within ${READY_LIMIT}s"
+}
+
+# wrk_parse OUTPUT: wrk --latency's figures into WRK_RPS, WRK_AVG, WRK_P50,
+# WRK_P99, WRK_NON2XX (0 if none) and WRK_ERRS (the socket errors, "none" if
+# none, spaces as _); WRK_RPS is empty if the output has no rate.
+wrk_parse() {
+    WRK_RPS=$(awk '/^Requests\/sec:/ {print $2}' <<<"$1")
+    WRK_AVG=$(awk '$1 == "Latency" {print $2; exit}' <<<"$1")
+    WRK_P50=$(awk '$1 == "50%" {print $2}' <<<"$1")
+    WRK_P99=$(awk '$1 == "99%" {print $2}' <<<"$1")
+    WRK_NON2XX=$(awk '/Non-2xx/ {print $NF}' <<<"$1")
+    WRK_NON2XX=${WRK_NON2XX:-0}
+    WRK_ERRS=$(awk -F'Socket errors: ' 'NF > 1 {print $2}' <<<"$1")
+    WRK_ERRS=${WRK_ERRS:-none}
+    WRK_ERRS=${WRK_ERRS// /_}
+}
