@@ -986,9 +986,9 @@ PS_EXTERN void ps_tls_free(ps_tls *t);
  *   against ps_tls_config.ca_file; NULL otherwise. */
 PS_EXTERN const char *ps_conn_tls_version(const ps_conn *c);
 PS_EXTERN const char *ps_conn_tls_cipher(const ps_conn *c);
-PS_EXTERN const char *ps_conn_tls_alpn(ps_conn *c);
+PS_EXTERN const char *ps_conn_tls_alpn(const ps_conn *c);
 PS_EXTERN const char *ps_conn_tls_sni(const ps_conn *c);
-PS_EXTERN const char *ps_conn_tls_peer_subject(ps_conn *c);
+PS_EXTERN const char *ps_conn_tls_peer_subject(const ps_conn *c);
 
 /* ---------------------------------------------------------- server timers
  *

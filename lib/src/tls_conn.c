@@ -324,7 +324,7 @@ const char *ps_conn_tls_cipher(const ps_conn *c)
     return ssl ? SSL_get_cipher_name(ssl) : NULL;
 }
 
-const char *ps_conn_tls_alpn(ps_conn *c)
+const char *ps_conn_tls_alpn(const ps_conn *c)
 {
     SSL *ssl = open_ssl(c);
     const unsigned char *p;
@@ -348,7 +348,7 @@ const char *ps_conn_tls_sni(const ps_conn *c)
     return ssl ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) : NULL;
 }
 
-const char *ps_conn_tls_peer_subject(ps_conn *c)
+const char *ps_conn_tls_peer_subject(const ps_conn *c)
 {
     SSL *ssl = open_ssl(c);
     X509 *x;
@@ -432,7 +432,7 @@ const char *ps_conn_tls_cipher(const ps_conn *c)
     return NULL;
 }
 
-const char *ps_conn_tls_alpn(ps_conn *c)
+const char *ps_conn_tls_alpn(const ps_conn *c)
 {
     (void)c;
     return NULL;
@@ -444,7 +444,7 @@ const char *ps_conn_tls_sni(const ps_conn *c)
     return NULL;
 }
 
-const char *ps_conn_tls_peer_subject(ps_conn *c)
+const char *ps_conn_tls_peer_subject(const ps_conn *c)
 {
     (void)c;
     return NULL;
