@@ -248,7 +248,22 @@ static void *spin_ready(struct ps_worker *w, bool *stopped, int64_t *now_ns)
  * connection would pay on every request.  Idle connections still wait in
  * epoll and each is owned by one thread at a time (one-shot events).
  * Returns the item to run, or NULL; *now_ns as take_ready's. */
-static void *wait_ready(struct ps_worker *w, int64_t *now_ns)
+/* More pollers than allowed (the allowance fell while they polled, or
+ * long turns raised it for a while): this one leaves the role instead of
+ * sleeping in epoll_wait, so an idle pool has one poller.  A CAS, so that
+ * two leaving at once never leave none. */
+static bool drop_excess_poller(ps_server *s)
+{
+    int n = atomic_load(&s->pollers);
+
+    while (n > atomic_load_explicit(&s->poll_allowed, memory_order_relaxed))
+        if (atomic_compare_exchange_weak(&s->pollers, &n, n - 1))
+            return true;
+    return false;
+}
+
+/* *left: this worker gave up the poller role itself (drop_excess_poller). */
+static void *wait_ready(struct ps_worker *w, int64_t *now_ns, bool *left)
 {
     ps_server *s = w->srv;
     struct epoll_event evs[PS_HARVEST_MAX];
@@ -267,6 +282,12 @@ static void *wait_ready(struct ps_worker *w, int64_t *now_ns)
         return rc == 0 ? first : NULL;
     }
     note_idle(s);
+    if (drop_excess_poller(s)) {
+        atomic_fetch_sub_explicit(&s->ready_waiters, 1, memory_order_relaxed);
+        *now_ns = 0;
+        *left = true;
+        return NULL;
+    }
     n = epoll_wait(s->cepfd, evs, PS_HARVEST_MAX, -1);
     atomic_fetch_sub_explicit(&s->ready_waiters, 1, memory_order_relaxed);
     return take_ready(w, evs, n, now_ns);
@@ -389,14 +410,16 @@ static void bench_wait(ps_server *s)
 static void *event_idle(struct ps_worker *w, int64_t *now_ns)
 {
     ps_server *s = w->srv;
+    bool left = false;
     void *item;
 
     if (!take_poll_role(s)) {
         bench_wait(s);
         return NULL;
     }
-    item = wait_ready(w, now_ns);
-    leave_poll_role(s);
+    item = wait_ready(w, now_ns, &left);
+    if (!left)
+        leave_poll_role(s);
     return item;
 }
 
