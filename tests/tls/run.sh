@@ -122,6 +122,7 @@ for mode in event blocking; do
     fa=$(served_fp "$PORT")
     mkfifo "$TMP/in-$mode"
     (sclient "$PORT" -quiet -no_ign_eof <"$TMP/in-$mode" >"$TMP/open-$mode.out" 2>/dev/null) &
+    open_pid=$!
     exec 7>"$TMP/in-$mode"
     echo "before" >&7
     cp "$TMP/b.pem" "$TMP/srv.pem"
@@ -133,9 +134,12 @@ for mode in event blocking; do
     done
     fb=$(served_fp "$PORT")
     echo "after" >&7
-    sleep 0.3
+    for ((i = 0; i < 100; i++)); do # the echo of "after" came back
+        grep -qx after "$TMP/open-$mode.out" 2>/dev/null && break
+        sleep 0.05
+    done
     exec 7>&-
-    sleep 0.2
+    wait "$open_pid" # s_client ends at the end of its input
     want_b=$(openssl x509 -in "$TMP/b.pem" -noout -fingerprint -sha256)
     if [[ -n $fa && $fb == "$want_b" && $fa != "$fb" ]]; then ok "$mode: SIGHUP serves the new certificate"
     else fail "$mode: SIGHUP serves the new certificate" "before '$fa' after '$fb'"; fi
