@@ -34,21 +34,8 @@ KV_BIN=${KV_BIN:-server/examples/poolsrv-kv}
 NOTIFY_RECV=${NOTIFY_RECV:-build/tests/notify_recv}
 NAIVE_TRIES=${NAIVE_TRIES:-3}
 OPTS=(--mode blocking --workers 2 --queue 1 --drain-timeout 5000)
-PASS=0
-FAIL=0
-TMP=$(mktemp -d)
-PIDS=()
-
-# shellcheck disable=SC2317  # invoked by the EXIT trap
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
-fail() { FAIL=$((FAIL + 1)); echo "FAIL $1${2:+: $2}"; }
+# shellcheck source=tests/harness.sh
+. "$(dirname "$0")/../harness.sh"
 nap() { read -r -t "$1" <> <(:) || true; }
 
 # wait_for SECONDS CMD...: until CMD succeeds, polling every 10 ms.

@@ -21,20 +21,8 @@ set -u
 ECHO=${ECHO:-server/poolsrv-echo}
 BENCH=${BENCH:-bench/poolsrv-bench}
 PROMTOOL=${PROMTOOL:-promtool}
-PASS=0
-FAIL=0
-TMP=$(mktemp -d)
-PIDS=()
-# shellcheck disable=SC2317  # invoked by the EXIT trap
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
-fail() { FAIL=$((FAIL + 1)); echo "FAIL $1${2:+: $2}"; }
+# shellcheck source=tests/harness.sh
+. "$(dirname "$0")/../../harness.sh"
 
 if ! command -v "$PROMTOOL" >/dev/null 2>&1; then
     if [[ ${CI:-} == true ]]; then
