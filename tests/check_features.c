@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -144,6 +145,59 @@ START_TEST(test_pause_resume_cross_thread)
     n = atomic_load(&p.messages);
     ck_assert_int_eq(n, 2);
     close(fd);
+    ps_server_free(s);
+    tu_latch_destroy(&p.paused);
+}
+END_TEST
+
+/* The peer's FIN reached our kernel: its ACK put the client in FIN_WAIT2. */
+static bool fin_acked(void *arg)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+
+    return getsockopt(*(int *)arg, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+           ti.tcpi_state == TCP_FIN_WAIT2;
+}
+
+/* Bytes and the FIN arrive while reading is paused.  Connections wait in
+ * epoll edge-triggered: the idle connection ignores that readiness, and a
+ * resume must still find both the bytes and the EOF behind them. */
+START_TEST(test_pause_hides_no_eof)
+{
+    struct pauser p = {0};
+    ps_config cfg;
+    ps_handler h = {.on_data = pause_on_data};
+    ps_server *s;
+    int port, fd, n;
+    char buf[2];
+    struct pollfd pf;
+
+    tu_latch_init(&p.paused);
+    tu_config(&cfg);
+    s = tu_server_start(&cfg, &h, &p, &port);
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(tu_echo(fd, "1", 1, false, tu_ms(2000), NULL), 0);
+    ck_assert(tu_latch_wait(&p.paused, 1, tu_ms(2000)));
+    /* Let the turn end (nothing tells when): the bytes and the FIN must
+     * find the connection idle in epoll, not still owned. */
+    pf = (struct pollfd){.fd = fd, .events = POLLIN};
+    ck_assert_int_eq(poll(&pf, 1, 100), 0);
+    ck_assert_int_eq(tu_write_all(fd, "2", 1, tu_ms(2000)), 0);
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    ck_assert(tu_wait_until(fin_acked, &fd, tu_ms(2000)));
+    /* the server holds both; a poller sees the edge and, paused, leaves it */
+    ck_assert_int_eq(poll(&pf, 1, 200), 0);
+    ps_conn_resume_read(atomic_load(&p.conn));
+    ck_assert_int_eq(tu_read_exact(fd, buf, 1, tu_ms(2000)), 1);
+    ck_assert_int_eq(buf[0], '2');
+    /* then the EOF: the handler has no on_eof, so the server closes */
+    ck_assert_int_eq(tu_expect_eof(fd, tu_ms(3000)), 0);
+    n = atomic_load(&p.messages);
+    ck_assert_int_eq(n, 2);
+    close(fd);
+    tu_assert_all_closed(s, 1);
     ps_server_free(s);
     tu_latch_destroy(&p.paused);
 }
@@ -1419,6 +1473,7 @@ Suite *features_suite(void)
     tcase_add_loop_test(timeouts, test_stop_now, 0, 2);
     tcase_set_timeout(timeouts, 20);
     tcase_add_test(flow, test_pause_resume_cross_thread);
+    tcase_add_test(flow, test_pause_hides_no_eof);
     tcase_add_test(flow, test_never_reading_peer_is_bounded);
     tcase_add_test(flow, test_partial_writes_slow_reader);
     tcase_add_loop_test(flow, test_reset_during_write, 0, 2);

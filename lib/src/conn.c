@@ -9,7 +9,7 @@
  *
  *   ps__conn_arm       OWNED -> IDLE    the owner's last touch, unless its
  *                                       mailbox has something (then it keeps it)
- *   ps__conn_collect   IDLE  -> OWNED   whoever got its one-shot epoll event
+ *   ps__conn_collect   IDLE  -> OWNED   whoever got an epoll event it waits for
  *   ps__conn_request   IDLE  -> OWNED   an outsider left a request (resume,
  *                                       post, timer) and schedules it
  *   ps__conn_close_mailbox OWNED -> CLOSED  before on_close: no more requests
@@ -17,7 +17,7 @@
  *
  * Outsiders never call epoll_ctl nor change the connection: they leave a
  * request in the mailbox, and only take ownership (to queue it) when nobody
- * has it.  The connection's one-shot registration may then still fire, and
+ * has it.  The connection's epoll registration may then still fire, and
  * an event may already sit in another worker's epoll_wait result: such a
  * late event finds the connection OWNED (or FREE, or a later connection in
  * the same memory) and is dropped, or at worst gives that later connection
@@ -128,17 +128,18 @@ void ps__conn_destroy(struct ps_worker *w, ps_conn *c)
     ps__count(&w->st.closed, 1);
     ps__registry_remove(s, c);
     /* No EPOLL_CTL_DEL: close removes the registration.  Should a forked
-     * child keep the socket open, its registration may fire once more (it
-     * is one-shot and nobody re-arms it): a late event, which the record's
-     * state turns away, as above.  One system call fewer per connection. */
+     * child keep the socket open (it is close-on-exec), the registration
+     * stays and the child's traffic reaches this record as late events,
+     * which its state turns away, as above.  One system call fewer per
+     * connection. */
     ps__tls_conn_free(c); /* close_notify, when the close is a graceful one */
     close(c->fd);
     ps__conn_recycle(c);
 }
 
-static void epoll_apply(ps_conn *c, int op)
+static void epoll_apply(ps_conn *c, int op, uint32_t events)
 {
-    struct epoll_event ev = {.events = c->armed | EPOLLONESHOT, .data.ptr = c};
+    struct epoll_event ev = {.events = events, .data.ptr = c};
 
     if (epoll_ctl(c->srv->cepfd, op, c->fd, &ev) < 0) {
         /* Cannot happen for a valid fd and epoll set (ENOMEM aside); make
@@ -148,24 +149,18 @@ static void epoll_apply(ps_conn *c, int op)
     }
 }
 
-/* The owner hands the connection back to epoll (EPOLLIN is dropped while
- * the user has paused reading) - unless a request arrived during the turn:
- * then it returns false and the caller still owns the connection and must
- * run it again.  On true this was the caller's last touch.
- *
- * When an outsider's request started the turn, the connection's last arm
- * may not have fired: `live` says so (collect clears it for every event,
- * late ones too).  Then the same events need no epoll_ctl - a timer or a
- * post costs its send and nothing more.  If the arm fires meanwhile, its
- * event finds the connection IDLE again and is served as usual. */
-bool ps__conn_arm(ps_conn *c, uint32_t events)
+/* Events that always matter, whatever the owner waits for. */
+#define PS_EV_ALWAYS (EPOLLERR | EPOLLHUP)
+
+/* Blocking style: a parked connection waits one-shot in the reactor's set,
+ * re-armed after each serve call. */
+static bool arm_oneshot(ps_conn *c, uint32_t events)
 {
     int op = (c->flags & PS_CF_REGISTERED) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
 
     c->ready = 0;
     pthread_mutex_lock(&c->lock);
-    /* (posts to a connection still connecting wait for on_open) */
-    if (c->mail || (c->posts && !(c->flags & PS_CF_CONNECTING))) {
+    if (c->mail || c->posts) {
         pthread_mutex_unlock(&c->lock);
         return false;
     }
@@ -176,22 +171,85 @@ bool ps__conn_arm(ps_conn *c, uint32_t events)
         c->flags |= PS_CF_REGISTERED;
         c->armed = events;
         c->live = true;
-        epoll_apply(c, op); /* under the lock: a collector must not see IDLE before it */
+        /* under the lock: a collector must not see IDLE before it */
+        epoll_apply(c, op, events | EPOLLONESHOT);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return true;
+}
+
+/* The owner hands the connection back to epoll - unless a request arrived
+ * during the turn, or an event the turn may not have seen: then it returns
+ * false, and the caller still owns the connection and must run it again
+ * (c->ready says with which events).  On true this was the caller's last
+ * touch.
+ *
+ * Event style: the registration is edge-triggered and stays: each new
+ * readiness (bytes arriving, space freed after a short write) reports once,
+ * to one collector.  A collector that finds the connection owned leaves
+ * the event in `missed` for the owner, here; one that finds it idle takes
+ * it only if the owner waits for such an event (`armed`: EPOLLIN is left
+ * out while the user has paused reading - a resume re-reads anyway).  So
+ * a turn ends without a system call: no one-shot to re-arm.  epoll_ctl runs
+ * only to add the descriptor, and to add EPOLLOUT the first time output is
+ * left pending (it then stays: an edge comes only after a short write).
+ * What this asks of every turn: stop reading only at EAGAIN, or come back
+ * without an event (read budget, pause, backpressure: event.c). */
+bool ps__conn_arm(ps_conn *c, uint32_t events)
+{
+    uint32_t want;
+
+    if (!c->srv->event_style)
+        return arm_oneshot(c, events);
+    c->ready = 0;
+    want = EPOLLIN | EPOLLRDHUP | (events & EPOLLOUT) | (c->regd & EPOLLOUT);
+    pthread_mutex_lock(&c->lock);
+    if (atomic_load_explicit(&c->user_paused, memory_order_relaxed))
+        events &= ~(uint32_t)(EPOLLIN | EPOLLRDHUP);
+    else if (events & EPOLLIN)
+        events |= EPOLLRDHUP;
+    /* (posts to a connection still connecting wait for on_open) */
+    if (c->mail || (c->posts && !(c->flags & PS_CF_CONNECTING)) ||
+        (c->missed & (events | PS_EV_ALWAYS))) {
+        c->ready = c->missed;
+        c->missed = 0;
+        pthread_mutex_unlock(&c->lock);
+        return false;
+    }
+    c->armed = events; /* (what `missed` holds matters to no one now: it waits) */
+    c->state = PS_CS_IDLE;
+    if (c->regd != want) { /* under the lock: a collector must not see IDLE before it */
+        epoll_apply(c, c->regd ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, want | EPOLLET);
+        c->regd = want;
     }
     pthread_mutex_unlock(&c->lock);
     return true;
 }
 
 /* An epoll event arrived (reactor or idle worker).  True: the caller now
- * owns the connection.  False: a late event (see the top of this file),
- * to be ignored. */
+ * owns the connection.  False: the event is not for the caller - a late
+ * one (see the top of this file), one the owner will see in `missed`, or
+ * one the idle connection does not wait for. */
 bool ps__conn_collect(ps_conn *c, uint32_t events)
 {
     bool mine;
 
     pthread_mutex_lock(&c->lock);
-    c->live = false; /* one-shot: whatever this event was, the arm is spent */
-    mine = c->state == PS_CS_IDLE;
+    if (!c->srv->event_style) {
+        c->live = false; /* one-shot: whatever this event was, the arm is spent */
+        mine = c->state == PS_CS_IDLE;
+    } else {
+        /* Owned, or idle and not waiting for these events: keep them (an
+         * edge is reported once) - the owner's arm looks, and a paused
+         * connection's next turn learns of the EOF it ignored. */
+        mine = c->state == PS_CS_IDLE && (events & (c->armed | PS_EV_ALWAYS));
+        if (mine) {
+            events |= c->missed;
+            c->missed = 0;
+        } else if (c->state == PS_CS_OWNED || c->state == PS_CS_IDLE) {
+            c->missed |= events;
+        }
+    }
     if (mine)
         c->state = PS_CS_OWNED;
     pthread_mutex_unlock(&c->lock);
@@ -230,8 +288,11 @@ int ps__conn_request(ps_conn *c, uint64_t id, unsigned mail, struct ps_post *p)
     c->mail |= mail;
     atomic_store_explicit(&c->has_mail, true, memory_order_relaxed);
     schedule = c->state == PS_CS_IDLE;
-    if (schedule)
+    if (schedule) {
         c->state = PS_CS_OWNED;
+        c->ready = c->missed; /* events it ignored while waiting (conn.c) */
+        c->missed = 0;
+    }
     pthread_mutex_unlock(&c->lock);
     if (schedule) {
         ps__conn_stamp(c, 0);

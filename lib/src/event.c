@@ -213,10 +213,11 @@ static bool read_input(struct ps_worker *w, ps_conn *c)
             ps__conn_got(c, (uint64_t)n);
             budget -= (size_t)n;
             deliver(c, w->scratch, (size_t)n);
-            /* drained: a further recv would say EAGAIN - unless TLS holds
-             * bytes that epoll cannot see (a record bigger than room, or
-             * read ahead) */
-            if ((size_t)n < room && !ps__io_pending(c))
+            /* drained: a further recv would say EAGAIN, and the edge of
+             * whatever comes next is still to be reported - unless the
+             * peer's FIN waits behind these bytes (its edge is spent: read
+             * on to the EOF), or TLS holds bytes that epoll cannot see */
+            if ((size_t)n < room && !(c->ready & EPOLLRDHUP) && ps__io_drained(c))
                 return false;
             continue;
         }
@@ -442,14 +443,16 @@ void ps__event_turn(struct ps_worker *w, ps_conn *c)
     }
     if (!turn(w, c, &more))
         return;
-    events = rest_events(c); /* lingering: the peer's EOF (or linger_ms) ends it */
-    if (more && events == EPOLLIN && !(c->flags & PS_CF_LINGER) && reading_allowed(c)) {
-        c->ready = EPOLLIN;
+    if (more && reading_allowed(c)) {
+        /* fairness: back of the queue, still readable.  Not to epoll: the
+         * bytes left behind bring no new edge (conn.c). */
+        c->ready = EPOLLIN | (c->ready & EPOLLRDHUP);
         ps__conn_stamp(c, 0);
-        if (ps__queue_try_push(s->q, c) == 0)
-            return; /* fairness: back of the queue, still readable */
+        ps__queue_push_spill(s->q, &c->spill, c);
+        return;
     }
-    if (!ps__conn_arm(c, events)) { /* a request came in: another turn */
+    events = rest_events(c); /* lingering: the peer's EOF (or linger_ms) ends it */
+    if (!ps__conn_arm(c, events)) { /* a request or an event came in: another turn */
         ps__conn_stamp(c, 0);
         ps__queue_push_spill(s->q, &c->spill, c);
     }

@@ -140,8 +140,11 @@ struct ps_conn {
                                               owner may skip the lock when clear */
     struct ps_post *posts, *posts_tail;    /* under lock, in order */
     size_t nposts;                         /* under lock */
-    uint32_t armed;  /* epoll events of the last arm (owner) */
-    bool live;       /* under lock: that arm has not fired yet (no event collected since) */
+    uint32_t armed;  /* under lock: events the owner waits for (event style: what an
+                        event must carry for a collector to take the connection) */
+    bool live;       /* blocking style, under lock: that one-shot arm has not fired yet */
+    uint32_t regd;   /* event style: events registered, edge-triggered (owner) */
+    uint32_t missed; /* event style, under lock: events that came while it was owned */
     uint32_t ready;  /* owner: the readiness that started this turn (EPOLLIN for a new or
                         re-queued connection, 0 when only the mailbox did) */
     atomic_bool user_paused;               /* ps_conn_pause_read */
@@ -459,6 +462,7 @@ bool ps__tls_step(struct ps_worker *w, ps_conn *c); /* true: handshake done, go 
 ssize_t ps__tls_recv(ps_conn *c, void *buf, size_t len);
 ssize_t ps__tls_send(ps_conn *c, const void *buf, size_t len);
 bool ps__tls_pending(const ps_conn *c);      /* input buffered in the session */
+bool ps__tls_drained(const ps_conn *c);      /* ... none, and the socket came up short */
 uint32_t ps__tls_read_events(const ps_conn *c);  /* epoll events a read waits for */
 uint32_t ps__tls_write_events(const ps_conn *c); /* ... and a write */
 void ps__tls_close_notify(ps_conn *c);       /* best effort, never blocks */
@@ -481,6 +485,15 @@ static inline ssize_t ps__io_send(ps_conn *c, const void *buf, size_t len, int f
 static inline bool ps__io_pending(const ps_conn *c)
 {
     return c->tls && ps__tls_pending(c);
+}
+
+/* After a read shorter than asked: nothing is left that a read would get
+ * without a new epoll edge.  TLS reads ahead: its last recv must have come
+ * short too (a full one may have left bytes in the socket), and no bytes
+ * may wait decrypted or undecrypted in the session. */
+static inline bool ps__io_drained(const ps_conn *c)
+{
+    return !c->tls || ps__tls_drained(c);
 }
 
 /* What a read (a write) that said EAGAIN waits for: EPOLLIN (EPOLLOUT),

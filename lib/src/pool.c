@@ -246,7 +246,7 @@ static void *spin_ready(struct ps_worker *w, bool *stopped, int64_t *now_ns)
  * reactor waits in epoll saves a thread-to-thread wake-up per ready
  * connection - the dearest step of a hand-off, and one that a busy
  * connection would pay on every request.  Idle connections still wait in
- * epoll and each is owned by one thread at a time (one-shot events).
+ * epoll and each is owned by one thread at a time (conn.c: collect).
  * Returns the item to run, or NULL; *now_ns as take_ready's. */
 /* More pollers than allowed (the allowance fell while they polled, or
  * long turns raised it for a while): this one leaves the role instead of

@@ -62,6 +62,7 @@ bool ps__proxy_step(struct ps_worker *w, ps_conn *c)
     ssize_t n;
     int rc;
 
+again:
     do
         n = recv(c->fd, buf, room, 0);
     while (n < 0 && errno == EINTR);
@@ -80,6 +81,10 @@ bool ps__proxy_step(struct ps_worker *w, ps_conn *c)
     if (rc < 0) {
         drop(w, c, true);
         return false;
+    }
+    if (rc == 0 && n > 0) {
+        room = PS__PROXY_MAX_LEN - c->in.len;
+        goto again; /* to EAGAIN (or the EOF): the next edge may be spent */
     }
     if (rc == 0) {
         if (!ps__conn_arm(c, EPOLLIN)) { /* no handle exists yet: cannot happen */

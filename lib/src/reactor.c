@@ -2,7 +2,7 @@
 /*
  * reactor.c - the acceptor/reactor thread: one epoll set holding the listen
  * sockets, a wake-up eventfd and (blocking style) every parked connection,
- * armed EPOLLONESHOT.  Event-style connections wait, one-shot too, in a
+ * armed EPOLLONESHOT.  Event-style connections wait, edge-triggered, in a
  * second set that idle workers read themselves (pool.c says why); the
  * reactor creates it.
  *

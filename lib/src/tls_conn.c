@@ -53,6 +53,7 @@ static int bio_read(BIO *b, char *buf, int len)
     while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         BIO_set_retry_read(b);
+    c->tls->short_read = n < len;
     if (n == 0)
         c->tls->eof = true;
     return (int)n;
@@ -263,6 +264,11 @@ bool ps__tls_pending(const ps_conn *c)
     return !(c->flags & PS_CF_TLS) && SSL_has_pending(c->tls->ssl);
 }
 
+bool ps__tls_drained(const ps_conn *c)
+{
+    return c->tls->short_read && !SSL_has_pending(c->tls->ssl);
+}
+
 uint32_t ps__tls_read_events(const ps_conn *c)
 {
     return c->tls->rd_want == SSL_ERROR_WANT_WRITE ? EPOLLOUT : EPOLLIN;
@@ -396,6 +402,12 @@ bool ps__tls_pending(const ps_conn *c)
 {
     (void)c;
     return false;
+}
+
+bool ps__tls_drained(const ps_conn *c)
+{
+    (void)c;
+    return true;
 }
 
 uint32_t ps__tls_read_events(const ps_conn *c)

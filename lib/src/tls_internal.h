@@ -81,6 +81,7 @@ struct ps_tls_conn {
     int wr_want; /* ... the last SSL_write */
     bool notified; /* close_notify sent (or tried) */
     bool eof;      /* recv returned 0: the peer's FIN (BIO_CTRL_EOF reports it) */
+    bool short_read; /* the last recv got less than asked (or EAGAIN, or EOF) */
     char *alpn, *subject; /* formatted on first use */
 };
 
