@@ -333,6 +333,7 @@ struct ps_server {
     /* Workers (about to be) in epoll_wait on cepfd; on a line of its own. */
     PS_ALIGN_CACHE atomic_int ready_waiters;
     atomic_bool spinning; /* a worker is polling before it sleeps (pool.c) */
+    atomic_int spin_limit; /* ... up to this many polls, adapted to what they find */
     /* Event style: the pollers, workers that may wait on cepfd (pool.c).
      * At most poll_allowed at a time (1, more while they are saturated);
      * poll_seq counts entries into that role, idle_seq polls that found

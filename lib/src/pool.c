@@ -40,8 +40,9 @@
 #define PS_LONG_TURN_NS 100000
 #define PS_LONG_TURNS_PER_TICK 2
 #ifndef PS_SPIN_POLLS
-#define PS_SPIN_POLLS 100 /* non-blocking polls before a worker sleeps */
+#define PS_SPIN_POLLS 100 /* at most so many non-blocking polls before a worker sleeps */
 #endif
+#define PS_SPIN_MIN 4
 
 /* Blocking style: serve owns the connection; afterwards park or close. */
 static void blocking_turn(struct ps_worker *w, ps_conn *c)
@@ -216,11 +217,12 @@ static void *spin_ready(struct ps_worker *w, bool *stopped, int64_t *now_ns)
     ps_server *s = w->srv;
     struct epoll_event evs[PS_HARVEST_MAX];
     void *item = NULL;
-    int k, n, rc;
+    int k, n, rc, limit;
 
     if (PS_SPIN_POLLS == 0 || atomic_exchange_explicit(&s->spinning, true, memory_order_acquire))
         return NULL;
-    for (k = 0; k < PS_SPIN_POLLS && !item; k++) {
+    limit = atomic_load_explicit(&s->spin_limit, memory_order_relaxed);
+    for (k = 0; k < limit && !item; k++) {
         rc = ps__queue_try_pop(s->q, &item);
         if (rc == -ESHUTDOWN) {
             *stopped = true;
@@ -236,6 +238,19 @@ static void *spin_ready(struct ps_worker *w, bool *stopped, int64_t *now_ns)
         else if (k == 0)
             note_idle(s);
     }
+    /* Polling pays only while work comes within it: a miss halves the
+     * next spin, a hit lets it reach twice as far as this one needed.
+     * Request/response keeps it long; a connection rate, whose next
+     * arrival is rarely that close, shrinks it to a few polls. */
+    if (item || *stopped)
+        limit = k * 2 + PS_SPIN_MIN > limit ? k * 2 + PS_SPIN_MIN : limit;
+    else
+        limit /= 2;
+    if (limit < PS_SPIN_MIN)
+        limit = PS_SPIN_MIN;
+    if (limit > PS_SPIN_POLLS)
+        limit = PS_SPIN_POLLS;
+    atomic_store_explicit(&s->spin_limit, limit, memory_order_relaxed);
     atomic_store_explicit(&s->spinning, false, memory_order_release);
     return item;
 }
@@ -472,6 +487,7 @@ int ps__pool_start(ps_server *s, ps_err *err)
     int i, rc;
 
     atomic_store(&s->poll_allowed, 1);
+    atomic_store(&s->spin_limit, PS_SPIN_POLLS);
     /* Cache-line aligned (calloc is not), so that no two workers' counters
      * and histograms share a line: each is written on every turn. */
     s->workers = aligned_alloc(_Alignof(struct ps_worker),
