@@ -55,6 +55,15 @@ $(HISTCOST): $(B)/bench/tools/hist_cost.o
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
 
+# What forwarding costs with recv/send against splice(2) (docs/benchmarks.md,
+# the proxy); built with the references, not installed.
+SPLICECOST := $(O)bench/splice-cost
+
+$(SPLICECOST): $(B)/bench/tools/splice_cost.o
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
+
 $(WAKEUP): $(B)/bench/tools/wakeup_cost.o
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
@@ -102,7 +111,7 @@ $(REFS_DIR)/%-echo: $(B)/bench/refs/%_echo.o $(B)/bench/refs/ref_common.o
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
 
-bench-refs: $(REFS) $(WAKEUP) $(HEARTBEAT) $(HISTCOST)
+bench-refs: $(REFS) $(WAKEUP) $(HEARTBEAT) $(HISTCOST) $(SPLICECOST)
 	@$(if $(HAVE_UV),,echo "note: libuv missing, bench/refs/uv-echo not built (make bench-deps)" >&2)
 	@$(if $(HAVE_EV),,echo "note: libevent missing, bench/refs/ev-echo not built (make bench-deps)" >&2)
 
@@ -149,5 +158,5 @@ test-extra::
 .SECONDARY: $(patsubst bench/refs/%.c,$(B)/bench/refs/%.o,$(wildcard bench/refs/*.c))
 
 clean-extra::
-	rm -f $(REFS_DIR)/uv-echo $(REFS_DIR)/ev-echo $(REFS_DIR)/tpc-echo $(REFS_DIR)/bad-echo $(WAKEUP) $(HISTCOST) \
+	rm -f $(REFS_DIR)/uv-echo $(REFS_DIR)/ev-echo $(REFS_DIR)/tpc-echo $(REFS_DIR)/bad-echo $(WAKEUP) $(HISTCOST) $(SPLICECOST) \
 	      bench/results/*.tmp
