@@ -21,6 +21,7 @@
 #   S_TIME_PROCS=2  HTTP_BIN=server/examples/poolsrv-http
 #   CLIENT_BIN=client/poolsrv-client (checks each server's certificate and
 #   reply)  OUT=bench/results/https.md
+# Writes the server CPU per request too.
 # Total time: about 3 * 2 * ROUNDS * DURATION + 6 s (78 s with the defaults).
 # Needs poolsrv-http with TLS (--tls-cert), poolsrv-client with --tls, wrk,
 # nginx and openssl (Debian: wrk, nginx-light or nginx, openssl): installed
@@ -114,26 +115,41 @@ start_nginx() {
         ssl_session_tickets on;" check_https nginx "$1"
 }
 
+# srv_cpu_us NAME: the server's user+system CPU so far, in microseconds
+# (nginx: the master and its workers).
+srv_cpu_us() {
+    local pid t=0 p
+    if [[ $1 == nginx ]]; then pid=$NGINX_PID; else pid=$POOLSRV_PID; fi
+    for p in "$pid" $(pgrep -P "$pid"); do
+        t=$((t + $(proc_cpu_us "$p")))
+    done
+    echo "$t"
+}
+
 # run_wrk NAME PORT MODE: MODE keepalive or close; appends
-# "MODE NAME rps avg p50 p99 non2xx errors" to $TMP/rows.
+# "MODE NAME rps avg p50 p99 non2xx errors cpu_us_per_request" to $TMP/rows.
 run_wrk() {
-    local name=$1 port=$2 mode=$3 out hdr=()
+    local name=$1 port=$2 mode=$3 out hdr=() c0 c1 cpu
     [[ $mode == close ]] && hdr=(-H 'Connection: close')
+    c0=$(srv_cpu_us "$name")
     out=$(timeout $((DURATION + 10)) wrk -t "$WRK_THREADS" -c "$CONNS" -d "${DURATION}s" \
         --latency "${hdr[@]}" "https://127.0.0.1:$port/" 2>&1) ||
         die "wrk failed against $name: $out"
+    c1=$(srv_cpu_us "$name")
     wrk_parse "$out"
     [[ -n $WRK_RPS ]] || die "could not read wrk's output for $name: $out"
-    echo "$mode $name $WRK_RPS ${WRK_AVG:-?} ${WRK_P50:-?} ${WRK_P99:-?} $WRK_NON2XX $WRK_ERRS" \
+    cpu=$(per_msg "$c0" "$c1" "$(awk -v r="$WRK_RPS" -v d="$DURATION" 'BEGIN {printf "%.0f", r * d}')")
+    echo "$mode $name $WRK_RPS ${WRK_AVG:-?} ${WRK_P50:-?} ${WRK_P99:-?} $WRK_NON2XX $WRK_ERRS $cpu" \
         >>"$TMP/rows"
-    printf '  %-9s %-12s %12s req/s  avg %-9s p50 %-9s p99 %-9s non-2xx %s errors %s\n' \
-        "$mode" "$name" "$WRK_RPS" "$WRK_AVG" "$WRK_P50" "$WRK_P99" "$WRK_NON2XX" "$WRK_ERRS"
+    printf '  %-9s %-12s %12s req/s  avg %-9s p50 %-9s p99 %-9s non-2xx %s errors %s cpu %s us/req\n' \
+        "$mode" "$name" "$WRK_RPS" "$WRK_AVG" "$WRK_P50" "$WRK_P99" "$WRK_NON2XX" "$WRK_ERRS" "$cpu"
 }
 
 # run_stime NAME PORT: S_TIME_PROCS `openssl s_time -new -www /` at once for
-# DURATION s; appends "handshake NAME conns/s - - - - -" to $TMP/rows.
+# DURATION s; appends "handshake NAME conns/s - - - - - cpu_us_per_conn" to $TMP/rows.
 run_stime() {
-    local name=$1 port=$2 i t0 t1 n=0 c rate pids=()
+    local name=$1 port=$2 i t0 t1 n=0 c rate pids=() c0 c1 cpu
+    c0=$(srv_cpu_us "$name")
     t0=${EPOCHREALTIME/./}
     for ((i = 0; i < S_TIME_PROCS; i++)); do
         timeout $((DURATION + 10)) openssl s_time -connect "127.0.0.1:$port" -new -www / \
@@ -144,15 +160,17 @@ run_stime() {
         wait "${pids[$i]}" || die "openssl s_time failed against $name: $(tail -3 "$TMP/stime.$i")"
     done
     t1=${EPOCHREALTIME/./}
+    c1=$(srv_cpu_us "$name")
     for ((i = 0; i < S_TIME_PROCS; i++)); do
         c=$(sed -n 's/^\([0-9]*\) connections in [0-9.]*s;.*/\1/p' "$TMP/stime.$i" | head -1)
         [[ -n $c ]] || die "could not read openssl s_time's output for $name: $(cat "$TMP/stime.$i")"
         n=$((n + c))
     done
     rate=$(awk -v n="$n" -v us=$((t1 - t0)) 'BEGIN {printf "%.0f", n / (us / 1e6)}')
-    echo "handshake $name $rate - - - - -" >>"$TMP/rows"
-    printf '  %-9s %-12s %12s full handshakes+GET/s (%d in %d ms)\n' handshake "$name" "$rate" \
-        "$n" $(((t1 - t0) / 1000))
+    cpu=$(per_msg "$c0" "$c1" "$n")
+    echo "handshake $name $rate - - - - - $cpu" >>"$TMP/rows"
+    printf '  %-9s %-12s %12s full handshakes+GET/s (%d in %d ms) cpu %s us/conn\n' handshake \
+        "$name" "$rate" "$n" $(((t1 - t0) / 1000)) "$cpu"
 }
 
 # round NAME PORT: the three measurements of one server.
@@ -191,11 +209,13 @@ stop_pid "$POOLSRV_PID"
 POOLSRV_EXIT=$STOP_STATUS
 stop_pid "$NGINX_PID"
 
-# median MODE NAME: the median rate of a server's rounds in one measurement.
+# median MODE NAME [FIELD]: the median rate (FIELD 3) or CPU per request
+# (FIELD 9) of a server's rounds in one measurement.
 median() {
-    awk -v m="$1" -v n="$2" '$1 == m && $2 == n {print $3}' "$TMP/rows" | sort -g |
-        awk '{v[NR] = $1} END {if (!NR) print 0; else if (NR % 2) printf "%.0f", v[(NR + 1) / 2];
-            else printf "%.0f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+    awk -v m="$1" -v n="$2" -v f="${3:-3}" '$1 == m && $2 == n && $f != "NA" {print $f}' "$TMP/rows" |
+        sort -g |
+        awk '{v[NR] = $1} END {if (!NR) print 0; else if (NR % 2) printf "%.1f", v[(NR + 1) / 2];
+            else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
 }
 ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}'
@@ -224,21 +244,24 @@ mkdir -p "$(dirname "$OUT")"
     echo "  per request (wrk decides whether it resumes sessions)"
     echo "- **handshake**: $S_TIME_PROCS \`openssl s_time -new -www / -time $DURATION\` at once:"
     echo "  full handshakes (never resumed), one GET each; connections per second of wall time"
+    echo "- **CPU**: the server's user+system time (/proc, nginx with its workers) over the"
+    echo "  measurement, per request (keep-alive, close) or per connection (handshake)"
     echo
-    echo "| measurement | round | server | per s | avg latency | p50 | p99 | non-2xx | socket errors |"
-    echo "|---|---|---|---:|---:|---:|---:|---:|---|"
-    awk '{r[$1 $2]++; printf "| %s | %d | %s | %.0f | %s | %s | %s | %s | %s |\n",
-          $1, r[$1 $2], $2, $3, $4, $5, $6, $7, $8}' "$TMP/rows"
+    echo "| measurement | round | server | per s | avg latency | p50 | p99 | non-2xx | socket errors | CPU us |"
+    echo "|---|---|---|---:|---:|---:|---:|---:|---|---:|"
+    awk '{r[$1 $2]++; printf "| %s | %d | %s | %.0f | %s | %s | %s | %s | %s | %s |\n",
+          $1, r[$1 $2], $2, $3, $4, $5, $6, $7, $8, $9}' "$TMP/rows"
     echo
-    echo "| measurement | poolsrv-http (median) | nginx (median) | ratio poolsrv/nginx |"
-    echo "|---|---:|---:|---:|"
+    echo "| measurement | poolsrv-http (median) | nginx (median) | ratio poolsrv/nginx | CPU us: poolsrv-http | nginx |"
+    echo "|---|---:|---:|---:|---:|---:|"
     for m in keepalive close handshake; do
         p=$(median "$m" poolsrv-http) n=$(median "$m" nginx)
-        echo "| $m | $p | $n | **$(ratio "$p" "$n")** |"
+        echo "| $m | ${p%.*} | ${n%.*} | **$(ratio "$p" "$n")** | $(median "$m" poolsrv-http 9) | $(median "$m" nginx 9) |"
     done
 } >"$OUT"
 for m in keepalive close handshake; do
     p=$(median "$m" poolsrv-http) n=$(median "$m" nginx)
-    echo "compare-https: $m: poolsrv-http $p/s, nginx $n/s, ratio $(ratio "$p" "$n")"
+    echo "compare-https: $m: poolsrv-http ${p%.*}/s, nginx ${n%.*}/s, ratio $(ratio "$p" "$n")," \
+        "CPU $(median "$m" poolsrv-http 9) against $(median "$m" nginx 9) us"
 done
 echo "compare-https: -> $OUT"
