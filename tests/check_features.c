@@ -441,6 +441,60 @@ static int unix_connect(const char *path)
 
 /* Echo over a Unix socket; a second server on the same live path fails
  * with a clear message; stop removes the file. */
+/* cfg.tcp_nodelay reaches every accepted socket, whether the kernel copies
+ * it from the listener (Linux: then no setsockopt per connection) or not,
+ * and stays off when cleared. */
+struct nodelay_seen {
+    atomic_int opens, with;
+};
+
+static int nodelay_open(ps_conn *c, void *user)
+{
+    struct nodelay_seen *n = user;
+    int v = 0;
+    socklen_t len = sizeof v;
+
+    if (getsockopt(ps_conn_fd(c), IPPROTO_TCP, TCP_NODELAY, &v, &len) == 0 && v)
+        atomic_fetch_add(&n->with, 1);
+    atomic_fetch_add(&n->opens, 1);
+    return 0;
+}
+
+static size_t nodelay_data(ps_conn *c, const char *data, size_t len, void *user)
+{
+    (void)user;
+    ps_conn_send(c, data, len);
+    return len;
+}
+
+START_TEST(test_tcp_nodelay)
+{
+    enum { N = 40 };
+    bool on = _i == 0;
+    struct nodelay_seen n = {0};
+    ps_config cfg;
+    ps_handler h = {.on_open = nodelay_open, .on_data = nodelay_data};
+    ps_server *s;
+    int port, fd[N];
+
+    tu_config(&cfg);
+    cfg.tcp_nodelay = on;
+    s = tu_server_start(&cfg, &h, &n, &port);
+    for (int i = 0; i < N; i++) { /* at once: several accept batches, both workers */
+        fd[i] = tu_connect(port, tu_ms(2000));
+        ck_assert_int_ge(fd[i], 0);
+    }
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(tu_echo(fd[i], "x", 1, false, tu_ms(2000), NULL), 0);
+        close(fd[i]);
+    }
+    ck_assert_int_eq(atomic_load(&n.opens), N);
+    ck_assert_int_eq(atomic_load(&n.with), on ? N : 0);
+    tu_assert_all_closed(s, N);
+    ps_server_free(s);
+}
+END_TEST
+
 START_TEST(test_unix_listener)
 {
     char path[108], addr[120], name[120];
@@ -1481,6 +1535,7 @@ Suite *features_suite(void)
     tcase_add_test(flow, test_lingering_close);
     tcase_set_timeout(flow, 60);
     tcase_add_loop_test(unix_tc, test_unix_listener, 0, 2);
+    tcase_add_loop_test(unix_tc, test_tcp_nodelay, 0, 2);
     tcase_add_test(unix_tc, test_unix_stale_and_not_socket);
     tcase_add_test(unix_tc, test_unix_perms);
     tcase_add_test(unix_tc, test_unix_perms_config);

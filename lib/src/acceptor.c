@@ -65,6 +65,33 @@ static void refuse(ps_server *s, ps_conn *c)
     ps__conn_recycle(c);
 }
 
+/* cfg.tcp_nodelay.  Linux copies TCP_NODELAY from the listening socket,
+ * where listener.c sets it, to every socket it accepts: once an accepted
+ * socket is seen to have it, the others are spared a system call each (one
+ * in seven of a connect-echo-close cycle).  Sockets queued before the
+ * listener had it (a hand-off) lack it; after PS_NODELAY_CHECKS such, or on
+ * a kernel that does not copy it, every socket gets its own setsockopt, as
+ * before.  Racing accepters may check once more; nothing worse. */
+#define PS_NODELAY_CHECKS 16
+
+static void set_nodelay(ps_listener *l, int fd)
+{
+    int one = 1, v = 0, st = atomic_load_explicit(&l->nodelay, memory_order_relaxed);
+    socklen_t len = sizeof v;
+
+    if (st == PS_NODELAY_INHERITED)
+        return;
+    if (st >= 0) {
+        if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len) == 0 && v) {
+            atomic_store_explicit(&l->nodelay, PS_NODELAY_INHERITED, memory_order_relaxed);
+            return;
+        }
+        atomic_store_explicit(&l->nodelay, st + 1 < PS_NODELAY_CHECKS ? st + 1 : PS_NODELAY_EACH,
+                              memory_order_relaxed);
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 /* Make a connection of an accepted socket and register it, counting in
  * `ct` (the reactor's or the accepting worker's counters).  NULL when it
  * was refused (max_connections, max_per_client) or no memory: the socket
@@ -73,10 +100,9 @@ static ps_conn *admission(ps_server *s, ps_listener *l, int fd,
                           const struct sockaddr_storage *peer, socklen_t len, ps_counters *ct)
 {
     ps_conn *c;
-    int one = 1;
 
     if (s->cfg.tcp_nodelay && peer->ss_family != AF_UNIX)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        set_nodelay(l, fd);
     c = ps__conn_new(s, fd, peer, len);
     if (!c) {
         close(fd);

@@ -253,6 +253,8 @@ struct ps_worker {
     size_t scratch_cap;
 };
 
+enum { PS_NODELAY_INHERITED = -1, PS_NODELAY_EACH = -2 };
+
 typedef struct ps_listener {
     enum ps_kind kind; /* PS_KIND_LISTENER; first member */
     int fd;
@@ -265,6 +267,9 @@ typedef struct ps_listener {
                           destination comes with it (IP_PKTINFO) */
     bool inherited;    /* taken over from a predecessor (handoff.c): its Unix
                           socket file is removed only if nobody listens there */
+    atomic_int nodelay; /* TCP_NODELAY, set on the listener (acceptor.c): >= 0 the
+                           accepted sockets that lacked it so far (checking),
+                           PS_NODELAY_INHERITED or PS_NODELAY_EACH */
     const char *text;  /* the listen text it was made from (s->listen_copy) */
     socklen_t len;
     struct sockaddr_storage addr; /* as bound (port filled in) */

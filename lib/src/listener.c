@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,18 @@ static void listener_ready(ps_listener *l, int fd, int type)
     l->type = type;
     l->fd = fd;
     l->inherited = false;
+    atomic_store_explicit(&l->nodelay, PS_NODELAY_EACH, memory_order_relaxed);
+}
+
+/* cfg.tcp_nodelay on a TCP listener: accepted sockets inherit it (acceptor.c
+ * checks that they do). */
+static void listener_nodelay(ps_listener *l, const ps_config *cfg)
+{
+    int one = 1;
+
+    if (cfg->tcp_nodelay && l->type == SOCK_STREAM && l->addr.ss_family != AF_UNIX &&
+        setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0)
+        atomic_store_explicit(&l->nodelay, 0, memory_order_relaxed);
 }
 
 /* Bind and (streams) listen.  A Unix socket file gets cfg's unix_mode /
@@ -150,6 +163,7 @@ static int bind_one(ps_listener *l, int type, const char *text, const ps_config 
         getsockname(fd, (struct sockaddr *)&l->addr, &l->len);
     }
     listener_ready(l, fd, type);
+    listener_nodelay(l, cfg);
     return 0;
 
 out_close:
@@ -274,6 +288,7 @@ int ps__listener_adopt(ps_server *s, ps_listener *l, int fd, const char *text, p
         return ps__set_err(err, -errno, "listen %s: getsockname: %s", text, ps_strerror(errno));
     l->unlink_path = false;
     listener_ready(l, fd, type);
+    listener_nodelay(l, &s->cfg);
     return 0;
 }
 
