@@ -217,7 +217,7 @@ static bool read_input(struct ps_worker *w, ps_conn *c)
              * whatever comes next is still to be reported - unless the
              * peer's FIN waits behind these bytes (its edge is spent: read
              * on to the EOF), or TLS holds bytes that epoll cannot see */
-            if ((size_t)n < room && !(c->ready & EPOLLRDHUP) && ps__io_drained(c))
+            if ((size_t)n < room && !(c->flags & PS_CF_RDHUP) && ps__io_drained(c))
                 return false;
             continue;
         }
@@ -399,6 +399,9 @@ static bool turn(struct ps_worker *w, ps_conn *c, bool *more)
         c->flags &= ~(unsigned)PS_CF_IN_UNSEEN;
         deliver(c, NULL, 0);
     }
+    /* The FIN's edge comes once: remembered across pauses and re-queues. */
+    if (c->ready & EPOLLRDHUP)
+        c->flags |= PS_CF_RDHUP;
     /* Read only when the socket said so: a turn that only a post or a
      * timer started saves the recv that would say EAGAIN. */
     *more = (c->ready & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP | ps__io_read_events(c))) &&
@@ -446,7 +449,7 @@ void ps__event_turn(struct ps_worker *w, ps_conn *c)
     if (more && reading_allowed(c)) {
         /* fairness: back of the queue, still readable.  Not to epoll: the
          * bytes left behind bring no new edge (conn.c). */
-        c->ready = EPOLLIN | (c->ready & EPOLLRDHUP);
+        c->ready = EPOLLIN;
         ps__conn_stamp(c, 0);
         ps__queue_push_spill(s->q, &c->spill, c);
         return;

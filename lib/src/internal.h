@@ -61,6 +61,8 @@ enum {
     PS_CF_CONNECTING = 1u << 16,  /* outbound: connect(2) not finished */
     PS_CF_ABORT = 1u << 17,       /* ps_conn_abort: end now, unflushed, with a reset */
     PS_CF_TLS = 1u << 18,         /* TLS handshake not yet done (tls.c) */
+    PS_CF_RDHUP = 1u << 19,       /* event: an event said the peer's FIN is queued
+                                     (its edge is spent: read on to the EOF) */
 };
 /* States in which the connection itself does not read (the user's pause aside). */
 #define PS_CF_NO_READ                                                                   \
