@@ -260,6 +260,53 @@ START_TEST(test_pause_keeps_fin)
 }
 END_TEST
 
+/* Everything this client sent is in the server's receive queue. */
+static bool all_acked(void *arg)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+
+    return getsockopt(*(int *)arg, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_unacked == 0;
+}
+
+/* TCP stops a read at the urgent mark: the short read before it is not
+ * the end of what is queued.  Bytes, an urgent byte (out of band, so not
+ * echoed) and more bytes arrive while reading is paused; after the resume
+ * all the bytes must come back without the peer sending more. */
+START_TEST(test_urgent_data_no_stall)
+{
+    struct pauser p = {0};
+    ps_config cfg;
+    ps_handler h = {.on_data = pause_on_p};
+    ps_server *s;
+    int port, fd;
+    char buf[8];
+    struct pollfd pf;
+
+    tu_latch_init(&p.paused);
+    tu_config(&cfg);
+    s = tu_server_start(&cfg, &h, &p, &port);
+    fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(tu_echo(fd, "P", 1, false, tu_ms(2000), NULL), 0);
+    ck_assert(tu_latch_wait(&p.paused, 1, tu_ms(2000)));
+    pf = (struct pollfd){.fd = fd, .events = POLLIN}; /* let it go idle in epoll */
+    ck_assert_int_eq(poll(&pf, 1, 100), 0);
+    ck_assert_int_eq(send(fd, "abc", 3, 0), 3);
+    ck_assert_int_eq(send(fd, "X", 1, MSG_OOB), 1);
+    ck_assert_int_eq(send(fd, "def", 3, 0), 3);
+    ck_assert(tu_wait_until(all_acked, &fd, tu_ms(2000)));
+    ck_assert_int_eq(poll(&pf, 1, 100), 0); /* paused: nothing comes back */
+    ps_conn_resume_read(atomic_load(&p.conn));
+    ck_assert_int_eq(tu_read_exact(fd, buf, 6, tu_ms(3000)), 6);
+    ck_assert_int_eq(memcmp(buf, "abcdef", 6), 0);
+    close(fd);
+    tu_assert_all_closed(s, 1);
+    ps_server_free(s);
+    tu_latch_destroy(&p.paused);
+}
+END_TEST
+
 /* ================================================= backpressure and bounds */
 
 /* A peer that writes and never reads: the echo server stops reading it once
@@ -1586,6 +1633,7 @@ Suite *features_suite(void)
     tcase_add_test(flow, test_pause_resume_cross_thread);
     tcase_add_test(flow, test_pause_hides_no_eof);
     tcase_add_test(flow, test_pause_keeps_fin);
+    tcase_add_test(flow, test_urgent_data_no_stall);
     tcase_add_test(flow, test_never_reading_peer_is_bounded);
     tcase_add_test(flow, test_partial_writes_slow_reader);
     tcase_add_loop_test(flow, test_reset_during_write, 0, 2);

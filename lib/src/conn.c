@@ -202,12 +202,12 @@ bool ps__conn_arm(ps_conn *c, uint32_t events)
     if (!c->srv->event_style)
         return arm_oneshot(c, events);
     c->ready = 0;
-    want = EPOLLIN | EPOLLRDHUP | (events & EPOLLOUT) | (c->regd & EPOLLOUT);
+    want = EPOLLIN | PS_EV_READ_MORE | (events & EPOLLOUT) | (c->regd & EPOLLOUT);
     pthread_mutex_lock(&c->lock);
     if (atomic_load_explicit(&c->user_paused, memory_order_relaxed))
-        events &= ~(uint32_t)(EPOLLIN | EPOLLRDHUP);
+        events &= ~(uint32_t)(EPOLLIN | PS_EV_READ_MORE);
     else if (events & EPOLLIN)
-        events |= EPOLLRDHUP;
+        events |= PS_EV_READ_MORE;
     /* (posts to a connection still connecting wait for on_open) */
     if (c->mail || (c->posts && !(c->flags & PS_CF_CONNECTING)) ||
         (c->missed & (events | PS_EV_ALWAYS))) {

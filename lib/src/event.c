@@ -217,7 +217,7 @@ static bool read_input(struct ps_worker *w, ps_conn *c)
              * whatever comes next is still to be reported - unless the
              * peer's FIN waits behind these bytes (its edge is spent: read
              * on to the EOF), or TLS holds bytes that epoll cannot see */
-            if ((size_t)n < room && !(c->flags & PS_CF_RDHUP) && ps__io_drained(c))
+            if ((size_t)n < room && !(c->flags & PS_CF_READ_ALL) && ps__io_drained(c))
                 return false;
             continue;
         }
@@ -399,12 +399,13 @@ static bool turn(struct ps_worker *w, ps_conn *c, bool *more)
         c->flags &= ~(unsigned)PS_CF_IN_UNSEEN;
         deliver(c, NULL, 0);
     }
-    /* The FIN's edge comes once: remembered across pauses and re-queues. */
-    if (c->ready & EPOLLRDHUP)
-        c->flags |= PS_CF_RDHUP;
+    /* The FIN's (the urgent byte's) edge comes once: remembered across
+     * pauses and re-queues. */
+    if (c->ready & PS_EV_READ_MORE)
+        c->flags |= PS_CF_READ_ALL;
     /* Read only when the socket said so: a turn that only a post or a
      * timer started saves the recv that would say EAGAIN. */
-    *more = (c->ready & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP | ps__io_read_events(c))) &&
+    *more = (c->ready & (EPOLLIN | EPOLLHUP | EPOLLERR | PS_EV_READ_MORE | ps__io_read_events(c))) &&
             reading_allowed(c) && read_input(w, c);
     peer_done(c);
     write_done(c);

@@ -61,8 +61,9 @@ enum {
     PS_CF_CONNECTING = 1u << 16,  /* outbound: connect(2) not finished */
     PS_CF_ABORT = 1u << 17,       /* ps_conn_abort: end now, unflushed, with a reset */
     PS_CF_TLS = 1u << 18,         /* TLS handshake not yet done (tls.c) */
-    PS_CF_RDHUP = 1u << 19,       /* event: an event said the peer's FIN is queued
-                                     (its edge is spent: read on to the EOF) */
+    PS_CF_READ_ALL = 1u << 19,    /* event: an event said the peer's FIN or urgent
+                                     data is queued: a short read is not the end
+                                     (event.c) */
 };
 /* States in which the connection itself does not read (the user's pause aside). */
 #define PS_CF_NO_READ                                                                   \
@@ -256,6 +257,11 @@ struct ps_worker {
 };
 
 enum { PS_NODELAY_INHERITED = -1, PS_NODELAY_EACH = -2 };
+
+/* Readiness after which a recv may come back short with bytes still to
+ * read: the peer's FIN behind them, or urgent data (TCP stops a read at the
+ * urgent mark).  Registered, and remembered by the turn (PS_CF_READ_ALL). */
+#define PS_EV_READ_MORE (EPOLLRDHUP | EPOLLPRI)
 
 typedef struct ps_listener {
     enum ps_kind kind; /* PS_KIND_LISTENER; first member */
