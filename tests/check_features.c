@@ -113,25 +113,50 @@ static size_t pause_on_data(ps_conn *c, const char *data, size_t len, void *user
     return len;
 }
 
+/* The pause tests' start: a server with handler h (read_budget: 0 keeps
+ * the default), one client that sent `first` and got it back, and (with
+ * `paused`) the handler's pause done.  Returns the server; *fd is the
+ * client. */
+static ps_server *pause_start(struct pauser *p, ps_handler *h, size_t read_budget,
+                              const char *first, bool paused, int *fd)
+{
+    ps_config cfg;
+    ps_server *s;
+    int port;
+
+    tu_latch_init(&p->paused);
+    tu_config(&cfg);
+    if (read_budget)
+        cfg.read_budget = read_budget;
+    s = tu_server_start(&cfg, h, p, &port);
+    *fd = tu_connect(port, tu_ms(2000));
+    ck_assert_int_ge(*fd, 0);
+    ck_assert_int_eq(tu_echo(*fd, first, 1, false, tu_ms(2000), NULL), 0);
+    if (paused)
+        ck_assert(tu_latch_wait(&p->paused, 1, tu_ms(2000)));
+    return s;
+}
+
+static void pause_end(struct pauser *p, ps_server *s, int fd)
+{
+    close(fd);
+    tu_assert_all_closed(s, 1);
+    ps_server_free(s);
+    tu_latch_destroy(&p->paused);
+}
+
 /* A handler pauses reading; input stays unread until another thread (the
  * test's) resumes the connection. */
 START_TEST(test_pause_resume_cross_thread)
 {
     struct pauser p = {0};
-    ps_config cfg;
     ps_handler h = {.on_data = pause_on_data};
     ps_server *s;
-    int port, fd, n;
+    int fd, n;
     char buf[2];
     struct pollfd pf;
 
-    tu_latch_init(&p.paused);
-    tu_config(&cfg);
-    s = tu_server_start(&cfg, &h, &p, &port);
-    fd = tu_connect(port, tu_ms(2000));
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(tu_echo(fd, "1", 1, false, tu_ms(2000), NULL), 0);
-    ck_assert(tu_latch_wait(&p.paused, 1, tu_ms(2000)));
+    s = pause_start(&p, &h, 0, "1", true, &fd);
     ck_assert_int_eq(tu_write_all(fd, "2", 1, tu_ms(2000)), 0);
     /* Nothing may come back while paused: no event exists for "not
      * delivered", so give it a bounded chance to go wrong. */
@@ -144,9 +169,7 @@ START_TEST(test_pause_resume_cross_thread)
     ck_assert_int_eq(buf[0], '2');
     n = atomic_load(&p.messages);
     ck_assert_int_eq(n, 2);
-    close(fd);
-    ps_server_free(s);
-    tu_latch_destroy(&p.paused);
+    pause_end(&p, s, fd);
 }
 END_TEST
 
@@ -166,20 +189,13 @@ static bool fin_acked(void *arg)
 START_TEST(test_pause_hides_no_eof)
 {
     struct pauser p = {0};
-    ps_config cfg;
     ps_handler h = {.on_data = pause_on_data};
     ps_server *s;
-    int port, fd, n;
+    int fd, n;
     char buf[2];
     struct pollfd pf;
 
-    tu_latch_init(&p.paused);
-    tu_config(&cfg);
-    s = tu_server_start(&cfg, &h, &p, &port);
-    fd = tu_connect(port, tu_ms(2000));
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(tu_echo(fd, "1", 1, false, tu_ms(2000), NULL), 0);
-    ck_assert(tu_latch_wait(&p.paused, 1, tu_ms(2000)));
+    s = pause_start(&p, &h, 0, "1", true, &fd);
     /* Let the turn end (nothing tells when): the bytes and the FIN must
      * find the connection idle in epoll, not still owned. */
     pf = (struct pollfd){.fd = fd, .events = POLLIN};
@@ -196,10 +212,7 @@ START_TEST(test_pause_hides_no_eof)
     ck_assert_int_eq(tu_expect_eof(fd, tu_ms(3000)), 0);
     n = atomic_load(&p.messages);
     ck_assert_int_eq(n, 2);
-    close(fd);
-    tu_assert_all_closed(s, 1);
-    ps_server_free(s);
-    tu_latch_destroy(&p.paused);
+    pause_end(&p, s, fd);
 }
 END_TEST
 
@@ -227,20 +240,13 @@ START_TEST(test_pause_keeps_fin)
 {
     static const char msg[] = "Pabcdefghi";
     struct pauser p = {0};
-    ps_config cfg;
     ps_handler h = {.on_data = pause_on_p};
     ps_server *s;
-    int port, fd;
+    int fd;
     char buf[sizeof msg];
     struct pollfd pf;
 
-    tu_latch_init(&p.paused);
-    tu_config(&cfg);
-    cfg.read_budget = 4;
-    s = tu_server_start(&cfg, &h, &p, &port);
-    fd = tu_connect(port, tu_ms(2000));
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(tu_echo(fd, "1", 1, false, tu_ms(2000), NULL), 0);
+    s = pause_start(&p, &h, 4, "p", false, &fd); /* lower case: no pause yet */
     /* let it go idle in epoll (nothing tells when), so that the bytes and
      * the FIN arrive as one edge */
     pf = (struct pollfd){.fd = fd, .events = POLLIN};
@@ -253,10 +259,7 @@ START_TEST(test_pause_keeps_fin)
     ck_assert_int_eq(tu_read_exact(fd, buf + 4, sizeof msg - 5, tu_ms(2000)), sizeof msg - 5);
     ck_assert_int_eq(memcmp(buf, msg, sizeof msg - 1), 0);
     ck_assert_int_eq(tu_expect_eof(fd, tu_ms(3000)), 0);
-    close(fd);
-    tu_assert_all_closed(s, 1);
-    ps_server_free(s);
-    tu_latch_destroy(&p.paused);
+    pause_end(&p, s, fd);
 }
 END_TEST
 
@@ -276,20 +279,13 @@ static bool all_acked(void *arg)
 START_TEST(test_urgent_data_no_stall)
 {
     struct pauser p = {0};
-    ps_config cfg;
     ps_handler h = {.on_data = pause_on_p};
     ps_server *s;
-    int port, fd;
+    int fd;
     char buf[8];
     struct pollfd pf;
 
-    tu_latch_init(&p.paused);
-    tu_config(&cfg);
-    s = tu_server_start(&cfg, &h, &p, &port);
-    fd = tu_connect(port, tu_ms(2000));
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(tu_echo(fd, "P", 1, false, tu_ms(2000), NULL), 0);
-    ck_assert(tu_latch_wait(&p.paused, 1, tu_ms(2000)));
+    s = pause_start(&p, &h, 0, "P", true, &fd);
     pf = (struct pollfd){.fd = fd, .events = POLLIN}; /* let it go idle in epoll */
     ck_assert_int_eq(poll(&pf, 1, 100), 0);
     ck_assert_int_eq(send(fd, "abc", 3, 0), 3);
@@ -300,10 +296,7 @@ START_TEST(test_urgent_data_no_stall)
     ps_conn_resume_read(atomic_load(&p.conn));
     ck_assert_int_eq(tu_read_exact(fd, buf, 6, tu_ms(3000)), 6);
     ck_assert_int_eq(memcmp(buf, "abcdef", 6), 0);
-    close(fd);
-    tu_assert_all_closed(s, 1);
-    ps_server_free(s);
-    tu_latch_destroy(&p.paused);
+    pause_end(&p, s, fd);
 }
 END_TEST
 
