@@ -609,6 +609,7 @@ void ps__registry_shutdown_all(ps_server *s);
 void ps__timer_cancel(ps_server *s, ps_conn *c);
 int ps__timer_arm(ps_conn *c, int64_t ms); /* the connection's timer, no handler check */
 int64_t ps__timers_run(ps_server *s, int64_t now); /* reactor: next deadline or INT64_MAX */
+void ps__timers_note_wake(ps_server *s, int64_t until);
 void ps__timers_fini(ps_server *s);
 void ps__timer_turn(struct ps_worker *w, struct ps_timer *t); /* a server timer, on a worker */
 int64_t ps__timer_take_stamp(struct ps_timer *t); /* worker: when it expired, cleared; 0 none */

@@ -167,7 +167,16 @@ static void *reactor_main(void *arg)
     s->next_timer = INT64_MAX;
 
     for (;;) {
-        int i, n = epoll_wait(s->epfd, evs, PS_EVENTS_MAX, next_timeout(s, ps__now_ms()));
+        int64_t now = ps__now_ms();
+        int timeout = next_timeout(s, now);
+        int i, n;
+
+        /* A timer set meanwhile wakes us only if it is due before we wake
+         * anyway (timer.c): a connect timeout armed for every outbound
+         * connection then costs no wake-up while the timeout scan's tick
+         * comes first. */
+        ps__timers_note_wake(s, timeout < 0 ? INT64_MAX : now + timeout - PS_TIMER_SLACK_MS);
+        n = epoll_wait(s->epfd, evs, PS_EVENTS_MAX, timeout);
         if (n < 0 && errno != EINTR) {
             ps__log(s, PS_LOG_ERROR, "epoll_wait: %s", ps_strerror(errno));
             break;

@@ -14,8 +14,10 @@
  * that finds it still queued or running is skipped).
  *
  * Setting a timer wakes the reactor only when the new deadline comes before
- * the one it sleeps until, so re-arming a heartbeat (always later than the
- * root) costs no syscall.
+ * the reactor wakes anyway (the next timer, the timeout scan, a back-off or
+ * the drain deadline, less the timer slack), so re-arming a heartbeat
+ * (always later than the root), or a connect timeout while the scan ticks,
+ * costs no syscall.
  */
 #include "internal.h"
 
@@ -297,6 +299,18 @@ void ps__timer_turn(struct ps_worker *w, ps_timer *t)
 
 /* ------------------------------------------------------------- reactor */
 
+/* The reactor is about to sleep until `until` (ms, ps__now_ms clock) at
+ * the latest, less the slack a timer may be late: a timer armed due after
+ * that needs no wake-up.  Never raised past a root armed since the last
+ * run (that one woke the reactor already). */
+void ps__timers_note_wake(ps_server *s, int64_t until)
+{
+    pthread_mutex_lock(&s->timer_lock);
+    if (until < s->timer_sleep_until)
+        s->timer_sleep_until = until;
+    pthread_mutex_unlock(&s->timer_lock);
+}
+
 /* Hand every expired timer to its connection.  Returns the next deadline
  * (ms, ps__now_ms clock), or INT64_MAX when none is armed. */
 int64_t ps__timers_run(ps_server *s, int64_t now)
@@ -321,7 +335,7 @@ int64_t ps__timers_run(ps_server *s, int64_t now)
                 n++;
         }
         next = s->nheap > 0 ? s->heap[0]->due : INT64_MAX;
-        s->timer_sleep_until = next;
+        s->timer_sleep_until = next; /* lowered by ps__timers_note_wake */
         pthread_mutex_unlock(&s->timer_lock);
         /* A connection closing meanwhile refuses the request by its id;
          * its record is never freed while the server runs (conn.c). */
