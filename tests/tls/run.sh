@@ -79,6 +79,38 @@ sclient() {
         -CAfile "$TMP/ca.pem" -verify_return_error "$@"
 }
 
+# session_open NAME PORT ARGS...: sclient in the background, its input a
+# FIFO held open on fd 7 (write lines with >&7), its output in
+# $TMP/NAME.out and $TMP/NAME.err; sets SESSION_PID.
+session_open() {
+    local name=$1 port=$2
+    shift 2
+    rm -f "$TMP/$name.in"
+    mkfifo "$TMP/$name.in"
+    (sclient "$port" "$@" <"$TMP/$name.in" >"$TMP/$name.out" 2>"$TMP/$name.err") &
+    SESSION_PID=$!
+    exec 7>"$TMP/$name.in"
+}
+
+# session_wait NAME PATTERN: until the session's output (either stream)
+# has a line matching PATTERN (grep -E); false if s_client ended or 5 s
+# passed first.
+session_wait() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        cat "$TMP/$1.out" "$TMP/$1.err" 2>/dev/null | grep -qE -- "$2" && return 0
+        kill -0 "$SESSION_PID" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# session_close: end the input; s_client ends at its end.
+session_close() {
+    exec 7>&-
+    wait "$SESSION_PID"
+}
+
 # fingerprint of the certificate a new connection gets
 served_fp() {
     sclient "$1" </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256 2>/dev/null
@@ -90,7 +122,11 @@ for mode in event blocking; do
         fail "$mode: poolsrv-echo starts on tls:" "$(cat "$TMP/echo-$mode.err")"
         continue
     fi
-    out=$( (echo "hello over tls"; sleep 0.5) | sclient "$PORT" -quiet -no_ign_eof 2>/dev/null)
+    session_open "hello-$mode" "$PORT" -quiet -no_ign_eof
+    echo "hello over tls" >&7
+    session_wait "hello-$mode" '^hello over tls$'
+    session_close
+    out=$(cat "$TMP/hello-$mode.out")
     if [[ $out == "hello over tls" ]]; then ok "$mode: s_client echo"; else
         fail "$mode: s_client echo" "got '$out'"
     fi
@@ -98,9 +134,20 @@ for mode in event blocking; do
         fail "$mode: TLS 1.1 refused" "$(tail -3 "$TMP/t11")"
     else ok "$mode: TLS 1.1 refused"; fi
     # 'R' asks s_client to renegotiate (TLS 1.2); the server refuses, so no
-    # second handshake completes and the line after it is not echoed.
-    out=$( (echo first; sleep 0.3; echo R; sleep 0.3; echo second; sleep 0.5) |
-        sclient "$PORT" -tls1_2 2>&1)
+    # second handshake completes and the line after it is not echoed
+    # (s_client gives up on the refusal: its exit ends the wait).
+    session_open "reneg-$mode" "$PORT" -tls1_2
+    echo first >&7
+    session_wait "reneg-$mode" '^first$'
+    echo R >&7
+    # s_client gives up on the refusal and exits; one that did not would
+    # get "second" now (in a subshell: a pipe with no reader ends only that)
+    if ! session_wait "reneg-$mode" 'no renegotiation'; then
+        (echo second >&7) 2>/dev/null
+        session_wait "reneg-$mode" '^second$'
+    fi
+    session_close
+    out=$(cat "$TMP/reneg-$mode.out" "$TMP/reneg-$mode.err")
     if [[ $out == *RENEGOTIATING* && $out == *first* && $out != *$'\n'second* ]]; then
         ok "$mode: renegotiation refused"
     else
@@ -108,10 +155,7 @@ for mode in event blocking; do
     fi
     # SIGHUP: the files now hold certificate b; an open connection stays.
     fa=$(served_fp "$PORT")
-    mkfifo "$TMP/in-$mode"
-    (sclient "$PORT" -quiet -no_ign_eof <"$TMP/in-$mode" >"$TMP/open-$mode.out" 2>/dev/null) &
-    open_pid=$!
-    exec 7>"$TMP/in-$mode"
+    session_open "open-$mode" "$PORT" -quiet -no_ign_eof
     echo "before" >&7
     cp "$TMP/b.pem" "$TMP/srv.pem"
     cp "$TMP/b.key" "$TMP/srv.key"
@@ -122,12 +166,8 @@ for mode in event blocking; do
     done
     fb=$(served_fp "$PORT")
     echo "after" >&7
-    for ((i = 0; i < 100; i++)); do # the echo of "after" came back
-        grep -qx after "$TMP/open-$mode.out" 2>/dev/null && break
-        sleep 0.05
-    done
-    exec 7>&-
-    wait "$open_pid" # s_client ends at the end of its input
+    session_wait "open-$mode" '^after$' # its echo came back
+    session_close
     want_b=$(openssl x509 -in "$TMP/b.pem" -noout -fingerprint -sha256)
     if [[ -n $fa && $fb == "$want_b" && $fa != "$fb" ]]; then ok "$mode: SIGHUP serves the new certificate"
     else fail "$mode: SIGHUP serves the new certificate" "before '$fa' after '$fb'"; fi
