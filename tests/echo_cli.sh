@@ -52,22 +52,11 @@ if [[ $out == "poolsrv-echo $(cat VERSION)" ]]; then ok "--version prints VERSIO
 fi
 if timeout 5 "$ECHO" --help | grep -q -- '--drain-timeout'; then ok "--help"; else fail "--help"; fi
 
-# start NAME ARGS...: run poolsrv-echo, wait for its first "listening on"
-# line; sets PID and PORT.
+# start NAME ARGS...: poolsrv-echo, waited for; sets PID and PORT.
 start() {
-    local name=$1 i
+    local name=$1
     shift
-    "$ECHO" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
-    PID=$!
-    PIDS+=("$PID")
-    PORT=""
-    for ((i = 0; i < 200; i++)); do
-        PORT=$(sed -n '1s/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$TMP/$name.out" 2>/dev/null)
-        [[ -n $PORT ]] && return 0
-        kill -0 "$PID" 2>/dev/null || return 1
-        read -r -t 0.05 <> <(:) || true
-    done
-    return 1
+    start_server "$name" "$ECHO" "$@"
 }
 
 # stop_with SIG: send SIG to PID, wait (bounded: then SIGKILL) and set RC.

@@ -49,23 +49,6 @@ cert b localhost
 cp "$TMP/a.pem" "$TMP/srv.pem"
 cp "$TMP/a.key" "$TMP/srv.key"
 
-# start NAME BIN ARGS...: run it, wait for "listening on"; sets PID, PORT.
-start() {
-    local name=$1 bin=$2 i
-    shift 2
-    "$bin" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
-    PID=$!
-    PIDS+=("$PID")
-    PORT=""
-    for ((i = 0; i < 200; i++)); do
-        PORT=$(sed -n '1s/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$TMP/$name.out" 2>/dev/null)
-        [[ -n $PORT ]] && return 0
-        kill -0 "$PID" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
-
 stop() {
     kill -TERM "$1" 2>/dev/null
     timeout 10 tail --pid="$1" -f /dev/null
@@ -117,7 +100,7 @@ served_fp() {
 }
 
 for mode in event blocking; do
-    if ! start "echo-$mode" "$ECHO" --mode "$mode" --listen tls:127.0.0.1:0 --tls-cert "$TMP/srv.pem" \
+    if ! start_server "echo-$mode" "$ECHO" --mode "$mode" --listen tls:127.0.0.1:0 --tls-cert "$TMP/srv.pem" \
         --tls-key "$TMP/srv.key" --log-level info; then
         fail "$mode: poolsrv-echo starts on tls:" "$(cat "$TMP/echo-$mode.err")"
         continue
@@ -190,7 +173,7 @@ for mode in event blocking; do
 done
 
 # poolsrv-http over HTTPS with curl: verified against the CA, ALPN http/1.1
-if start http "$HTTP" --listen tls:127.0.0.1:0 --tls-cert "$TMP/a.pem" --tls-key "$TMP/a.key" \
+if start_server http "$HTTP" --listen tls:127.0.0.1:0 --tls-cert "$TMP/a.pem" --tls-key "$TMP/a.key" \
     --tls-alpn http/1.1; then
     out=$(timeout 10 curl -sS --cacert "$TMP/ca.pem" -o "$TMP/body" -w '%{http_code} %{http_version}' \
         "https://localhost:$PORT/" --resolve "localhost:$PORT:127.0.0.1" 2>&1)
