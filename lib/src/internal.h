@@ -354,6 +354,7 @@ struct ps_server {
     atomic_int pollers, poll_allowed;
     atomic_uint poll_seq, idle_seq;
     atomic_uint long_turns; /* event-style turns longer than PS_LONG_TURN_NS (pool.c) */
+    _Atomic int64_t long_turn_ns; /* when the last of them ended (ps__now_ns) */
     atomic_bool standby_deep; /* the standby sleeps untimed: nothing runs */
     /* bench_lock guards benched, has_standby and pool_stop; idle workers
      * that may not poll sleep on bench_cv, the standby on standby_cv. */

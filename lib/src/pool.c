@@ -39,6 +39,9 @@
  * one standby tick let one more worker poll, as saturation does. */
 #define PS_LONG_TURN_NS 100000
 #define PS_LONG_TURNS_PER_TICK 2
+/* ... and the extra pollers stay while long turns keep coming: an empty
+ * poll takes one back only this long after the last long turn. */
+#define PS_LONG_HOLD_NS 10000000
 #ifndef PS_SPIN_POLLS
 #define PS_SPIN_POLLS 100 /* at most so many non-blocking polls before a worker sleeps */
 #endif
@@ -133,8 +136,10 @@ static int64_t run_item(struct ps_worker *w, void *item, int64_t now_ns)
     now_ns = ps__now_ns();
     if (s->cfg.histograms)
         ps__hist_add(&w->turn_time, now_ns - t0);
-    if (now_ns - t0 > PS_LONG_TURN_NS && s->event_style)
+    if (now_ns - t0 > PS_LONG_TURN_NS && s->event_style) {
         atomic_fetch_add_explicit(&s->long_turns, 1, memory_order_relaxed);
+        atomic_store_explicit(&s->long_turn_ns, now_ns, memory_order_relaxed);
+    }
     return now_ns;
 }
 
@@ -200,12 +205,20 @@ static void *take_ready(struct ps_worker *w, struct epoll_event *evs, int n, int
  * so the pool never burns more than one core waiting.  Returns an item, or
  * NULL when nothing came (the caller then sleeps). */
 /* A poller found the connections' set empty: the pollers are keeping up,
- * so one fewer may poll (never fewer than one). */
+ * so one fewer may poll (never fewer than one) - unless long turns are
+ * still coming.  Those raised the allowance because a ready connection
+ * should not wait for a turn that long, and between two TLS handshakes the
+ * set is often empty: taking the poller back each time left a core idle
+ * while the next handshake waited for a tick (0.88x the handshake rate of
+ * a pool held at two pollers, with twice its idle CPU; docs/benchmarks.md). */
 static void note_idle(ps_server *s)
 {
     int a = atomic_load_explicit(&s->poll_allowed, memory_order_relaxed);
 
     atomic_fetch_add_explicit(&s->idle_seq, 1, memory_order_relaxed);
+    if (a > 1 && ps__now_ns() - atomic_load_explicit(&s->long_turn_ns, memory_order_relaxed) <
+                     PS_LONG_HOLD_NS)
+        return;
     while (a > 1 && !atomic_compare_exchange_weak_explicit(&s->poll_allowed, &a, a - 1,
                                                            memory_order_relaxed,
                                                            memory_order_relaxed))
