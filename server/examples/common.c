@@ -245,7 +245,7 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
     ps_err err;
     char msg[320];
     const char *a;
-    int c;
+    int c, li = 0;
 
     g_name = p->name;
     g_journal = journal_stderr();
@@ -254,7 +254,7 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
     cfg->log_level = g_level;
     opterr = 0;
     tlsf_init(&g_tls);
-    while ((c = getopt_long(argc, argv, ":l:w:i:vhV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":l:w:i:vhV", opts, &li)) != -1) {
         int t = tlsf_option(&g_tls, c, optarg);
         if (t < 0)
             die_usage(p, "invalid --tls-min-version value (1.2 or 1.3): '", optarg);
@@ -262,7 +262,8 @@ void ex_parse_args(const ex_prog *p, int argc, char **argv, ps_config *cfg)
             continue;
         if (c >= 512 && p->extra) {
             if (p->extra(c, optarg, cfg) < 0) {
-                snprintf(msg, sizeof msg, "invalid %s value '", argv[optind - 1]);
+                /* by name: argv[optind - 1] is the value itself in "--opt VALUE" */
+                snprintf(msg, sizeof msg, "invalid --%s value '", opts[li].name);
                 die_usage(p, msg, optarg ? optarg : "");
             }
             continue;

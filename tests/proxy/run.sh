@@ -194,6 +194,31 @@ else
 fi
 term_wait "$PID" 5
 
+# One backend that refuses: the client is retried on it --retries times,
+# then closed, and the proxy says why (once a second at most).
+for r in 2 default; do
+    args=(--listen 127.0.0.1:0 --backend "127.0.0.1:$DEAD")
+    want=4
+    [[ $r == default ]] || args+=(--retries "$r") want=$((r + 1))
+    start_announced "retries$r" "$PROXY_BIN" "${args[@]}" || fail "retries proxy ($r) starts"
+    got=$(timeout 10 client/poolsrv-client --timeout 5 127.0.0.1 "$PORT" "hello" 2>&1)
+    term_wait "$PID" 5
+    line=$(grep 'no backend connected' "$TMP/retries$r.err")
+    if [[ $got == *"closed by"* && $line == *"after $want attempts (last: refused)"* ]]; then
+        pass "retries $r: $want connects to a refused backend, then the client is closed"
+    else
+        fail "retries $r: $want connects to a refused backend, then the client is closed" \
+            "client: $got" "proxy: $(cat "$TMP/retries$r.err")"
+    fi
+done
+out=$("$PROXY_BIN" --backend 127.0.0.1:1 --retries 101 2>&1)
+rc=$?
+if ((rc == 2)) && [[ $out == *"invalid --retries value '101'"* ]]; then
+    pass "--retries 101 is refused by name"
+else
+    fail "--retries 101 is refused by name" "exit $rc: $out"
+fi
+
 # ------------------------------------------------------------ send-proxy
 
 start_announced pecho "$ECHO_BIN" --listen proxy:127.0.0.1:0 --workers 1 || fail "proxy: listener"
