@@ -13,7 +13,7 @@
 # context switches per message (/proc/PID/task/*/status).
 #
 #   ROUNDS [3]  DURATION [2]  TIMEOUT [2]  BASE [libuv]
-#   SCENARIOS ["a b c d f"]: the letters of bench/run.sh (f is connect-rate,
+#   SCENARIOS ["a b c d f g"]: the letters of bench/run.sh (f and g are connect-rate,
 #       counted per connect+echo+close cycle)
 #   SERVERS ["poolsrv-event-1 poolsrv-event-2 poolsrv-event-4 poolsrv-event libuv"]:
 #       poolsrv-event (poolsrv-echo's default --workers), poolsrv-event-N,
@@ -31,7 +31,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-2}
 TIMEOUT=${TIMEOUT:-2}
 BASE=${BASE:-libuv}
-read -r -a SCENARIOS <<<"${SCENARIOS:-a b c d f}"
+read -r -a SCENARIOS <<<"${SCENARIOS:-a b c d f g}"
 read -r -a SERVERS <<<"${SERVERS:-poolsrv-event-1 poolsrv-event-2 poolsrv-event-4 poolsrv-event libuv}"
 
 # shellcheck source=bench/lib.sh
@@ -42,6 +42,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 declare -A SC_ARGS=(
     [a]="-c 50 -p 1 -l 64" [b]="-c 50 -p 16 -l 64" [c]="-c 10 -p 4 -l 16k"
     [d]="-c 1000 -p 1 -l 64" [e]="-c 10000 -p 1 -l 64" [f]="--connect-rate -c 50 -l 64"
+    [g]="--connect-rate -c 50 -l 64 --threads 2"
 )
 
 server_cmd() {
@@ -85,7 +86,7 @@ for ((r = 0; r < ROUNDS; r++)); do
             c1=$(proc_cpu_us "$SRV_PID")
             read -r v1 n1 <<<"$(proc_ctxsw "$SRV_PID")"
             srv_stop
-            if [[ $sc == f ]]; then
+            if [[ $sc == [fg] ]]; then
                 thr=$(json_get cycles_per_sec "$out") msgs=$(json_get cycles "$out")
             else
                 thr=$(json_get msgs_per_sec "$out") msgs=$(json_get messages "$out")

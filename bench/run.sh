@@ -18,7 +18,7 @@
 #   BENCH_THREADS [1]   poolsrv-bench --threads
 #   BENCH_HOLD [10000]  idle connections for the memory-per-connection table
 #                       (0 skips it)
-#   BENCH_SCENARIOS ["a b c d e f"]
+#   BENCH_SCENARIOS ["a b c d e f g"]
 #   BENCH_SERVERS ["poolsrv-event poolsrv-event-1 poolsrv-blocking libuv libevent
 #                  thread-per-conn"]  (poolsrv-event-1: --mode event --workers 1,
 #                  the one-thread comparison with libuv and libevent;
@@ -38,7 +38,7 @@ WORKERS=${BENCH_WORKERS:-}
 BLOCKING_WORKERS=${BENCH_BLOCKING_WORKERS:-64}
 THREADS=${BENCH_THREADS:-1}
 HOLD=${BENCH_HOLD:-10000}
-read -r -a SCENARIOS <<<"${BENCH_SCENARIOS:-a b c d e f}"
+read -r -a SCENARIOS <<<"${BENCH_SCENARIOS:-a b c d e f g}"
 read -r -a SERVERS <<<"${BENCH_SERVERS:-poolsrv-event poolsrv-event-1 poolsrv-blocking libuv libevent thread-per-conn}"
 
 # shellcheck source=bench/lib.sh
@@ -53,6 +53,7 @@ declare -A SC_ARGS=(
     [d]="-c 1000 -p 1 -l 64"
     [e]="-c 10000 -p 1 -l 64"
     [f]="--connect-rate -c 50 -l 64"
+    [g]="--connect-rate -c 50 -l 64 --threads 2"
 )
 declare -A SC_DESC=(
     [a]="request/response: 50 connections, depth 1, 64 B"
@@ -61,11 +62,12 @@ declare -A SC_DESC=(
     [d]="1,000 connections, depth 1, 64 B"
     [e]="10,000 connections, depth 1, 64 B"
     [f]="connect-rate: 50 concurrent connect+echo+close"
+    [g]="connect-rate with 2 load threads: as f, the load generator no longer the limit"
 )
 
 declare -A SC_SHORT=(
     [a]="a:50c/d1/64B" [b]="b:50c/d16/64B" [c]="c:10c/d4/16KiB"
-    [d]="d:1000c/d1/64B" [e]="e:10000c/d1/64B" [f]="f:connect-rate"
+    [d]="d:1000c/d1/64B" [e]="e:10000c/d1/64B" [f]="f:connect-rate" [g]="g:connect-rate/T2"
 )
 
 # server_cmd NAME: the command line of server NAME (empty if not built).
@@ -139,7 +141,7 @@ one_run() {
     if [[ -z $out ]]; then
         out="{\"ok\":false,\"bench_exit\":$rc}"
     fi
-    if [[ $sc == f ]]; then
+    if [[ $sc == [fg] ]]; then
         thr=$(json_get cycles_per_sec "$out") n=$(json_get cycles "$out")
     else
         thr=$(json_get msgs_per_sec "$out") n=$(json_get messages "$out")
@@ -256,11 +258,11 @@ dat=$BENCH_OUT/chart.dat.tmp
     echo "Machine: $cpu, $cores cores, $kernel${os:+, $os}; load average $load_start when the run"
     echo "started (the machine may be shared: compare servers within a scenario)."
     echo "Each point: a fresh server on an ephemeral 127.0.0.1 port, poolsrv-bench with"
-    echo "$THREADS thread(s), ${DURATION}s, median of $REPEATS runs.  poolsrv-event runs with"
+    echo "$THREADS thread(s) (g: 2), ${DURATION}s, median of $REPEATS runs.  poolsrv-event runs with"
     echo "$EVENT_WORKERS_TXT, poolsrv-blocking with --workers $BLOCKING_WORKERS."
-    echo "Throughput is echoed messages per second (scenario f: connect+echo+close cycles per"
+    echo "Throughput is echoed messages per second (scenarios f and g: connect+echo+close cycles per"
     echo "second); p99 is the message round trip; CPU is the server's user+system time"
-    echo "(/proc/PID/stat, all threads) over the run divided by the messages (f: cycles).  A point is FAILED if any run had an error or"
+    echo "(/proc/PID/stat, all threads) over the run divided by the messages (f, g: cycles).  A point is FAILED if any run had an error or"
     echo "mismatch, or did not get all its connections up; its figures are still the measured medians."
     echo
 } >"$md"
@@ -279,7 +281,7 @@ echo >>"$dat"
 first=1
 for sc in "${SCENARIOS[@]}"; do
     unit="msg/s"
-    [[ $sc == f ]] && unit="conn/s"
+    [[ $sc == [fg] ]] && unit="conn/s"
     # shellcheck disable=SC2086  # a word list of per-run values
     base=$(median ${THR["$sc|libuv"]:-NA})
     {
