@@ -136,31 +136,43 @@ for ((r = 0; r < ROUNDS; r++)); do
     done
 done
 
+# median COLUMN LOAD NAME: the median of a column of $TMP/rows over the rounds.
+median() {
+    awk -v c="$1" -v l="$2" -v n="$3" '$1 == l && $2 == n { print $c }' "$TMP/rows" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR) printf "%g", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 mkdir -p "$(dirname "$OUT")"
 {
     echo "# poolsrv-proxy against HAProxy ($(date -u +%Y-%m-%d), load $LOAD)"
     echo
-    echo "WORKERS=$WORKERS DURATION=$DURATION ROUNDS=$ROUNDS; ranges over the rounds."
+    echo "WORKERS=$WORKERS DURATION=$DURATION ROUNDS=$ROUNDS; medians over the rounds, ranges in"
+    echo "brackets; the ratio is of the median rates."
     echo
     echo "| load | proxy | rate (/s) | p99 (us) | CPU per message (us) | rate vs HAProxy |"
     echo "|---|---|---|---|---|---|"
     for load in "${KIND_LIST[@]}"; do
         for name in "${NAMES[@]}"; do
-            awk -v l="$load" -v n="$name" '
-                $1 == l { r[$2] = r[$2] " " $3 }
+            awk -v l="$load" -v n="$name" -v mr="$(median 3 "$load" "$name")" \
+                -v mp="$(median 4 "$load" "$name")" -v mu="$(median 5 "$load" "$name")" \
+                -v hr="$(median 3 "$load" haproxy)" '
                 $1 == l && $2 == n {
                     c++; rate = $3; p = $4; u = $5
                     if (c == 1 || rate < rlo) rlo = rate; if (c == 1 || rate > rhi) rhi = rate
                     if (c == 1 || p < plo) plo = p; if (c == 1 || p > phi) phi = p
                     if (c == 1 || u < ulo) ulo = u; if (c == 1 || u > uhi) uhi = u
-                    sum += rate
                 }
-                $1 == l && $2 == "haproxy" { hs += $3; hc++ }
                 END {
-                    printf "| %s | %s | %.0f-%.0f | %.0f-%.0f | %.2f-%.2f | %.2f |\n",
-                        l, n, rlo, rhi, plo, phi, ulo, uhi, (sum / c) / (hs / hc)
+                    printf "| %s | %s | %.0f (%.0f-%.0f) | %.0f (%.0f-%.0f) | %.2f (%.2f-%.2f) | %.2f |\n",
+                        l, n, mr, rlo, rhi, mp, plo, phi, mu, ulo, uhi, mr / hr
                 }' "$TMP/rows"
         done
     done
+    echo
+    echo "Every round (load, proxy, rate, p99 us, CPU us per message):"
+    echo
+    echo '```'
+    cat "$TMP/rows"
+    echo '```'
 } >"$OUT"
 cat "$OUT"
