@@ -193,6 +193,58 @@ START_TEST(test_event_workers_asleep)
 }
 END_TEST
 
+/* Turns longer than PS_LONG_TURN_NS (a handler that computes, a TLS
+ * handshake) let a second worker poll, and the allowance holds while they
+ * keep coming; once they stop, the pool must go back to one poller by
+ * itself, with no further traffic to prompt it (a held poller asleep in
+ * epoll_wait used to stay there). */
+static size_t burn_echo_on_data(ps_conn *c, const char *data, size_t len, void *user)
+{
+    int64_t end = ps__now_ns() + 400000;
+
+    (void)user;
+    while (ps__now_ns() < end)
+        ;
+    ps_conn_send(c, data, len);
+    return len;
+}
+
+START_TEST(test_long_turns_hold_then_release)
+{
+    enum { CONNS = 2, MSGS = 40 };
+    ps_config cfg;
+    ps_handler h = {.on_data = burn_echo_on_data};
+    ps_server *s;
+    int port, fds[CONNS], most = 1;
+    char msg[100];
+
+    tu_config(&cfg);
+    cfg.workers = 4;
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    tu_fill(msg, sizeof msg, 7);
+    for (int i = 0; i < CONNS; i++) {
+        fds[i] = tu_connect(port, tu_ms(2000));
+        ck_assert_int_ge(fds[i], 0);
+    }
+    for (int m = 0; m < MSGS; m++)
+        for (int i = 0; i < CONNS; i++) {
+            int a;
+            ck_assert_int_eq(tu_echo(fds[i], msg, sizeof msg, false, tu_ms(5000), NULL), 0);
+            a = atomic_load(&s->poll_allowed);
+            most = a > most ? a : most;
+        }
+    ck_assert_msg(most >= 2, "%d turns of 400 us never let a second worker poll", MSGS * CONNS);
+    ck_assert_msg(tu_wait_until(all_workers_asleep, s, tu_ms(5000)),
+                  "after the long turns: %d in epoll_wait, %d pollers allowed",
+                  atomic_load(&s->ready_waiters), atomic_load(&s->poll_allowed));
+    for (int i = 0; i < CONNS; i++)
+        close(fds[i]);
+    ps_server_stop(s);
+    ck_assert_int_eq(tu_server_wait(s, tu_ms(5000)), 0);
+    ps_server_free(s);
+}
+END_TEST
+
 /* ===================================================== event: consumption */
 
 struct lines {
@@ -530,6 +582,7 @@ Suite *event_suite(void)
     tcase_add_test(tc, test_on_close_once);
     tcase_add_test(tc, test_no_overlap);
     tcase_add_test(tc, test_event_workers_asleep);
+    tcase_add_test(tc, test_long_turns_hold_then_release);
     tcase_add_test(tc, test_event_partial_consume);
     tcase_add_test(tc, test_event_close_flushes);
     tcase_add_test(tc, test_event_peer_reset_during_write);

@@ -210,19 +210,25 @@ static void *take_ready(struct ps_worker *w, struct epoll_event *evs, int n, int
  * should not wait for a turn that long, and between two TLS handshakes the
  * set is often empty: taking the poller back each time left a core idle
  * while the next handshake waited for a tick (0.88x the handshake rate of
- * a pool held at two pollers, with twice its idle CPU; docs/benchmarks.md). */
-static void note_idle(ps_server *s)
+ * a pool held at two pollers, with twice its idle CPU; docs/benchmarks.md).
+ * Returns how many ms the hold lasts yet (then a poller about to sleep
+ * sleeps no longer, so that an idle pool is back to one poller), or -1. */
+static int note_idle(ps_server *s)
 {
     int a = atomic_load_explicit(&s->poll_allowed, memory_order_relaxed);
 
     atomic_fetch_add_explicit(&s->idle_seq, 1, memory_order_relaxed);
-    if (a > 1 && ps__now_ns() - atomic_load_explicit(&s->long_turn_ns, memory_order_relaxed) <
-                     PS_LONG_HOLD_NS)
-        return;
+    if (a > 1) {
+        int64_t left = atomic_load_explicit(&s->long_turn_ns, memory_order_relaxed) +
+                       PS_LONG_HOLD_NS - ps__now_ns();
+        if (left > 0)
+            return (int)(left / 1000000) + 1;
+    }
     while (a > 1 && !atomic_compare_exchange_weak_explicit(&s->poll_allowed, &a, a - 1,
                                                            memory_order_relaxed,
                                                            memory_order_relaxed))
         ;
+    return -1;
 }
 
 static void *spin_ready(struct ps_worker *w, bool *stopped, int64_t *now_ns)
@@ -297,7 +303,7 @@ static void *wait_ready(struct ps_worker *w, int64_t *now_ns, bool *left)
     struct epoll_event evs[PS_HARVEST_MAX];
     void *first;
     bool stopped = false;
-    int rc, n;
+    int rc, n, hold;
 
     first = spin_ready(w, &stopped, now_ns);
     if (first || stopped)
@@ -309,14 +315,18 @@ static void *wait_ready(struct ps_worker *w, int64_t *now_ns, bool *left)
         *now_ns = 0;
         return rc == 0 ? first : NULL;
     }
-    note_idle(s);
+    hold = note_idle(s);
     if (drop_excess_poller(s)) {
         atomic_fetch_sub_explicit(&s->ready_waiters, 1, memory_order_relaxed);
         *now_ns = 0;
         *left = true;
         return NULL;
     }
-    n = epoll_wait(s->cepfd, evs, PS_HARVEST_MAX, -1);
+    /* Held beyond one poller by long turns: wake when the hold ends, to
+     * look again (and leave if it was only the hold). */
+    n = epoll_wait(s->cepfd, evs, PS_HARVEST_MAX,
+                   hold > 0 && atomic_load_explicit(&s->pollers, memory_order_relaxed) > 1 ? hold
+                                                                                            : -1);
     atomic_fetch_sub_explicit(&s->ready_waiters, 1, memory_order_relaxed);
     return take_ready(w, evs, n, now_ns);
 }
