@@ -6,9 +6,9 @@
  * Each accepted client gets a backend connection (ps_server_connect, round
  * robin over --backend; a backend that refuses or times out is skipped for
  * a while and the next one is tried, up to --retries times, as HAProxy's
- * `retries`: a connect that failed has sent nothing, so it is safe to redo).  Until one is connected, the client's
- * bytes (and its half-close) wait in the pair, so none is lost to a backend
- * that fails.  The two connections are a pair: each
+ * `retries`: a connect that failed has sent nothing, so it is safe to
+ * redo).  Until one is connected, the client's bytes (and its half-close)
+ * wait in the pair, so none is lost to a backend that fails.  The two connections are a pair: each
  * side's on_data hands its bytes to the other side with ps_conn_post, so
  * every byte is written by the thread that owns the connection it goes to,
  * with that connection's watermarks, timeouts and counters.
@@ -417,9 +417,9 @@ static void backend_close(ps_conn *c, ps_close_reason why, void *user)
         pthread_mutex_lock(&p->lock);
         tries = p->attempts;
         /* Every backend once, and at least 1 + retries attempts: a
-         * transient failure (a connection reset while it was being set
-         * up, seen about once in 10^6 connects at 16,000 a second on
-         * loopback) must not cost the client with one backend. */
+         * transient failure (a connection that closed while it was being
+         * set up: three in about 3.5 million loopback connects at 16,000
+         * a second) must not cost the client of a single backend. */
         retry = tries < be.n || tries <= be.retries;
         pthread_mutex_unlock(&p->lock);
         if (retry && connect_backend(ps_conn_server(c), p) == 0) {
