@@ -56,7 +56,11 @@ if ((${#files[@]} == 0)); then
 fi
 
 # The flags the Makefile builds with, as far as the analysis needs them.
-defs=(-D_GNU_SOURCE '-DPS_VERSION_STRING="lint"')
+# version.c checks the header's PS_VERSION_HEX against the build's, as the
+# Makefile passes it (from VERSION).
+IFS=. read -r vmaj vmin vpat <VERSION
+defs=(-D_GNU_SOURCE '-DPS_VERSION_STRING="lint"'
+    "-DPS_BUILD_VERSION_HEX=$(printf '0x%02x%02x%02x' "$vmaj" "$vmin" "$vpat")")
 incs=()
 for d in lib/include lib/src server server/examples client bench/src; do
     [[ -d $d ]] && incs+=("-I$d")
