@@ -15,9 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/epoll.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "internal.h" /* ps__conn_collect: to land a late event */
 #include "test_util.h"
 
 static struct {
@@ -204,6 +206,57 @@ START_TEST(test_connect_timeout)
     }
     for (int i = 0; i < nfill; i++)
         close(fill[i]);
+    close(lfd);
+    ps_server_free(s);
+}
+END_TEST
+
+/* A late event - one another worker took from epoll_wait for an earlier
+ * connection in the same (recycled) record - lands on a connect still in
+ * progress, saying the connection is gone (conn.c).  The connect must go
+ * on and open, not close as reset: the socket, not the event, decides.
+ * The connect is held in SYN_SENT by a full backlog so that the event
+ * comes first; a kernel that completes it anyway still has to open it. */
+START_TEST(test_connect_late_event)
+{
+    ps_server *s = client_server(10000);
+    ps_conn_ref ref = {0};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    char addr[32], buf[16];
+    int lfd, port, fill[2], fd;
+    struct pollfd pfd;
+
+    lfd = listener(0, &port); /* room for one pending connection */
+    a.sin_port = htons((uint16_t)port);
+    for (int i = 0; i < 2; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        connect(fill[i], (struct sockaddr *)&a, sizeof a);
+    }
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    ck_assert_int_eq(ps_server_connect(s, addr, &oc_handler, NULL, NULL, &ref, NULL), 0);
+    /* What a finished connection's last edge looks like. */
+    if (ps__conn_collect(ref.conn, EPOLLIN | EPOLLRDHUP | EPOLLHUP))
+        ck_assert_int_eq(ps__queue_try_push(s->q, ref.conn), 0);
+    /* Make room: the first filler leaves the backlog, the second gives up,
+     * and the connect's next SYN gets in. */
+    fd = accept(lfd, NULL, NULL);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    close(fill[0]);
+    close(fill[1]);
+    pfd = (struct pollfd){.fd = lfd, .events = POLLIN};
+    ck_assert_msg(poll(&pfd, 1, 8000) == 1, "the connect never came (closes: %d)",
+                  atomic_load(&oc.closes));
+    fd = accept(lfd, NULL, NULL);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(tu_read_exact(fd, buf, 6, tu_ms(3000)), 6);
+    ck_assert(memcmp(buf, "hello\n", 6) == 0);
+    ck_assert_int_eq(tu_write_all(fd, "back\n", 5, tu_ms(2000)), 0);
+    oc_wait_closes(1);
+    ck_assert_int_eq(atomic_load(&oc.opens), 1);
+    ck_assert_int_eq(atomic_load(&oc.reasons[PS_CLOSE_LOCAL]), 1);
+    ck_assert_uint_eq(tu_stats(s).connect_errors, 0);
+    close(fd);
     close(lfd);
     ps_server_free(s);
 }
@@ -577,6 +630,7 @@ Suite *connect_suite(void)
     tcase_add_test(tc, test_connect_opens);
     tcase_add_test(tc, test_connect_refused);
     tcase_add_test(tc, test_connect_timeout);
+    tcase_add_test(tc, test_connect_late_event);
     tcase_add_test(tc, test_connect_unix);
     tcase_add_test(tc, test_connect_ipv6);
     tcase_add_test(tc, test_connect_bad_calls);

@@ -84,6 +84,16 @@ out:
     return 0;
 }
 
+/* A connection still connecting waits for EPOLLOUT again. */
+static bool wait_connected(ps_server *s, ps_conn *c)
+{
+    if (!ps__conn_arm(c, EPOLLOUT)) { /* a post woke it: posts wait for on_open */
+        ps__conn_stamp(c, 0);
+        ps__queue_push_spill(s->q, &c->spill, c);
+    }
+    return false;
+}
+
 /* The turn of a connection still connecting: true once it is connected;
  * false when it waits on (re-armed) or failed (finished, on_close told). */
 bool ps__connect_step(struct ps_worker *w, ps_conn *c)
@@ -94,17 +104,27 @@ bool ps__connect_step(struct ps_worker *w, ps_conn *c)
 
     if (!e && ps__conn_take_timer(c))
         e = ETIMEDOUT;
-    if (!e && !(c->ready & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
-        if (!ps__conn_arm(c, EPOLLOUT)) { /* a post woke it: posts wait for on_open */
-            ps__conn_stamp(c, 0);
-            ps__queue_push_spill(s->q, &c->spill, c);
-        }
-        return false;
-    }
+    if (!e && !(c->ready & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+        return wait_connected(s, c);
     if (!e && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
         e = errno;
-    if (!e && (c->ready & EPOLLHUP))
-        e = ECONNRESET;
+    /* No error, but the event was not the plain EPOLLOUT of a finished
+     * connect: it may be a late event of an earlier connection in this
+     * record (conn.c: records are recycled, and an event already taken
+     * from epoll_wait by another worker can land on the next one).  Such
+     * an event once closed a healthy connect as reset (ECONNRESET, from
+     * EPOLLHUP): one proxied connection in about a million.  A failed
+     * connect always leaves its error in SO_ERROR; whether this one is
+     * done, only the socket can tell. */
+    if (!e && (c->ready & (EPOLLERR | EPOLLHUP | EPOLLRDHUP) || !(c->ready & EPOLLOUT))) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        if (getpeername(c->fd, (struct sockaddr *)&peer, &plen) < 0) {
+            if (errno == ENOTCONN)
+                return wait_connected(s, c); /* still connecting */
+            e = errno;
+        }
+    }
     if (e) {
         c->connect_err = e;
         atomic_fetch_add_explicit(&s->connect_errors, 1, memory_order_relaxed);
