@@ -417,9 +417,9 @@ static void backend_close(ps_conn *c, ps_close_reason why, void *user)
         pthread_mutex_lock(&p->lock);
         tries = p->attempts;
         /* Every backend once, and at least 1 + retries attempts: a
-         * transient failure (a connection that closed while it was being
-         * set up: three in about 3.5 million loopback connects at 16,000
-         * a second) must not cost the client of a single backend. */
+         * transient failure (a backend restarting, a local shortage of
+         * ports or buffers) must not cost the client of a single
+         * backend. */
         retry = tries < be.n || tries <= be.retries;
         pthread_mutex_unlock(&p->lock);
         if (retry && connect_backend(ps_conn_server(c), p) == 0) {
