@@ -84,6 +84,29 @@ out:
     return 0;
 }
 
+/* Where a connect stands, asked of the socket rather than read off the
+ * event: an event may be a late one of an earlier connection in this
+ * record (conn.c: records are recycled, and an event already taken from
+ * epoll_wait by another worker can land on the next one).  Taking its
+ * EPOLLHUP for a reset once closed a healthy connect, one proxied
+ * connection in about a million.  Connected: the socket has a peer (one
+ * call, as many as the SO_ERROR read it replaces).  Failed: the error is
+ * in SO_ERROR.  Neither: still connecting (EINPROGRESS). */
+static int connect_result(int fd)
+{
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof peer, len = sizeof(int);
+    int e = 0;
+
+    if (getpeername(fd, (struct sockaddr *)&peer, &plen) == 0)
+        return 0;
+    if (errno != ENOTCONN)
+        return errno;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+        return errno;
+    return e ? e : EINPROGRESS;
+}
+
 /* A connection still connecting waits for EPOLLOUT again. */
 static bool wait_connected(ps_server *s, ps_conn *c)
 {
@@ -100,31 +123,13 @@ bool ps__connect_step(struct ps_worker *w, ps_conn *c)
 {
     ps_server *s = c->srv;
     int e = c->connect_err, one = 1;
-    socklen_t len = sizeof e;
 
     if (!e && ps__conn_take_timer(c))
         e = ETIMEDOUT;
     if (!e && !(c->ready & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
         return wait_connected(s, c);
-    if (!e && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
-        e = errno;
-    /* No error, but the event was not the plain EPOLLOUT of a finished
-     * connect: it may be a late event of an earlier connection in this
-     * record (conn.c: records are recycled, and an event already taken
-     * from epoll_wait by another worker can land on the next one).  Such
-     * an event once closed a healthy connect as reset (ECONNRESET, from
-     * EPOLLHUP): one proxied connection in about a million.  A failed
-     * connect always leaves its error in SO_ERROR; whether this one is
-     * done, only the socket can tell. */
-    if (!e && (c->ready & (EPOLLERR | EPOLLHUP | EPOLLRDHUP) || !(c->ready & EPOLLOUT))) {
-        struct sockaddr_storage peer;
-        socklen_t plen = sizeof peer;
-        if (getpeername(c->fd, (struct sockaddr *)&peer, &plen) < 0) {
-            if (errno == ENOTCONN)
-                return wait_connected(s, c); /* still connecting */
-            e = errno;
-        }
-    }
+    if (!e && (e = connect_result(c->fd)) == EINPROGRESS)
+        return wait_connected(s, c);
     if (e) {
         c->connect_err = e;
         atomic_fetch_add_explicit(&s->connect_errors, 1, memory_order_relaxed);
