@@ -5,15 +5,20 @@
 # 1. poolsrv-echo under verified load (connect-rate clients, every connection
 #    checked byte for byte, plus 50 persistent clients that reconnect every
 #    0.5..1.5 s) for 9 s, upgraded four times 1.5 s apart: SIGUSR2 to the pid
-#    in the pid file, then wait for the pid file to name the new process.
+#    in the pid file (stopped 0.3 s first, as part 2's old process is), then
+#    wait for the pid file to name the new process.
 #    Required: no connection refused, reset, cut short or wrong; every old
 #    process gone after its drain; sd_notify RELOADING=1 from each old one
 #    and MAINPID=<new pid> with READY=1 from each new one.
 # 2. The naive restart, same server options and load: a second process on
-#    the same port with SO_REUSEPORT, then SIGTERM to the old one.  Required:
-#    it loses connections (reset in the old socket's accept queue), so this
-#    test can tell the two apart.  A run that happens to lose nothing is
-#    retried (at most NAIVE_TRIES times) and then fails, saying so.
+#    the same port with SO_REUSEPORT, then SIGTERM to the old one.  The old
+#    one is stopped (SIGSTOP) for 0.3 s before its SIGTERM, as a busy server
+#    falls behind, so that its accept queue holds connections when it closes
+#    on any machine: without that, a fast machine can empty the queue in
+#    time and lose nothing (CI did, on 2026-11-30).  Required: it loses
+#    connections (reset in the old socket's accept queue), so this test can
+#    tell the two apart.  A run that loses nothing is retried (at most
+#    NAIVE_TRIES times) and then fails, saying so.
 # 3. A failed upgrade (the executable replaced by one that exits 3 after a
 #    second): a second SIGUSR2 meanwhile is refused with a log line, the old
 #    process logs why the upgrade failed and keeps serving, the pid file
@@ -89,7 +94,12 @@ t0=$SECONDS
 for i in 1 2 3 4; do
     nap 1.5
     old=$(cat "$TMP/pid")
+    # The same stall as the naive restart gets (part 2): the old process's
+    # accept queue holds connections when it hands over.
+    kill -STOP "$old"
+    nap 0.3
     kill -USR2 "$old"
+    kill -CONT "$old"
     if ! wait_for 10 pid_not "$TMP/pid" "$old"; then
         fail "upgrade $i: the pid file names a new process" "$(tail -3 "$TMP/up.err")"
         break
@@ -170,7 +180,13 @@ naive_once() {
         b=$!
         PIDS+=("$b")
         wait_for 5 has_port "$TMP/n$i.out" || return 2
+        # Stop the old process for a moment first, as a busy server falls
+        # behind: its accept queue then holds connections when the SIGTERM
+        # closes it, whatever the speed of the machine.
+        kill -STOP "$a"
+        nap 0.3
         kill -TERM "$a"
+        kill -CONT "$a"
         a=$b
     done
     wait "$nload"
