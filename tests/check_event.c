@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +240,186 @@ START_TEST(test_long_turns_hold_then_release)
                   atomic_load(&s->ready_waiters), atomic_load(&s->poll_allowed));
     for (int i = 0; i < CONNS; i++)
         close(fds[i]);
+    ps_server_stop(s);
+    ck_assert_int_eq(tu_server_wait(s, tu_ms(5000)), 0);
+    ps_server_free(s);
+}
+END_TEST
+
+/* The pool's trials (pool.c): the rule that keeps or undoes one. */
+START_TEST(test_trial_kept)
+{
+    const int64_t ns[2] = {100000000, 100000000};
+    const int64_t uneven[2] = {100000000, 50000000};
+    uint64_t b[2];
+
+    b[0] = 1000000, b[1] = 1100000; /* 10% more with one poller more */
+    ck_assert(ps__trial_kept(1, 2, b, ns));
+    b[1] = 1030000; /* 3%: not worth a core */
+    ck_assert(!ps__trial_kept(1, 2, b, ns));
+    b[1] = 990000; /* one fewer, 1% less: keep the saving */
+    ck_assert(ps__trial_kept(2, 1, b, ns));
+    b[1] = 950000; /* one fewer, 5% less: undo */
+    ck_assert(!ps__trial_kept(2, 1, b, ns));
+    b[1] = 600000; /* rates, not totals: 600k in half the time is 20% more */
+    ck_assert(ps__trial_kept(1, 2, b, uneven));
+    b[0] = b[1] = 0; /* nothing moved: no reason to add a poller */
+    ck_assert(!ps__trial_kept(1, 2, b, ns));
+}
+END_TEST
+
+/* /proc/stat is read for the CPUs this thread may run on only. */
+START_TEST(test_cpu_idle_follows_affinity)
+{
+    cpu_set_t all, one;
+    uint64_t idle, total, idle1, total1;
+    int cpu = 0;
+
+    ck_assert_int_eq(sched_getaffinity(0, sizeof all, &all), 0);
+    ck_assert_int_eq(ps__cpu_count(), CPU_COUNT(&all));
+    ck_assert_int_eq(ps__cpu_idle(&idle, &total), 0);
+    ck_assert(total > 0 && idle <= total);
+    if (CPU_COUNT(&all) < 2)
+        return;
+    while (!CPU_ISSET(cpu, &all))
+        cpu++;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    ck_assert_int_eq(sched_setaffinity(0, sizeof one, &one), 0);
+    ck_assert_int_eq(ps__cpu_idle(&idle1, &total1), 0);
+    ck_assert_int_eq(sched_setaffinity(0, sizeof all, &all), 0);
+    /* One CPU's time since boot, read later, against all of them. */
+    ck_assert_msg(total1 < total, "one CPU: %llu ticks, %d CPUs: %llu", (unsigned long long)total1,
+                  CPU_COUNT(&all), (unsigned long long)total);
+    ck_assert(idle1 <= total1);
+}
+END_TEST
+
+static bool two_in_epoll(void *arg)
+{
+    ps_server *s = arg;
+
+    return atomic_load(&s->ready_waiters) == 2 && atomic_load(&s->pollers) == 2;
+}
+
+/* A floor of two pollers (as a kept trial sets it) brings the standby in
+ * at once; when no turn runs any more, the floor lapses and the pool goes
+ * back to one poller by itself. */
+START_TEST(test_floor_joins_then_lapses)
+{
+    ps_config cfg;
+    ps_handler h;
+    tu_rec r;
+    ps_server *s;
+
+    tu_rec_init(&r);
+    tu_config(&cfg);
+    cfg.workers = 4;
+    tu_rec_handler(&h);
+    s = tu_server_start(&cfg, &h, &r, NULL);
+    ck_assert(tu_wait_until(all_workers_asleep, s, tu_ms(5000)));
+    atomic_store(&s->ctl_last_ns, ps__now_ns()); /* as if a trial step just ran */
+    ps__pool_set_floor(s, 2);
+    ck_assert_msg(tu_wait_until(two_in_epoll, s, tu_ms(5000)),
+                  "floor 2: %d pollers, %d in epoll_wait", atomic_load(&s->pollers),
+                  atomic_load(&s->ready_waiters));
+    ck_assert_msg(tu_wait_until(all_workers_asleep, s, tu_ms(5000)),
+                  "the floor did not lapse: floor %d, %d allowed, %d in epoll_wait",
+                  atomic_load(&s->poll_floor), atomic_load(&s->poll_allowed),
+                  atomic_load(&s->ready_waiters));
+    ck_assert_int_eq(atomic_load(&s->poll_floor), 1);
+    ps_server_stop(s);
+    ck_assert_int_eq(tu_server_wait(s, tu_ms(5000)), 0);
+    ps_server_free(s);
+}
+END_TEST
+
+/* Trials under load, raced against connections that close and reset: every
+ * byte still comes back, and the pool ends at one poller.  Where the CPUs
+ * had time to spare during the load, at least one trial must have run (the
+ * first comes about PS_TRIAL_GAP_MIN_NS after the load starts). */
+struct trial_load {
+    int port, id;
+    atomic_bool *stop;
+    int errors;
+};
+
+static void *trial_client(void *arg)
+{
+    struct trial_load *t = arg;
+    char msg[64];
+    int fd = -1;
+
+    tu_fill(msg, sizeof msg, (unsigned)t->id);
+    for (unsigned n = 0; !atomic_load(t->stop) && n < 2000000; n++) {
+        if (fd < 0 && (fd = tu_connect(t->port, tu_ms(2000))) < 0) {
+            t->errors++;
+            break;
+        }
+        if (tu_echo(fd, msg, sizeof msg, false, tu_ms(5000), NULL) != 0) {
+            t->errors++;
+            break;
+        }
+        if (n % 997 == 996) { /* now and then a reset, or a close */
+            if (n % 2)
+                tu_close_rst(fd);
+            else
+                close(fd);
+            fd = -1;
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+static size_t plain_echo_on_data(ps_conn *c, const char *data, size_t len, void *user)
+{
+    (void)user;
+    ps_conn_send(c, data, len);
+    return len;
+}
+
+static bool trial_ended(void *arg)
+{
+    return atomic_load(&((ps_server *)arg)->ctl_ended) > 0;
+}
+
+START_TEST(test_trials_under_load)
+{
+    enum { CLIENTS = 3 };
+    ps_config cfg;
+    ps_handler h = {.on_data = plain_echo_on_data};
+    ps_server *s;
+    pthread_t tid[CLIENTS];
+    struct trial_load t[CLIENTS];
+    atomic_bool stop = false;
+    uint64_t i0, t0, i1, t1;
+    int port, have_idle;
+
+    tu_config(&cfg);
+    cfg.workers = 4;
+    s = tu_server_start(&cfg, &h, NULL, &port);
+    have_idle = ps__cpu_idle(&i0, &t0) == 0;
+    for (int i = 0; i < CLIENTS; i++) {
+        t[i] = (struct trial_load){.port = port, .id = i, .stop = &stop};
+        ck_assert_int_eq(pthread_create(&tid[i], NULL, trial_client, &t[i]), 0);
+    }
+    tu_wait_until(trial_ended, s, tu_ms(4000)); /* none, where the CPUs are busy */
+    atomic_store(&stop, true);
+    for (int i = 0; i < CLIENTS; i++) {
+        pthread_join(tid[i], NULL);
+        ck_assert_msg(t[i].errors == 0, "client %d lost its echo", i);
+    }
+    if (have_idle && ps__cpu_idle(&i1, &t1) == 0 && s->ctl_max > 1 &&
+        (i1 - i0) * 100 >= (t1 - t0) * 20)
+        ck_assert_msg(atomic_load(&s->ctl_trials) > 0,
+                      "the CPUs were %llu%% idle and no trial ran",
+                      (unsigned long long)((i1 - i0) * 100 / (t1 - t0)));
+    ck_assert_msg(tu_wait_until(all_workers_asleep, s, tu_ms(5000)),
+                  "after the load: floor %d, %d allowed, %d in epoll_wait",
+                  atomic_load(&s->poll_floor), atomic_load(&s->poll_allowed),
+                  atomic_load(&s->ready_waiters));
     ps_server_stop(s);
     ck_assert_int_eq(tu_server_wait(s, tu_ms(5000)), 0);
     ps_server_free(s);
@@ -583,6 +764,10 @@ Suite *event_suite(void)
     tcase_add_test(tc, test_no_overlap);
     tcase_add_test(tc, test_event_workers_asleep);
     tcase_add_test(tc, test_long_turns_hold_then_release);
+    tcase_add_test(tc, test_trial_kept);
+    tcase_add_test(tc, test_cpu_idle_follows_affinity);
+    tcase_add_test(tc, test_floor_joins_then_lapses);
+    tcase_add_test(tc, test_trials_under_load);
     tcase_add_test(tc, test_event_partial_consume);
     tcase_add_test(tc, test_event_close_flushes);
     tcase_add_test(tc, test_event_peer_reset_during_write);

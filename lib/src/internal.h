@@ -356,12 +356,31 @@ struct ps_server {
     atomic_uint long_turns; /* event-style turns longer than PS_LONG_TURN_NS (pool.c) */
     _Atomic int64_t long_turn_ns; /* when the last of them ended (ps__now_ns) */
     atomic_bool standby_deep; /* the standby sleeps untimed: nothing runs */
-    /* bench_lock guards benched, has_standby and pool_stop; idle workers
+    /* The poller floor (pool.c, "trials"): poll_allowed never falls below
+     * poll_floor, which trials of one poller more or fewer set by the
+     * throughput each gives.  A trial step runs at the end of a turn once
+     * ctl_next_ns is due, by whoever sets ctl_busy; the ctl_ fields below
+     * it are that step's alone. */
+    PS_ALIGN_CACHE atomic_int poll_floor; /* read-mostly: on a line of its own */
+    _Atomic int64_t ctl_next_ns, ctl_last_ns; /* next step due; last step ran */
+    atomic_bool ctl_busy;
+    int ctl_state, ctl_phase, ctl_max; /* ctl_max: the most pollers worth a trial */
+    int ctl_from, ctl_to;              /* the floor a trial left, the one it tries */
+    bool ctl_up;                       /* the last trial from a middle floor went up */
+    int64_t ctl_t0, ctl_gap_ns;        /* a window's start (or a wait's end) */
+    uint64_t ctl_bytes0;               /* bytes moved at ctl_t0 */
+    uint64_t ctl_bytes[2];             /* bytes moved in the floor's, the trial's windows */
+    int64_t ctl_ns[2];                 /* ... and their lengths */
+    uint64_t ctl_idle0, ctl_total0;    /* the CPUs' idle, total ticks when a wait began */
+    bool ctl_looked;                   /* ... read (/proc/stat could be read) */
+    atomic_uint ctl_trials, ctl_ended; /* trials begun, ended (tests look) */
+    /* bench_lock guards benched, has_standby, join_poll (a trial opened a
+     * poller's place: the standby takes it) and pool_stop; idle workers
      * that may not poll sleep on bench_cv, the standby on standby_cv. */
-    pthread_mutex_t bench_lock;
+    PS_ALIGN_CACHE pthread_mutex_t bench_lock;
     pthread_cond_t bench_cv, standby_cv;
     int benched;
-    bool has_standby, pool_stop;
+    bool has_standby, join_poll, pool_stop;
 
     /* Workers accepting (event style): begin_drain closes the listeners
      * only after setting accept_closed and seeing accepting at 0.  A worker
@@ -459,6 +478,10 @@ int ps__buf_append(ps_buf *b, const void *data, size_t len);
 void ps__config_init(ps_config *cfg);
 int ps__config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err);
 ps_server *ps__server_new(const ps_config *cfg, const ps_handler *h, void *user, ps_err *err);
+/* cpus.c: the CPUs this process may run on (sched_getaffinity), 1..1024;
+ * their idle and total time since boot (clock ticks, /proc/stat), or -errno. */
+int ps__cpu_count(void);
+int ps__cpu_idle(uint64_t *idle, uint64_t *total);
 void ps__server_stats(const ps_server *s, ps_stats *out);
 int ps__stats_format(const ps_stats *st, size_t st_size, ps_stats_format_kind kind,
                      const char *prefix, char *buf, size_t cap);
@@ -546,6 +569,11 @@ int ps__dgram_reply_check(struct ps_dgram *d); /* worker: 0, -ELOOP, -EPERM, -EB
 /* pool.c */
 extern _Thread_local struct ps_worker *ps__self; /* this thread's worker, or NULL */
 int ps__pool_start(ps_server *s, ps_err *err);
+/* The pool's trials (pool.c): set the poller floor (and allowance) to f;
+ * whether a trial from floor `from` to `to` is kept, given the bytes moved
+ * in the floor's windows [0] and the trial's [1] and their lengths (ns). */
+void ps__pool_set_floor(ps_server *s, int f);
+bool ps__trial_kept(int from, int to, const uint64_t bytes[2], const int64_t ns[2]);
 void ps__pool_join(ps_server *s);
 int ps__thread_create(pthread_t *tid, void *(*fn)(void *), void *arg);
 void ps__pool_ring(void *srv); /* queue ready_fn: wake a worker waiting in epoll */

@@ -214,17 +214,9 @@ int ps__config_validate(const ps_config *cfg, const ps_handler *h, ps_err *err)
  * once, not the CPUs. */
 static int default_workers(bool event_style)
 {
-    cpu_set_t set;
-    long n = 0;
-
-    if (!event_style)
-        return PS_BLOCKING_WORKERS;
-    if (sched_getaffinity(0, sizeof set, &set) == 0)
-        n = CPU_COUNT(&set);
-    if (n < 1) /* more CPUs than a cpu_set_t holds, or no affinity call */
-        n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+    return event_style ? ps__cpu_count() : PS_BLOCKING_WORKERS;
 }
+
 
 ps_server *ps__server_new(const ps_config *cfg, const ps_handler *h, void *user, ps_err *err)
 {
