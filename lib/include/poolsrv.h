@@ -253,7 +253,13 @@ typedef struct ps_config {
                                worker_processes auto); a worker only waits for
                                readiness or runs callbacks, so more than the
                                CPUs only adds threads that wake and take
-                               turns.  Blocking style: PS_BLOCKING_WORKERS
+                               turns.  One worker polls at a time, more while
+                               they are saturated, and under load the pool
+                               now and then tries one more where the CPUs
+                               have idle time, keeping it if throughput
+                               rises (it reads /proc/stat for that, at most
+                               about once a second; without it, it never
+                               adds one).  Blocking style: PS_BLOCKING_WORKERS
                                (32), serve calls in progress at once; a
                                worker waiting inside serve (a disk, a
                                database, a slow peer) serves nobody else, so
