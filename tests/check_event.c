@@ -246,7 +246,7 @@ START_TEST(test_long_turns_hold_then_release)
 }
 END_TEST
 
-/* The pool's trials (pool.c): the rule that keeps or undoes one. */
+/* The pool's trials (trials.c): the rule that keeps or undoes one. */
 START_TEST(test_trial_kept)
 {
     const int64_t ns[2] = {100000000, 100000000};

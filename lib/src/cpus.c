@@ -2,7 +2,7 @@
 /*
  * cpus.c - the CPUs this process may run on: how many (the event style's
  * default pool), and how much of their time went idle (the pool's trials
- * of one poller more, pool.c: a second poller can only gain where a CPU
+ * of one poller more, trials.c: a second poller can only gain where a CPU
  * has time to spare).
  */
 #include "internal.h"

@@ -356,7 +356,7 @@ struct ps_server {
     atomic_uint long_turns; /* event-style turns longer than PS_LONG_TURN_NS (pool.c) */
     _Atomic int64_t long_turn_ns; /* when the last of them ended (ps__now_ns) */
     atomic_bool standby_deep; /* the standby sleeps untimed: nothing runs */
-    /* The poller floor (pool.c, "trials"): poll_allowed never falls below
+    /* The poller floor (trials.c): poll_allowed never falls below
      * poll_floor, which trials of one poller more or fewer set by the
      * throughput each gives.  A trial step runs at the end of a turn once
      * ctl_next_ns is due, by whoever sets ctl_busy; the ctl_ fields below
@@ -569,9 +569,21 @@ int ps__dgram_reply_check(struct ps_dgram *d); /* worker: 0, -ELOOP, -EPERM, -EB
 /* pool.c */
 extern _Thread_local struct ps_worker *ps__self; /* this thread's worker, or NULL */
 int ps__pool_start(ps_server *s, ps_err *err);
-/* The pool's trials (pool.c): set the poller floor (and allowance) to f;
- * whether a trial from floor `from` to `to` is kept, given the bytes moved
- * in the floor's windows [0] and the trial's [1] and their lengths (ns). */
+/* An empty poll takes back a poller that long turns let in only this long
+ * after the last of them (pool.c); a trial's lower floor leaves it too. */
+#define PS_LONG_HOLD_NS 10000000
+
+/* trials.c, the poller floor.  ps__trials_init before the workers start;
+ * ps__trial_step at a turn's end once ctl_next_ns is due (any worker: one
+ * runs it, the others return); ps__floor_held: the floor an empty poll may
+ * not go below (1 once the steps have stopped), *hold the ms until a
+ * poller held by it should look again.  ps__pool_set_floor sets the floor
+ * (and the allowance) to f; ps__trial_kept: whether a trial from floor
+ * `from` to `to` is kept, given the bytes moved in the floor's windows [0]
+ * and the trial's [1] and their lengths (ns). */
+void ps__trials_init(ps_server *s);
+void ps__trial_step(ps_server *s, int64_t now);
+int ps__floor_held(ps_server *s, int64_t now, int *hold);
 void ps__pool_set_floor(ps_server *s, int f);
 bool ps__trial_kept(int from, int to, const uint64_t bytes[2], const int64_t ns[2]);
 void ps__pool_join(ps_server *s);
