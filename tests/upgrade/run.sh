@@ -97,7 +97,7 @@ for i in 1 2 3 4; do
     # The same stall as the naive restart gets (part 2): the old process's
     # accept queue holds connections when it hands over.
     kill -STOP "$old"
-    nap 0.3
+    nap 0.3 # the stall itself (as in part 2)
     kill -USR2 "$old"
     kill -CONT "$old"
     if ! wait_for 10 pid_not "$TMP/pid" "$old"; then
@@ -184,7 +184,9 @@ naive_once() {
         # behind: its accept queue then holds connections when the SIGTERM
         # closes it, whatever the speed of the machine.
         kill -STOP "$a"
-        nap 0.3
+        nap 0.3 # the stall itself, not a wait: no condition says "queued";
+                # the kernel queue of a stopped server under this load need
+                # not grow (its clients' connections are mostly accepted)
         kill -TERM "$a"
         kill -CONT "$a"
         a=$b
