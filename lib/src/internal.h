@@ -570,8 +570,13 @@ int ps__dgram_reply_check(struct ps_dgram *d); /* worker: 0, -ELOOP, -EPERM, -EB
 extern _Thread_local struct ps_worker *ps__self; /* this thread's worker, or NULL */
 int ps__pool_start(ps_server *s, ps_err *err);
 /* An empty poll takes back a poller that long turns let in only this long
- * after the last of them (pool.c); a trial's lower floor leaves it too. */
+ * after the last of them (pool.c); a trial's lower floor leaves it too.
+ * ps__long_hold_left: ns until that hold ends (<= 0: none). */
 #define PS_LONG_HOLD_NS 10000000
+static inline int64_t ps__long_hold_left(const ps_server *s, int64_t now)
+{
+    return atomic_load_explicit(&s->long_turn_ns, memory_order_relaxed) + PS_LONG_HOLD_NS - now;
+}
 
 /* trials.c, the poller floor.  ps__trials_init before the workers start;
  * ps__trial_step at a turn's end once ctl_next_ns is due (any worker: one

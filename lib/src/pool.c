@@ -222,9 +222,7 @@ static int note_idle(ps_server *s)
 
     atomic_fetch_add_explicit(&s->idle_seq, 1, memory_order_relaxed);
     if (a > 1) {
-        int64_t now = ps__now_ns();
-        int64_t left = atomic_load_explicit(&s->long_turn_ns, memory_order_relaxed) +
-                       PS_LONG_HOLD_NS - now;
+        int64_t now = ps__now_ns(), left = ps__long_hold_left(s, now);
         if (left > 0)
             return (int)(left / 1000000) + 1;
         floor = ps__floor_held(s, now, &hold);
@@ -327,8 +325,8 @@ static void *wait_ready(struct ps_worker *w, int64_t *now_ns, bool *left)
         *left = true;
         return NULL;
     }
-    /* Held beyond one poller by long turns: wake when the hold ends, to
-     * look again (and leave if it was only the hold). */
+    /* Held beyond one poller by long turns or the trials' floor: wake when
+     * the hold ends, to look again (and leave if it was only the hold). */
     n = epoll_wait(s->cepfd, evs, PS_HARVEST_MAX,
                    hold > 0 && atomic_load_explicit(&s->pollers, memory_order_relaxed) > 1 ? hold
                                                                                             : -1);

@@ -6,7 +6,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <stdint.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -216,7 +215,6 @@ static int default_workers(bool event_style)
 {
     return event_style ? ps__cpu_count() : PS_BLOCKING_WORKERS;
 }
-
 
 ps_server *ps__server_new(const ps_config *cfg, const ps_handler *h, void *user, ps_err *err)
 {

@@ -59,10 +59,8 @@ static uint64_t bytes_moved(const ps_server *s)
 void ps__pool_set_floor(ps_server *s, int f)
 {
     int old = atomic_exchange(&s->poll_floor, f), a = atomic_load(&s->poll_allowed);
-    int64_t held_until =
-        atomic_load_explicit(&s->long_turn_ns, memory_order_relaxed) + PS_LONG_HOLD_NS;
 
-    if (a < f || (f < old && held_until <= ps__now_ns()))
+    if (a < f || (f < old && ps__long_hold_left(s, ps__now_ns()) <= 0))
         atomic_store(&s->poll_allowed, f);
     if (f > old) {
         pthread_mutex_lock(&s->bench_lock);
@@ -91,26 +89,30 @@ int ps__floor_held(ps_server *s, int64_t now, int *hold)
     return 1;
 }
 
-/* Wait gap ns before the next trial, noting the CPUs' idle time now. */
-static void trial_wait(ps_server *s, int64_t now, int64_t gap)
+/* Wait gap ns before the next trial.  The CPUs' idle time is counted from
+ * the wait's start: read now, unless the caller just did (looked). */
+static void trial_wait(ps_server *s, int64_t now, int64_t gap, bool looked)
 {
     s->ctl_state = CTL_WAIT;
     s->ctl_t0 = now + gap; /* in CTL_WAIT: when the wait ends */
-    s->ctl_looked = ps__cpu_idle(&s->ctl_idle0, &s->ctl_total0) == 0;
+    if (!looked)
+        s->ctl_looked = ps__cpu_idle(&s->ctl_idle0, &s->ctl_total0) == 0;
 }
 
 /* Did the CPUs we may run on spend PS_TRIAL_IDLE_PCT of their time idle
  * since the wait began?  Else a poller more has no core to run on: under
  * echo load the clients take what the one poller leaves (0-2% idle), and
  * trying a second there costs the p99 of its windows; keep-alive HTTPS
- * left 11% idle with one poller. */
-static bool cpus_to_spare(const ps_server *s)
+ * left 11% idle with one poller.  The reading stays, as the start of the
+ * next wait's count. */
+static bool cpus_to_spare(ps_server *s)
 {
-    uint64_t idle, total;
+    uint64_t idle0 = s->ctl_idle0, total0 = s->ctl_total0;
+    bool looked = s->ctl_looked;
 
-    if (!s->ctl_looked || ps__cpu_idle(&idle, &total) < 0 || total <= s->ctl_total0)
-        return false;
-    return (idle - s->ctl_idle0) * 100 >= (total - s->ctl_total0) * PS_TRIAL_IDLE_PCT;
+    s->ctl_looked = ps__cpu_idle(&s->ctl_idle0, &s->ctl_total0) == 0;
+    return looked && s->ctl_looked && s->ctl_total0 > total0 &&
+           (s->ctl_idle0 - idle0) * 100 >= (s->ctl_total0 - total0) * PS_TRIAL_IDLE_PCT;
 }
 
 /* The next window: set its floor (even phases the floor the trial left,
@@ -147,7 +149,7 @@ static void trial_end(ps_server *s, int64_t now)
         if (s->ctl_gap_ns < PS_TRIAL_GAP_MAX_NS)
             s->ctl_gap_ns *= 2;
     }
-    trial_wait(s, now, s->ctl_gap_ns);
+    trial_wait(s, now, s->ctl_gap_ns, false);
 }
 
 /* The floor a trial from f tries: one up or one down, by turns from a
@@ -165,7 +167,6 @@ static int trial_target(ps_server *s, int f)
 static int64_t trial_step_locked(ps_server *s, int64_t now, int64_t last)
 {
     int f = atomic_load(&s->poll_floor);
-    uint64_t bytes = bytes_moved(s);
     int i;
 
     if (now - last > 2 * PS_TRIAL_WINDOW_NS) { /* no turn for a while: the
@@ -173,7 +174,7 @@ static int64_t trial_step_locked(ps_server *s, int64_t now, int64_t last)
         if (s->ctl_state != CTL_WAIT && f != s->ctl_from)
             ps__pool_set_floor(s, s->ctl_from); /* the trial is void */
         s->ctl_gap_ns = PS_TRIAL_GAP_MIN_NS;
-        trial_wait(s, now, PS_TRIAL_GAP_MIN_NS);
+        trial_wait(s, now, PS_TRIAL_GAP_MIN_NS, false);
         return now + PS_TRIAL_WINDOW_NS;
     }
     switch (s->ctl_state) {
@@ -183,7 +184,7 @@ static int64_t trial_step_locked(ps_server *s, int64_t now, int64_t last)
         s->ctl_from = f;
         s->ctl_to = trial_target(s, f);
         if (s->ctl_to > f && !cpus_to_spare(s)) {
-            trial_wait(s, now, s->ctl_gap_ns);
+            trial_wait(s, now, s->ctl_gap_ns, true);
             return now + PS_TRIAL_WINDOW_NS;
         }
         for (i = 0; i < 2; i++)
@@ -194,11 +195,11 @@ static int64_t trial_step_locked(ps_server *s, int64_t now, int64_t last)
     case CTL_SETTLE:
         s->ctl_state = CTL_MEASURE;
         s->ctl_t0 = now;
-        s->ctl_bytes0 = bytes;
+        s->ctl_bytes0 = bytes_moved(s);
         return now + PS_TRIAL_WINDOW_NS;
     default:
         i = s->ctl_phase % 2;
-        s->ctl_bytes[i] += bytes - s->ctl_bytes0;
+        s->ctl_bytes[i] += bytes_moved(s) - s->ctl_bytes0;
         s->ctl_ns[i] += now - s->ctl_t0;
         if (s->ctl_phase + 1 < PS_TRIAL_PHASES) {
             trial_phase(s, s->ctl_phase + 1);
@@ -228,6 +229,6 @@ void ps__trials_init(ps_server *s)
     atomic_store(&s->poll_floor, 1);
     s->ctl_max = ps__cpu_count() < s->cfg.workers ? ps__cpu_count() : s->cfg.workers;
     s->ctl_gap_ns = PS_TRIAL_GAP_MIN_NS;
-    trial_wait(s, 0, PS_TRIAL_GAP_MIN_NS);
+    trial_wait(s, 0, PS_TRIAL_GAP_MIN_NS, false);
     atomic_store(&s->ctl_next_ns, s->event_style && s->ctl_max > 1 ? 0 : INT64_MAX);
 }

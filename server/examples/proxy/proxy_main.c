@@ -8,10 +8,11 @@
  * a while and the next one is tried, up to --retries times, as HAProxy's
  * `retries`: a connect that failed has sent nothing, so it is safe to
  * redo).  Until one is connected, the client's bytes (and its half-close)
- * wait in the pair, so none is lost to a backend that fails.  The two connections are a pair: each
- * side's on_data hands its bytes to the other side with ps_conn_post, so
- * every byte is written by the thread that owns the connection it goes to,
- * with that connection's watermarks, timeouts and counters.
+ * wait in the pair, so none is lost to a backend that fails.  The two
+ * connections are a pair: each side's on_data hands its bytes to the other
+ * side with ps_conn_post, so every byte is written by the thread that owns
+ * the connection it goes to, with that connection's watermarks, timeouts
+ * and counters.
  *
  * Backpressure: bytes handed over and not yet written (in flight) plus the
  * receiver's pending output are what a slow receiver costs; once they pass
